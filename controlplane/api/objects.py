@@ -1,0 +1,123 @@
+"""Helpers over API objects: envelopes, metadata, manifests (dict <-> protobuf), merge patches.
+
+Manifests are Kubernetes-shaped dicts (camelCase fields). They map to protobuf
+through ``google.protobuf.json_format``, which reports unknown fields by path.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from controlplane.api import kinds
+from controlplane.api.errors import InvalidError
+from controlplane.api.pb import api_pb2, meta_pb2
+
+
+def wrap(obj: Message) -> api_pb2.Object:
+    """Put a bare object into the ``Object`` envelope."""
+    info = kinds.of_message(obj)
+    env = api_pb2.Object()
+    getattr(env, info.envelope_field).CopyFrom(obj)
+    return env
+
+
+def unwrap(env: api_pb2.Object) -> Message:
+    """The bare object inside an envelope (a reference, not a copy)."""
+    info = kinds.of_envelope(env)
+    msg: Message = getattr(env, info.envelope_field)
+    return msg
+
+
+def meta(obj: Message) -> meta_pb2.ObjectMeta:
+    """The metadata of a bare object (a reference: changes write through)."""
+    m: meta_pb2.ObjectMeta = obj.metadata  # type: ignore[attr-defined]
+    return m
+
+
+def describe(obj: Message) -> str:
+    """``Kind namespace/name`` for messages, as Kubernetes writes it (``pods "web"``)."""
+    info = kinds.of_message(obj)
+    m = meta(obj)
+    if m.name:
+        name = m.name
+    elif m.generate_name:
+        name = m.generate_name + "*"
+    else:
+        name = "<unnamed>"
+    if info.namespaced and m.namespace:
+        return f'{info.kind} "{m.namespace}/{name}"'
+    return f'{info.kind} "{name}"'
+
+
+def from_manifest(doc: Mapping[str, Any], *, where: str = "") -> Message:
+    """Parse a manifest dict into its kind's message, checking apiVersion/kind and every field.
+
+    ``where`` prefixes error messages (e.g. a file name and document index).
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(doc, Mapping):
+        raise InvalidError(f"{prefix}a manifest must be a mapping, got {type(doc).__name__}")
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(api_version, str) or not api_version:
+        raise InvalidError(f"{prefix}apiVersion: required", field="apiVersion")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidError(f"{prefix}kind: required", field="kind")
+    try:
+        info = kinds.for_kind(api_version, kind)
+    except InvalidError as err:
+        raise InvalidError(prefix + err.message, field=err.field) from None
+    msg = info.message()
+    try:
+        json_format.ParseDict(dict(doc), msg)
+    except json_format.ParseError as err:
+        name = ""
+        md = doc.get("metadata")
+        if isinstance(md, Mapping) and isinstance(md.get("name"), str):
+            name = f' "{md["name"]}"'
+        raise InvalidError(f"{prefix}{kind}{name}: {_clean_parse_error(str(err))}") from None
+    return msg
+
+
+def _clean_parse_error(text: str) -> str:
+    # json_format names the message path ("Pod.spec") and then lists every available
+    # field; rewrite the common case as a manifest field path and drop the list.
+    first = text.split("Available Fields")[0].strip()
+    unknown = re.search(r'has no field named "([^"]+)" at "([^"]+)"', first)
+    if unknown:
+        path = unknown.group(2).partition(".")[2]
+        return f"{path + '.' if path else ''}{unknown.group(1)}: unknown field"
+    at = re.search(r'^(.*) at "([^"]+)"', first, re.S)
+    if at:
+        path = at.group(2).partition(".")[2] or at.group(2)
+        reason = re.sub(r"^Failed to parse \w+ field: ", "", at.group(1)).strip()
+        return f"{path}: {reason}"
+    chain = re.findall(r"Failed to parse (\w+) field: ", first)
+    if chain:
+        reason = re.sub(r"^(Failed to parse \w+ field: )+", "", first).rstrip(".")
+        return f"{'.'.join(chain)}: {reason}"
+    return first
+
+
+def to_manifest(obj: Message) -> dict[str, Any]:
+    """The manifest dict of a bare object (camelCase fields, defaults omitted)."""
+    out: dict[str, Any] = json_format.MessageToDict(obj, preserving_proto_field_name=False)
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7386 JSON merge patch; returns a new value."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

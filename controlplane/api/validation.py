@@ -1,0 +1,689 @@
+"""Validation of API objects, with Kubernetes' rules and field paths a user can act on.
+
+``validate(obj)`` checks one object on its own (syntax, required fields,
+ranges, references inside the object). Rules that need the stored object
+(immutable fields) or other objects (the namespace exists) live in the API
+server's strategies. Every problem is reported at once, each as
+``path: reason``, e.g. ``spec.containers[0].command: required``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
+
+from controlplane.api import kinds
+from controlplane.api.errors import InvalidError
+from controlplane.api.objects import describe, meta
+from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2
+from controlplane.api.quantity import parse_quantity
+from controlplane.api.selectors import from_label_selector_message
+
+MAX_OBJECT_BYTES = 1024 * 1024
+"""Largest serialized object accepted (etcd's default request limit is 1.5 MiB)."""
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+PROTOCOLS = ("TCP", "UDP")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "ExternalName")
+
+
+class Errors:
+    """Collects ``path: reason`` problems for one object."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, reason: str) -> None:
+        """Record one problem at a field path."""
+        self.items.append(f"{path}: {reason}")
+
+    def raise_for(self, obj: Message) -> None:
+        """Raise one ``InvalidError`` naming the object and every problem, if there are any."""
+        if self.items:
+            raise InvalidError(f"{describe(obj)} is invalid: " + "; ".join(self.items), field=self.items[0])
+
+
+# ------------------------------------------------------------------ primitives
+
+
+def check_dns1123_label(errs: Errors, path: str, value: str) -> None:
+    """A DNS-1123 label: lower-case alphanumerics and '-', at most 63 characters."""
+    if not value:
+        errs.add(path, "required")
+    elif len(value) > 63 or not _DNS1123_LABEL.match(value):
+        errs.add(
+            path,
+            f"{value!r} must be a DNS-1123 label: at most 63 lower-case letters, digits or '-', starting and "
+            "ending with a letter or digit",
+        )
+
+
+def check_dns1123_subdomain(errs: Errors, path: str, value: str) -> None:
+    """A DNS-1123 subdomain: dot-separated labels, at most 253 characters."""
+    if not value:
+        errs.add(path, "required")
+    elif len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        errs.add(
+            path,
+            f"{value!r} must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and "
+            "ending with a letter or digit, at most 253 characters",
+        )
+
+
+def check_qualified_key(errs: Errors, path: str, key: str) -> None:
+    """A label or annotation key: ``[prefix/]name``."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not prefix:
+        errs.add(path, f"key {key!r}: the prefix before '/' must not be empty")
+        return
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        errs.add(path, f"key {key!r}: prefix {prefix!r} must be a DNS-1123 subdomain")
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        errs.add(
+            path,
+            f"key {key!r}: name part must be at most 63 characters of letters, digits, '-', '_' or '.', starting "
+            "and ending with a letter or digit",
+        )
+
+
+def check_labels(errs: Errors, path: str, labels: Mapping[str, str]) -> None:
+    """Label keys and values with Kubernetes' syntax."""
+    for key in sorted(labels):
+        check_qualified_key(errs, path, key)
+        value = labels[key]
+        if len(value) > 63 or not _LABEL_VALUE.match(value):
+            errs.add(
+                f"{path}[{key}]",
+                f"value {value!r} must be at most 63 characters of letters, digits, '-', '_' or '.', starting and "
+                "ending with a letter or digit",
+            )
+
+
+def check_quantities(errs: Errors, path: str, quantities: Mapping[str, str]) -> None:
+    """Every value is a quantity and not negative."""
+    for name in sorted(quantities):
+        try:
+            if parse_quantity(quantities[name]) < 0:
+                errs.add(f"{path}.{name}", f"{quantities[name]!r} must not be negative")
+        except ValueError as err:
+            errs.add(f"{path}.{name}", str(err))
+
+
+def check_port(errs: Errors, path: str, port: int, *, required: bool = True) -> None:
+    """A TCP/UDP port number."""
+    if port == 0 and not required:
+        return
+    if not 1 <= port <= 65535:
+        errs.add(path, f"{port} must be a port number between 1 and 65535")
+
+
+def check_int_or_string_port(errs: Errors, path: str, value: struct_pb2.Value, *, required: bool = True) -> None:
+    """An IntOrString port: a number 1..65535 or a port name."""
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        if required:
+            errs.add(path, "required")
+    elif kind == "number_value":
+        n = value.number_value
+        if n != int(n):
+            errs.add(path, f"{n} must be a whole port number")
+        else:
+            check_port(errs, path, int(n))
+    elif kind == "string_value":
+        s = value.string_value
+        if s.isdigit():
+            check_port(errs, path, int(s))
+        elif len(s) > 15 or not _PORT_NAME.match(s):
+            errs.add(path, f"{s!r} must be a port number or a port name (at most 15 lower-case letters, digits, '-')")
+    else:
+        errs.add(path, "must be a port number or a port name")
+
+
+def check_int_or_percent(errs: Errors, path: str, value: struct_pb2.Value) -> None:
+    """An IntOrString count: a non-negative integer or a percentage such as ``25%``."""
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return
+    if kind == "number_value":
+        if value.number_value < 0 or value.number_value != int(value.number_value):
+            errs.add(path, f"{value.number_value} must be a non-negative whole number")
+    elif kind == "string_value":
+        s = value.string_value
+        if not re.match(r"^[0-9]+%$", s) and not s.isdigit():
+            errs.add(path, f"{s!r} must be a whole number or a percentage such as '25%'")
+    else:
+        errs.add(path, "must be a whole number or a percentage")
+
+
+def check_one_of(errs: Errors, path: str, value: str, allowed: Iterable[str], *, required: bool = False) -> None:
+    """The value is one of an enumeration (empty allowed unless required)."""
+    allowed = tuple(allowed)
+    if not value:
+        if required:
+            errs.add(path, f"required; one of {', '.join(allowed)}")
+        return
+    if value not in allowed:
+        errs.add(path, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def check_label_selector(errs: Errors, path: str, sel: meta_pb2.LabelSelector) -> None:
+    """A LabelSelector message: valid labels and operators."""
+    check_labels(errs, f"{path}.matchLabels", sel.match_labels)
+    for i, expr in enumerate(sel.match_expressions):
+        p = f"{path}.matchExpressions[{i}]"
+        check_qualified_key(errs, f"{p}.key", expr.key)
+        check_one_of(errs, f"{p}.operator", expr.operator, ("In", "NotIn", "Exists", "DoesNotExist"), required=True)
+        if expr.operator in ("In", "NotIn") and not expr.values:
+            errs.add(f"{p}.values", f"required for operator {expr.operator}")
+        if expr.operator in ("Exists", "DoesNotExist") and expr.values:
+            errs.add(f"{p}.values", f"must be empty for operator {expr.operator}")
+
+
+# -------------------------------------------------------------------- metadata
+
+
+def validate_metadata(errs: Errors, info: kinds.KindInfo, md: meta_pb2.ObjectMeta) -> None:
+    """Name, namespace, labels, annotations and references of any object."""
+    if not md.name and not md.generate_name:
+        errs.add("metadata.name", "required")
+    elif md.name:
+        if info.kind == "Service":
+            # Services become DNS names and environment variables: a DNS-1035 label.
+            if len(md.name) > 63 or not _DNS1035_LABEL.match(md.name):
+                errs.add(
+                    "metadata.name",
+                    f"{md.name!r} must be a DNS-1035 label: at most 63 lower-case letters, digits or '-', starting "
+                    "with a letter and ending with a letter or digit",
+                )
+        elif info.kind == "Namespace":
+            check_dns1123_label(errs, "metadata.name", md.name)
+        else:
+            check_dns1123_subdomain(errs, "metadata.name", md.name)
+    if info.namespaced:
+        if md.namespace:
+            check_dns1123_label(errs, "metadata.namespace", md.namespace)
+    elif md.namespace:
+        errs.add("metadata.namespace", f"must be empty: {info.plural} are not namespaced")
+    check_labels(errs, "metadata.labels", md.labels)
+    for key in sorted(md.annotations):
+        check_qualified_key(errs, "metadata.annotations", key)
+    if sum(len(k) + len(v) for k, v in md.annotations.items()) > 256 * 1024:
+        errs.add("metadata.annotations", "must have at most 262144 bytes in all")
+    for i, ref in enumerate(md.owner_references):
+        p = f"metadata.ownerReferences[{i}]"
+        for field, value in (("apiVersion", ref.api_version), ("kind", ref.kind), ("name", ref.name), ("uid", ref.uid)):
+            if not value:
+                errs.add(f"{p}.{field}", "required")
+    if sum(1 for r in md.owner_references if r.controller) > 1:
+        errs.add("metadata.ownerReferences", "only one reference can have controller set to true")
+    for i, fin in enumerate(md.finalizers):
+        check_qualified_key(errs, f"metadata.finalizers[{i}]", fin)
+
+
+# ------------------------------------------------------------------------- pod
+
+
+def _validate_handler(errs: Errors, path: str, handler: Message, ports: set[str]) -> None:
+    set_fields = [f.name for f, _ in handler.ListFields() if f.name in ("exec", "http_get", "tcp_socket")]
+    if len(set_fields) != 1:
+        errs.add(path, "exactly one of exec, httpGet or tcpSocket must be set")
+        return
+    if set_fields[0] == "exec" and not handler.exec.command:  # type: ignore[attr-defined]
+        errs.add(f"{path}.exec.command", "required")
+    elif set_fields[0] == "http_get":
+        hg = handler.http_get  # type: ignore[attr-defined]
+        _check_named_port(errs, f"{path}.httpGet.port", hg.port, ports)
+        check_one_of(errs, f"{path}.httpGet.scheme", hg.scheme, ("HTTP", "HTTPS"))
+        if hg.path and not hg.path.startswith("/"):
+            errs.add(f"{path}.httpGet.path", f"{hg.path!r} must start with '/'")
+    elif set_fields[0] == "tcp_socket":
+        _check_named_port(errs, f"{path}.tcpSocket.port", handler.tcp_socket.port, ports)  # type: ignore[attr-defined]
+
+
+def _check_named_port(errs: Errors, path: str, value: struct_pb2.Value, ports: set[str]) -> None:
+    check_int_or_string_port(errs, path, value)
+    if value.WhichOneof("kind") == "string_value" and not value.string_value.isdigit():
+        if value.string_value not in ports:
+            errs.add(path, f"port name {value.string_value!r} is not a port of this container")
+
+
+def _validate_probe(errs: Errors, path: str, probe: core_pb2.Probe, ports: set[str], *, liveness: bool) -> None:
+    _validate_handler(errs, path, probe, ports)
+    for field, value in (
+        ("initialDelaySeconds", probe.initial_delay_seconds),
+        ("timeoutSeconds", probe.timeout_seconds),
+        ("periodSeconds", probe.period_seconds),
+        ("successThreshold", probe.success_threshold),
+        ("failureThreshold", probe.failure_threshold),
+    ):
+        if value < 0:
+            errs.add(f"{path}.{field}", f"{value} must be greater than or equal to 0")
+    if liveness and probe.success_threshold > 1:
+        errs.add(f"{path}.successThreshold", "must be 1 for liveness and startup probes")
+
+
+def _validate_container(
+    errs: Errors, path: str, c: core_pb2.Container, volumes: set[str], *, init: bool
+) -> None:
+    check_dns1123_label(errs, f"{path}.name", c.name)
+    if not c.command:
+        errs.add(f"{path}.command", "required (a container is a process: command + args)")
+    elif not c.command[0]:
+        errs.add(f"{path}.command[0]", "must not be empty")
+    port_names: set[str] = set()
+    for i, port in enumerate(c.ports):
+        pp = f"{path}.ports[{i}]"
+        check_port(errs, f"{pp}.containerPort", port.container_port)
+        check_port(errs, f"{pp}.hostPort", port.host_port, required=False)
+        check_one_of(errs, f"{pp}.protocol", port.protocol, PROTOCOLS)
+        if port.name:
+            if len(port.name) > 15 or not _PORT_NAME.match(port.name):
+                errs.add(f"{pp}.name", f"{port.name!r} must be at most 15 lower-case letters, digits or '-'")
+            elif port.name in port_names:
+                errs.add(f"{pp}.name", f"duplicate port name {port.name!r}")
+            port_names.add(port.name)
+    for i, env in enumerate(c.env):
+        ep = f"{path}.env[{i}]"
+        if not env.name:
+            errs.add(f"{ep}.name", "required")
+        elif not _ENV_NAME.match(env.name):
+            errs.add(f"{ep}.name", f"{env.name!r} must consist of letters, digits, '_', '-' or '.', not start with a digit")
+        if env.HasField("value_from"):
+            vf = env.value_from
+            sources = [f.name for f, _ in vf.ListFields()]
+            if env.value:
+                errs.add(f"{ep}.valueFrom", "may not be set when value is not empty")
+            if len(sources) != 1:
+                errs.add(f"{ep}.valueFrom", "exactly one of configMapKeyRef, secretKeyRef, fieldRef must be set")
+            if vf.HasField("config_map_key_ref") and not (vf.config_map_key_ref.name and vf.config_map_key_ref.key):
+                errs.add(f"{ep}.valueFrom.configMapKeyRef", "name and key are required")
+            if vf.HasField("secret_key_ref") and not (vf.secret_key_ref.name and vf.secret_key_ref.key):
+                errs.add(f"{ep}.valueFrom.secretKeyRef", "name and key are required")
+            if vf.HasField("field_ref") and not vf.field_ref.field_path:
+                errs.add(f"{ep}.valueFrom.fieldRef.fieldPath", "required")
+    for i, ef in enumerate(c.env_from):
+        if ef.HasField("config_map_ref") == ef.HasField("secret_ref"):
+            errs.add(f"{path}.envFrom[{i}]", "exactly one of configMapRef or secretRef must be set")
+    check_quantities(errs, f"{path}.resources.limits", c.resources.limits)
+    check_quantities(errs, f"{path}.resources.requests", c.resources.requests)
+    for name in sorted(set(c.resources.limits) & set(c.resources.requests)):
+        try:
+            if parse_quantity(c.resources.requests[name]) > parse_quantity(c.resources.limits[name]):
+                errs.add(f"{path}.resources.requests.{name}", "must be less than or equal to the limit")
+        except ValueError:
+            pass  # already reported
+    for i, vm in enumerate(c.volume_mounts):
+        vp = f"{path}.volumeMounts[{i}]"
+        if vm.name not in volumes:
+            errs.add(f"{vp}.name", f"{vm.name!r} is not a volume of this pod" if vm.name else "required")
+        if not vm.mount_path:
+            errs.add(f"{vp}.mountPath", "required")
+    all_ports = port_names | {str(p.container_port) for p in c.ports}
+    if c.HasField("liveness_probe"):
+        if init:
+            errs.add(f"{path}.livenessProbe", "may not be set for init containers")
+        _validate_probe(errs, f"{path}.livenessProbe", c.liveness_probe, all_ports, liveness=True)
+    if c.HasField("readiness_probe"):
+        if init:
+            errs.add(f"{path}.readinessProbe", "may not be set for init containers")
+        _validate_probe(errs, f"{path}.readinessProbe", c.readiness_probe, all_ports, liveness=False)
+    if c.HasField("startup_probe"):
+        if init:
+            errs.add(f"{path}.startupProbe", "may not be set for init containers")
+        _validate_probe(errs, f"{path}.startupProbe", c.startup_probe, all_ports, liveness=True)
+    for hook in ("post_start", "pre_stop"):
+        if c.lifecycle.HasField(hook):
+            camel = "postStart" if hook == "post_start" else "preStop"
+            _validate_handler(errs, f"{path}.lifecycle.{camel}", getattr(c.lifecycle, hook), all_ports)
+    if init:
+        check_one_of(errs, f"{path}.restartPolicy", c.restart_policy, ("Always",))
+    elif c.restart_policy:
+        errs.add(f"{path}.restartPolicy", "may only be set for init containers")
+
+
+def _validate_node_selector_term(errs: Errors, path: str, term: core_pb2.NodeSelectorTerm) -> None:
+    for i, req in enumerate(term.match_expressions):
+        p = f"{path}.matchExpressions[{i}]"
+        check_qualified_key(errs, f"{p}.key", req.key)
+        ops = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+        check_one_of(errs, f"{p}.operator", req.operator, ops, required=True)
+        if req.operator in ("In", "NotIn") and not req.values:
+            errs.add(f"{p}.values", f"required for operator {req.operator}")
+        if req.operator in ("Exists", "DoesNotExist") and req.values:
+            errs.add(f"{p}.values", f"must be empty for operator {req.operator}")
+        if req.operator in ("Gt", "Lt") and (len(req.values) != 1 or not req.values[0].lstrip("-").isdigit()):
+            errs.add(f"{p}.values", f"operator {req.operator} needs exactly one integer value")
+    for i, req in enumerate(term.match_fields):
+        p = f"{path}.matchFields[{i}]"
+        if req.key != "metadata.name":
+            errs.add(f"{p}.key", f"{req.key!r} is not supported; only metadata.name")
+        check_one_of(errs, f"{p}.operator", req.operator, ("In", "NotIn"), required=True)
+
+
+def _validate_affinity(errs: Errors, path: str, aff: core_pb2.Affinity) -> None:
+    na = aff.node_affinity
+    for i, term in enumerate(na.required_during_scheduling_ignored_during_execution.node_selector_terms):
+        _validate_node_selector_term(
+            errs, f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", term
+        )
+    for i, pref in enumerate(na.preferred_during_scheduling_ignored_during_execution):
+        p = f"{path}.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        if not 1 <= pref.weight <= 100:
+            errs.add(f"{p}.weight", f"{pref.weight} must be between 1 and 100")
+        _validate_node_selector_term(errs, f"{p}.preference", pref.preference)
+    for name, group in (("podAffinity", aff.pod_affinity), ("podAntiAffinity", aff.pod_anti_affinity)):
+        for i, term in enumerate(group.required_during_scheduling_ignored_during_execution):
+            p = f"{path}.{name}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"
+            if not term.topology_key:
+                errs.add(f"{p}.topologyKey", "required")
+            check_label_selector(errs, f"{p}.labelSelector", term.label_selector)
+        for i, weighted in enumerate(group.preferred_during_scheduling_ignored_during_execution):
+            p = f"{path}.{name}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+            if not 1 <= weighted.weight <= 100:
+                errs.add(f"{p}.weight", f"{weighted.weight} must be between 1 and 100")
+            if not weighted.pod_affinity_term.topology_key:
+                errs.add(f"{p}.podAffinityTerm.topologyKey", "required")
+
+
+def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
+    """A PodSpec, in a Pod or in a workload's template."""
+    volumes: set[str] = set()
+    for i, vol in enumerate(spec.volumes):
+        vp = f"{path}.volumes[{i}]"
+        check_dns1123_label(errs, f"{vp}.name", vol.name)
+        if vol.name in volumes:
+            errs.add(f"{vp}.name", f"duplicate volume name {vol.name!r}")
+        volumes.add(vol.name)
+        sources = [f.name for f, _ in vol.ListFields() if f.name != "name"]
+        if len(sources) != 1:
+            errs.add(vp, "exactly one of hostPath, emptyDir, configMap or secret must be set")
+        if vol.HasField("host_path") and not vol.host_path.path.startswith("/"):
+            errs.add(f"{vp}.hostPath.path", "must be an absolute path")
+        if vol.HasField("config_map") and not vol.config_map.name:
+            errs.add(f"{vp}.configMap.name", "required")
+        if vol.HasField("secret") and not vol.secret.secret_name:
+            errs.add(f"{vp}.secret.secretName", "required")
+        if vol.empty_dir.size_limit:
+            check_quantities(errs, f"{vp}.emptyDir", {"sizeLimit": vol.empty_dir.size_limit})
+    if not spec.containers:
+        errs.add(f"{path}.containers", "required: at least one container")
+    names: set[str] = set()
+    for group, containers, init in (
+        ("initContainers", spec.init_containers, True),
+        ("containers", spec.containers, False),
+    ):
+        for i, c in enumerate(containers):
+            cp = f"{path}.{group}[{i}]"
+            _validate_container(errs, cp, c, volumes, init=init)
+            if c.name and c.name in names:
+                errs.add(f"{cp}.name", f"duplicate container name {c.name!r}")
+            names.add(c.name)
+    check_one_of(errs, f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
+    if spec.HasField("termination_grace_period_seconds") and spec.termination_grace_period_seconds < 0:
+        errs.add(f"{path}.terminationGracePeriodSeconds", "must be greater than or equal to 0")
+    if spec.HasField("active_deadline_seconds") and spec.active_deadline_seconds <= 0:
+        errs.add(f"{path}.activeDeadlineSeconds", "must be greater than 0")
+    check_labels(errs, f"{path}.nodeSelector", spec.node_selector)
+    if spec.node_name:
+        check_dns1123_subdomain(errs, f"{path}.nodeName", spec.node_name)
+    if spec.hostname:
+        check_dns1123_label(errs, f"{path}.hostname", spec.hostname)
+    for i, tol in enumerate(spec.tolerations):
+        tp = f"{path}.tolerations[{i}]"
+        check_one_of(errs, f"{tp}.operator", tol.operator, ("Exists", "Equal"))
+        check_one_of(errs, f"{tp}.effect", tol.effect, TAINT_EFFECTS)
+        if tol.operator == "Exists" and tol.value:
+            errs.add(f"{tp}.value", "must be empty when operator is Exists")
+        if not tol.key and tol.operator != "Exists":
+            errs.add(f"{tp}.operator", "must be Exists when key is empty")
+        if tol.HasField("toleration_seconds") and tol.effect != "NoExecute":
+            errs.add(f"{tp}.tolerationSeconds", "may only be set when effect is NoExecute")
+    _validate_affinity(errs, f"{path}.affinity", spec.affinity)
+    for i, tsc in enumerate(spec.topology_spread_constraints):
+        tp = f"{path}.topologySpreadConstraints[{i}]"
+        if tsc.max_skew <= 0:
+            errs.add(f"{tp}.maxSkew", f"{tsc.max_skew} must be greater than 0")
+        if not tsc.topology_key:
+            errs.add(f"{tp}.topologyKey", "required")
+        check_one_of(errs, f"{tp}.whenUnsatisfiable", tsc.when_unsatisfiable, ("DoNotSchedule", "ScheduleAnyway"),
+                     required=True)
+
+
+def _validate_pod(errs: Errors, pod: core_pb2.Pod) -> None:
+    validate_pod_spec(errs, "spec", pod.spec)
+    check_one_of(errs, "status.phase", pod.status.phase, ("Pending", "Running", "Succeeded", "Failed", "Unknown"))
+
+
+# ------------------------------------------------------------------- workloads
+
+
+def _validate_template(
+    errs: Errors, path: str, selector: meta_pb2.LabelSelector, template: core_pb2.PodTemplateSpec
+) -> None:
+    if not selector.match_labels and not selector.match_expressions:
+        errs.add("spec.selector", "required: an empty selector would select every pod")
+    check_label_selector(errs, "spec.selector", selector)
+    check_labels(errs, f"{path}.metadata.labels", template.metadata.labels)
+    try:
+        if (selector.match_labels or selector.match_expressions) and not from_label_selector_message(
+            selector
+        ).matches(template.metadata.labels):
+            errs.add(f"{path}.metadata.labels", "`selector` does not match template `labels`")
+    except InvalidError:
+        pass  # the operator was already reported
+    validate_pod_spec(errs, f"{path}.spec", template.spec)
+
+
+def _check_replicas(errs: Errors, msg: Message) -> None:
+    spec = msg.spec  # type: ignore[attr-defined]
+    if spec.HasField("replicas") and spec.replicas < 0:
+        errs.add("spec.replicas", f"{spec.replicas} must be greater than or equal to 0")
+    if spec.min_ready_seconds < 0:
+        errs.add("spec.minReadySeconds", "must be greater than or equal to 0")
+
+
+def _validate_replicaset(errs: Errors, rs: apps_pb2.ReplicaSet) -> None:
+    _check_replicas(errs, rs)
+    _validate_template(errs, "spec.template", rs.spec.selector, rs.spec.template)
+    check_one_of(errs, "spec.template.spec.restartPolicy", rs.spec.template.spec.restart_policy, ("Always",))
+
+
+def _validate_deployment(errs: Errors, d: apps_pb2.Deployment) -> None:
+    _check_replicas(errs, d)
+    _validate_template(errs, "spec.template", d.spec.selector, d.spec.template)
+    check_one_of(errs, "spec.template.spec.restartPolicy", d.spec.template.spec.restart_policy, ("Always",))
+    check_one_of(errs, "spec.strategy.type", d.spec.strategy.type, ("RollingUpdate", "Recreate"))
+    ru = d.spec.strategy.rolling_update
+    if d.spec.strategy.type == "Recreate" and d.spec.strategy.HasField("rolling_update"):
+        errs.add("spec.strategy.rollingUpdate", "may not be specified when strategy type is Recreate")
+    check_int_or_percent(errs, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge)
+    check_int_or_percent(errs, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
+    if _is_zero(ru.max_surge) and _is_zero(ru.max_unavailable) and ru.HasField("max_surge") and ru.HasField(
+        "max_unavailable"
+    ):
+        errs.add("spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when maxSurge is 0")
+    if d.spec.HasField("revision_history_limit") and d.spec.revision_history_limit < 0:
+        errs.add("spec.revisionHistoryLimit", "must be greater than or equal to 0")
+    if d.spec.HasField("progress_deadline_seconds") and d.spec.progress_deadline_seconds <= d.spec.min_ready_seconds:
+        errs.add("spec.progressDeadlineSeconds", "must be greater than minReadySeconds")
+
+
+def _is_zero(v: struct_pb2.Value) -> bool:
+    return (v.WhichOneof("kind") == "number_value" and v.number_value == 0) or v.string_value in ("0", "0%")
+
+
+def _validate_daemonset(errs: Errors, ds: apps_pb2.DaemonSet) -> None:
+    _validate_template(errs, "spec.template", ds.spec.selector, ds.spec.template)
+    check_one_of(errs, "spec.template.spec.restartPolicy", ds.spec.template.spec.restart_policy, ("Always",))
+    check_one_of(errs, "spec.updateStrategy.type", ds.spec.update_strategy.type, ("RollingUpdate", "OnDelete"))
+    check_int_or_percent(errs, "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                         ds.spec.update_strategy.rolling_update.max_unavailable)
+
+
+def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
+    spec = job.spec
+    for field, camel in (
+        ("parallelism", "parallelism"),
+        ("completions", "completions"),
+        ("backoff_limit", "backoffLimit"),
+        ("ttl_seconds_after_finished", "ttlSecondsAfterFinished"),
+    ):
+        if spec.HasField(field) and getattr(spec, field) < 0:  # type: ignore[arg-type]
+            errs.add(f"spec.{camel}", "must be greater than or equal to 0")
+    if spec.HasField("active_deadline_seconds") and spec.active_deadline_seconds <= 0:
+        errs.add("spec.activeDeadlineSeconds", "must be greater than 0")
+    check_one_of(errs, "spec.completionMode", spec.completion_mode, ("NonIndexed", "Indexed"))
+    if spec.completion_mode == "Indexed" and not spec.HasField("completions"):
+        errs.add("spec.completions", "required when completionMode is Indexed")
+    _validate_template(errs, "spec.template", spec.selector, spec.template)
+    check_one_of(errs, "spec.template.spec.restartPolicy", spec.template.spec.restart_policy, ("OnFailure", "Never"),
+                 required=True)
+
+
+# ---------------------------------------------------------- the other kinds
+
+
+def _validate_service(errs: Errors, svc: core_pb2.Service) -> None:
+    spec = svc.spec
+    check_one_of(errs, "spec.type", spec.type, SERVICE_TYPES)
+    headless = spec.cluster_ip == "None"
+    if spec.type == "ExternalName":
+        check_dns1123_subdomain(errs, "spec.externalName", spec.external_name)
+    elif not spec.ports and not headless:
+        errs.add("spec.ports", "required: at least one port")
+    if spec.cluster_ip and not headless:
+        try:
+            ipaddress.IPv4Address(spec.cluster_ip)
+        except ValueError:
+            errs.add("spec.clusterIP", f"{spec.cluster_ip!r} must be an IPv4 address, 'None' or empty")
+    if headless and spec.type == "NodePort":
+        errs.add("spec.clusterIP", "may not be 'None' for a NodePort service")
+    names: set[str] = set()
+    seen: set[tuple[int, str]] = set()
+    for i, port in enumerate(spec.ports):
+        pp = f"spec.ports[{i}]"
+        check_port(errs, f"{pp}.port", port.port)
+        check_one_of(errs, f"{pp}.protocol", port.protocol, PROTOCOLS)
+        check_int_or_string_port(errs, f"{pp}.targetPort", port.target_port, required=False)
+        if port.node_port:
+            if spec.type != "NodePort":
+                errs.add(f"{pp}.nodePort", "may only be set when type is NodePort")
+            check_port(errs, f"{pp}.nodePort", port.node_port)
+        if len(spec.ports) > 1 and not port.name:
+            errs.add(f"{pp}.name", "required when there is more than one port")
+        if port.name:
+            check_dns1123_label(errs, f"{pp}.name", port.name)
+            if port.name in names:
+                errs.add(f"{pp}.name", f"duplicate port name {port.name!r}")
+            names.add(port.name)
+        key = (port.port, port.protocol or "TCP")
+        if key in seen:
+            errs.add(f"{pp}.port", f"duplicate port {port.port}/{key[1]}")
+        seen.add(key)
+    check_labels(errs, "spec.selector", spec.selector)
+    check_one_of(errs, "spec.sessionAffinity", spec.session_affinity, ("None", "ClientIP"))
+    timeout = spec.session_affinity_config.client_ip
+    if timeout.HasField("timeout_seconds") and not 0 < timeout.timeout_seconds <= 86400:
+        errs.add("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "must be between 1 and 86400")
+
+
+def _validate_endpoints(errs: Errors, ep: core_pb2.Endpoints) -> None:
+    for i, subset in enumerate(ep.subsets):
+        for group, addrs in (("addresses", subset.addresses), ("notReadyAddresses", subset.not_ready_addresses)):
+            for j, addr in enumerate(addrs):
+                try:
+                    ipaddress.ip_address(addr.ip)
+                except ValueError:
+                    errs.add(f"subsets[{i}].{group}[{j}].ip", f"{addr.ip!r} must be an IP address")
+        for j, port in enumerate(subset.ports):
+            check_port(errs, f"subsets[{i}].ports[{j}].port", port.port)
+            check_one_of(errs, f"subsets[{i}].ports[{j}].protocol", port.protocol, PROTOCOLS)
+
+
+def _validate_data_keys(errs: Errors, path: str, keys: Iterable[str]) -> None:
+    for key in sorted(keys):
+        if len(key) > 253 or not _CONFIG_KEY.match(key):
+            errs.add(f"{path}[{key}]", "a key must consist of letters, digits, '-', '_' or '.'")
+
+
+def _validate_configmap(errs: Errors, cm: core_pb2.ConfigMap) -> None:
+    _validate_data_keys(errs, "data", cm.data)
+    _validate_data_keys(errs, "binaryData", cm.binary_data)
+    for key in sorted(set(cm.data) & set(cm.binary_data)):
+        errs.add(f"binaryData[{key}]", "duplicate of a key in data")
+
+
+def _validate_secret(errs: Errors, secret: core_pb2.Secret) -> None:
+    _validate_data_keys(errs, "data", secret.data)
+    _validate_data_keys(errs, "stringData", secret.string_data)
+
+
+def _validate_node(errs: Errors, node: core_pb2.Node) -> None:
+    for i, taint in enumerate(node.spec.taints):
+        check_qualified_key(errs, f"spec.taints[{i}].key", taint.key)
+        check_one_of(errs, f"spec.taints[{i}].effect", taint.effect, TAINT_EFFECTS, required=True)
+    check_quantities(errs, "status.capacity", node.status.capacity)
+    check_quantities(errs, "status.allocatable", node.status.allocatable)
+
+
+def _validate_namespace(errs: Errors, ns: core_pb2.Namespace) -> None:
+    check_one_of(errs, "status.phase", ns.status.phase, ("Active", "Terminating"))
+
+
+def _validate_event(errs: Errors, ev: core_pb2.Event) -> None:
+    if not ev.involved_object.kind or not ev.involved_object.name:
+        errs.add("involvedObject", "kind and name are required")
+    check_one_of(errs, "type", ev.type, ("Normal", "Warning"))
+
+
+def _validate_lease(errs: Errors, lease: coordination_pb2.Lease) -> None:
+    if lease.spec.HasField("lease_duration_seconds") and lease.spec.lease_duration_seconds <= 0:
+        errs.add("spec.leaseDurationSeconds", "must be greater than 0")
+
+
+_BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
+    "Pod": _validate_pod,  # type: ignore[dict-item]
+    "ReplicaSet": _validate_replicaset,  # type: ignore[dict-item]
+    "Deployment": _validate_deployment,  # type: ignore[dict-item]
+    "DaemonSet": _validate_daemonset,  # type: ignore[dict-item]
+    "Job": _validate_job,  # type: ignore[dict-item]
+    "Service": _validate_service,  # type: ignore[dict-item]
+    "Endpoints": _validate_endpoints,  # type: ignore[dict-item]
+    "ConfigMap": _validate_configmap,  # type: ignore[dict-item]
+    "Secret": _validate_secret,  # type: ignore[dict-item]
+    "Node": _validate_node,  # type: ignore[dict-item]
+    "Namespace": _validate_namespace,  # type: ignore[dict-item]
+    "Event": _validate_event,  # type: ignore[dict-item]
+    "Lease": _validate_lease,  # type: ignore[dict-item]
+}
+
+
+def validate(obj: Message) -> None:
+    """Check one object on its own; raise ``InvalidError`` listing every problem."""
+    info = kinds.of_message(obj)
+    errs = Errors()
+    api_version, kind = obj.api_version, obj.kind  # type: ignore[attr-defined]
+    if api_version and api_version != info.api_version:
+        errs.add("apiVersion", f"{api_version!r} is not the apiVersion of {info.kind} ({info.api_version})")
+    if kind and kind != info.kind:
+        errs.add("kind", f"{kind!r} does not match the object ({info.kind})")
+    validate_metadata(errs, info, meta(obj))
+    _BY_KIND[info.kind](errs, obj)
+    size = obj.ByteSize()
+    if size > MAX_OBJECT_BYTES:
+        errs.add("<object>", f"is {size} bytes; the limit is {MAX_OBJECT_BYTES}")
+    errs.raise_for(obj)

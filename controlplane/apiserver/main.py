@@ -1,0 +1,184 @@
+"""``navarch-apiserver``: flags, start-up checks, and the serving loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+
+import click
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane import transport
+from controlplane.api import kinds
+from controlplane.api.errors import UnavailableError
+from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.apiserver.registry import Registry
+from controlplane.apiserver.service import ApiService
+from controlplane.apiserver.watchcache import WatchCache
+from controlplane.storage import EtcdClient, EtcdConfig, Store
+
+log = logging.getLogger("navarch.apiserver")
+
+API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Api"].full_name
+
+
+@dataclass(frozen=True)
+class ApiServerConfig:
+    """Everything the API server is started with."""
+
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    """How to reach etcd."""
+    listen: str = "127.0.0.1:6443"
+    """``host:port`` to serve on (port 0 picks a free one)."""
+    watch_cache_window: int = 10_000
+    """Events of history kept per kind for watches that resume from a resourceVersion."""
+    watcher_queue: int = 1_000
+    """Events a watcher may fall behind before it is closed with RESOURCE_EXHAUSTED."""
+    bookmark_interval: float = 60.0
+    """Seconds of silence after which a watcher that allows bookmarks receives one."""
+    progress_interval: float = 5.0
+    """Seconds between etcd progress requests that keep each cache's revision fresh."""
+    startup_timeout: float = 10.0
+    """How long to wait for etcd at start before giving up."""
+
+
+class ApiServer:
+    """A running API server: etcd connection, watch caches, gRPC server. Owns all its tasks."""
+
+    def __init__(self, config: ApiServerConfig) -> None:
+        self.config = config
+        self.etcd = EtcdClient(config.etcd)
+        self.store = Store(self.etcd)
+        self.caches = {
+            info.kind: WatchCache(
+                self.store,
+                info,
+                window=config.watch_cache_window,
+                watcher_capacity=config.watcher_queue,
+                progress_interval=config.progress_interval,
+            )
+            for info in kinds.KINDS
+        }
+        self.registry = Registry(self.store, self.caches)
+        self.server = transport.make_server()
+        self.port = 0
+        self._tasks: asyncio.TaskGroup | None = None
+        self._cache_tasks: list[asyncio.Task[None]] = []
+        self.health = health.aio.HealthServicer()
+
+    async def start(self) -> None:
+        """Connect to etcd (fail fast if unreachable), fill the caches, and start serving."""
+        await self.etcd.connect()
+        try:
+            await self.etcd.ping(timeout=self.config.startup_timeout)
+        except UnavailableError as err:
+            await self.etcd.close()
+            raise UnavailableError(
+                f"cannot reach etcd at {','.join(self.config.etcd.endpoints)}: {err.message}"
+            ) from err
+        for info in kinds.KINDS:
+            cache = self.caches[info.kind]
+            self._cache_tasks.append(asyncio.create_task(cache.run(), name=f"watch-cache-{info.plural}"))
+        for cache in self.caches.values():
+            await asyncio.wait_for(cache.ready.wait(), self.config.startup_timeout)
+        await self.registry.ensure_namespaces()
+        api_pb2_grpc.add_ApiServicer_to_server(
+            ApiService(self.registry, bookmark_interval=self.config.bookmark_interval), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (API_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = transport.add_port(self.server, self.config.listen)
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints))
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop serving, cancel every background task, close etcd."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for task in self._cache_tasks:
+            task.cancel()
+        await asyncio.gather(*self._cache_tasks, return_exceptions=True)
+        self._cache_tasks.clear()
+        await self.etcd.close()
+
+
+async def serve(config: ApiServerConfig) -> None:
+    """Run until SIGINT/SIGTERM."""
+    server = ApiServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--etcd-servers", default="127.0.0.1:2379", show_default=True, help="Comma list of etcd members.")
+@click.option("--listen", default="127.0.0.1:6443", show_default=True, help="Address to serve the API on.")
+@click.option("--watch-cache-window", default=10_000, show_default=True, type=click.IntRange(min=10),
+              help="Events of history kept per kind for watch resumption.")
+@click.option("--etcd-cafile", type=click.Path(exists=True, dir_okay=False), help="CA for etcd's certificates.")
+@click.option("--etcd-certfile", type=click.Path(exists=True, dir_okay=False), help="Client certificate for etcd.")
+@click.option("--etcd-keyfile", type=click.Path(exists=True, dir_okay=False), help="Key of the client certificate.")
+@click.option("--etcd-server-name", default=None, help="Name to verify in etcd's certificates (default localhost).")
+@click.option("--insecure-allow-non-loopback", is_flag=True, hidden=True,
+              help="Serve plain text on a non-loopback address (until TLS lands; never in production).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def main(
+    etcd_servers: str,
+    listen: str,
+    watch_cache_window: int,
+    etcd_cafile: str | None,
+    etcd_certfile: str | None,
+    etcd_keyfile: str | None,
+    etcd_server_name: str | None,
+    insecure_allow_non_loopback: bool,
+    verbose: bool,
+) -> None:
+    """Serve the Navarch API, backed by etcd."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not transport.is_loopback(listen) and not insecure_allow_non_loopback:
+        click.echo(
+            f"navarch-apiserver: refusing to serve plain text on non-loopback address {listen}; "
+            "TLS is not available yet",
+            err=True,
+        )
+        sys.exit(2)
+    if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
+        click.echo("navarch-apiserver: --etcd-certfile and --etcd-keyfile go together, with --etcd-cafile", err=True)
+        sys.exit(2)
+    endpoints = [e.strip() for e in etcd_servers.split(",") if e.strip()]
+    config = ApiServerConfig(
+        etcd=EtcdConfig(
+            endpoints=endpoints,
+            ca_file=etcd_cafile,
+            cert_file=etcd_certfile,
+            key_file=etcd_keyfile,
+            tls_server_name=etcd_server_name,
+        ),
+        listen=listen,
+        watch_cache_window=watch_cache_window,
+    )
+    try:
+        asyncio.run(serve(config))
+    except UnavailableError as err:
+        click.echo(f"navarch-apiserver: {err.message}", err=True)
+        sys.exit(1)
+    except OSError as err:
+        click.echo(f"navarch-apiserver: {err}", err=True)
+        sys.exit(1)

@@ -1,0 +1,145 @@
+"""The ``navarch.v1.Api`` gRPC servicer: translates requests to registry calls and errors to status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from controlplane.api import kinds
+from controlplane.api.errors import ApiError
+from controlplane.api.objects import meta, unwrap, wrap
+from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.apiserver.registry import Registry
+from controlplane.apiserver.watchcache import BOOKMARK
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+Handler = Callable[..., Awaitable[R]]
+
+
+def _unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Map ApiError to its status code; anything else is a bug (INTERNAL) and is logged as one."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await fn(self, request, context)
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+        except Exception:
+            log.exception("BUG: %s failed unexpectedly", fn.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__} (a bug; see server log)")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class ApiService(api_pb2_grpc.ApiServicer):
+    """Create, Get, List, Update, UpdateStatus, Patch, Delete and Watch for every kind."""
+
+    def __init__(self, registry: Registry, *, bookmark_interval: float = 60.0) -> None:
+        self.registry = registry
+        self.bookmark_interval = bookmark_interval
+
+    @_unary
+    async def Create(self, request: api_pb2.CreateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        return wrap(await self.registry.create(unwrap(request.object), dry_run=request.dry_run))
+
+    @_unary
+    async def Get(self, request: api_pb2.GetRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        info = kinds.lookup(request.kind)
+        return wrap(await self.registry.get(info, request.namespace, request.name))
+
+    @_unary
+    async def List(self, request: api_pb2.ListRequest, context: grpc.aio.ServicerContext) -> api_pb2.ListResponse:
+        info = kinds.lookup(request.kind)
+        result = await self.registry.list(
+            info,
+            request.namespace,
+            label_selector=request.label_selector,
+            field_selector=request.field_selector,
+            limit=request.limit,
+            cont=getattr(request, "continue"),
+            resource_version=request.resource_version,
+        )
+        resp = api_pb2.ListResponse(
+            items=[wrap(obj) for obj in result.items],
+            resource_version=str(result.resource_version),
+            remaining_item_count=result.remaining,
+        )
+        setattr(resp, "continue", result.cont)
+        return resp
+
+    @_unary
+    async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        return wrap(await self.registry.update(unwrap(request.object), dry_run=request.dry_run))
+
+    @_unary
+    async def UpdateStatus(
+        self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.Object:
+        return wrap(await self.registry.update(unwrap(request.object), status=True, dry_run=request.dry_run))
+
+    @_unary
+    async def Patch(self, request: api_pb2.PatchRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        info = kinds.lookup(request.kind)
+        obj = await self.registry.patch(
+            info, request.namespace, request.name, request.merge_patch, status=request.status, dry_run=request.dry_run
+        )
+        return wrap(obj)
+
+    @_unary
+    async def Delete(
+        self, request: api_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.DeleteResponse:
+        info = kinds.lookup(request.kind)
+        obj, deleted = await self.registry.delete(
+            info,
+            request.namespace,
+            request.name,
+            grace_period_seconds=request.grace_period_seconds if request.HasField("grace_period_seconds") else None,
+            propagation_policy=request.propagation_policy,
+            precondition_uid=request.preconditions.uid,
+            precondition_rv=request.preconditions.resource_version,
+            dry_run=request.dry_run,
+        )
+        return api_pb2.DeleteResponse(object=wrap(obj), deleted=deleted)
+
+    async def Watch(
+        self, request: api_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api_pb2.WatchEvent]:
+        try:
+            info = kinds.lookup(request.kind)
+            watcher = await self.registry.watch(
+                info,
+                request.namespace,
+                label_selector=request.label_selector,
+                field_selector=request.field_selector,
+                resource_version=request.resource_version,
+            )
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+        cache = self.registry.caches[info.kind]
+        last_sent = 0
+        try:
+            while True:
+                ev = await watcher.next(self.bookmark_interval)
+                if ev is None:
+                    if request.allow_bookmarks and cache.revision > last_sent:
+                        last_sent = cache.revision
+                        mark = info.message()
+                        meta(mark).resource_version = str(last_sent)
+                        yield api_pb2.WatchEvent(type=BOOKMARK, object=wrap(mark), resource_version=str(last_sent))
+                    continue
+                last_sent = ev.revision
+                yield api_pb2.WatchEvent(type=ev.type, object=wrap(ev.obj), resource_version=str(ev.revision))
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+        finally:
+            cache.unregister(watcher)

@@ -1,0 +1,322 @@
+"""The watch cache: one etcd watch per kind, serving List and Watch from memory.
+
+::
+
+    etcd --list(rev R)--> objects, revision=R
+         --watch(R+1)---> _apply(batch) --> objects, history (bounded window), revision
+                                       \\--> every CacheWatcher.offer(event)  (bounded queue;
+                                            full -> closed with RESOURCE_EXHAUSTED)
+         compacted ------> relist; watchers closed with UNAVAILABLE (they resume from their rv)
+         stream broken --> back-off, resume from revision+1 (no relist, no gap)
+
+``revision`` only moves forward and means: every change to this kind up to
+``revision`` is in ``objects``. Progress requests to etcd advance it when the
+kind has no writes, so a List can prove it is current (``wait_fresh``) and
+idle watchers get fresh bookmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from controlplane.api.errors import ApiError, GoneError, TooManyRequestsError, UnavailableError
+from controlplane.api.kinds import KindInfo
+from controlplane.api.objects import meta
+from controlplane.api.selectors import FieldSelector, LabelSelector
+from controlplane.storage import EtcdWatch, Store, WatchBatch
+from controlplane.storage.codec import decode
+
+log = logging.getLogger(__name__)
+
+ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+
+
+@dataclass(frozen=True)
+class CacheEvent:
+    """A change as the cache saw it; for DELETED, ``obj`` is the last state with the deletion's revision."""
+
+    type: str
+    key: str
+    obj: Message
+    prev: Message | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a watcher or a list selects."""
+
+    namespace: str = ""
+    labels: LabelSelector = LabelSelector()
+    fields: FieldSelector = FieldSelector()
+
+    def matches(self, obj: Message) -> bool:
+        """Whether the object is selected."""
+        m = meta(obj)
+        if self.namespace and m.namespace != self.namespace:
+            return False
+        return self.labels.matches(m.labels) and self.fields.matches(obj)
+
+
+class CacheWatcher:
+    """One client's watch: replayed events first, then live events through a bounded queue."""
+
+    def __init__(self, cache: WatchCache, flt: Filter, capacity: int, initial: Iterable[CacheEvent]) -> None:
+        self._cache = cache
+        self.filter = flt
+        self._initial = collections.deque(initial)
+        self._queue: asyncio.Queue[CacheEvent | None] = asyncio.Queue(maxsize=capacity)
+        self.error: ApiError | None = None
+
+    def offer(self, ev: CacheEvent) -> None:
+        """Queue an event as this watcher sees it (selectors turn updates into ADDED/DELETED)."""
+        if self.error is not None:
+            return
+        seen = self.transform(ev)
+        if seen is None:
+            return
+        try:
+            self._queue.put_nowait(seen)
+        except asyncio.QueueFull:
+            self.close(
+                TooManyRequestsError(
+                    f"watch of {self._cache.info.plural} closed: the client fell more than "
+                    f"{self._queue.maxsize} events behind; watch again from the last resourceVersion it received"
+                )
+            )
+
+    def transform(self, ev: CacheEvent) -> CacheEvent | None:
+        """The event this watcher should see, or None."""
+        if ev.type == DELETED:
+            return ev if self.filter.matches(ev.obj) else None
+        new_match = self.filter.matches(ev.obj)
+        old_match = ev.prev is not None and self.filter.matches(ev.prev)
+        if ev.type == ADDED or ev.prev is None:
+            return CacheEvent(ADDED, ev.key, ev.obj, None, ev.revision) if new_match else None
+        if new_match and old_match:
+            return ev
+        if new_match:
+            return CacheEvent(ADDED, ev.key, ev.obj, ev.prev, ev.revision)
+        if old_match:
+            return CacheEvent(DELETED, ev.key, ev.obj, ev.prev, ev.revision)
+        return None
+
+    def close(self, error: ApiError) -> None:
+        """End the watch with an error the client will receive after events already queued for it."""
+        if self.error is None:
+            self.error = error
+        self._cache.unregister(self)
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # the consumer is not waiting: it sees `error` before its next read
+
+    async def next(self, timeout: float) -> CacheEvent | None:
+        """The next event, or None when ``timeout`` passes first; raises the close error."""
+        if self._initial:
+            return self._initial.popleft()
+        # A slow watcher is cut off at once; any other close delivers what was queued first.
+        if self.error is not None and (self._queue.empty() or isinstance(self.error, TooManyRequestsError)):
+            raise self.error
+        try:
+            ev = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if ev is None:
+            assert self.error is not None
+            raise self.error
+        return ev
+
+
+class WatchCache:
+    """The in-memory state and recent history of one kind."""
+
+    def __init__(
+        self,
+        store: Store,
+        info: KindInfo,
+        *,
+        window: int = 10_000,
+        watcher_capacity: int = 1_000,
+        progress_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.info = info
+        self.window = window
+        self.watcher_capacity = watcher_capacity
+        self.progress_interval = progress_interval
+        self.objects: dict[str, Message] = {}
+        self.revision = 0
+        self._window_start = 0  # history holds every event with revision > _window_start
+        self._history: collections.deque[CacheEvent] = collections.deque()
+        self._watchers: set[CacheWatcher] = set()
+        self._advanced = asyncio.Condition()
+        self._watch: EtcdWatch | None = None
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------ feeding
+
+    async def run(self) -> None:
+        """Keep the cache in sync with etcd until cancelled."""
+        backoff = 0.1
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                self._watch = self.store.watch(self.info, self.revision + 1)
+                async with asyncio.TaskGroup() as tg:
+                    ticker = tg.create_task(self._request_progress(), name=f"progress-{self.info.plural}")
+                    try:
+                        async for batch in self._watch.stream():
+                            self._apply(batch)
+                            await self._notify_advanced()
+                            backoff = 0.1
+                    finally:
+                        ticker.cancel()
+            except* GoneError as group:
+                log.warning("watch cache %s: %s; relisting", self.info.plural, group.exceptions[0])
+                need_list = True
+            except* UnavailableError as group:
+                log.warning("watch cache %s: %s; retrying in %.1fs", self.info.plural, group.exceptions[0], backoff)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self._watch = None
+
+    async def _request_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self.request_progress()
+
+    def request_progress(self) -> None:
+        """Ask etcd to confirm the current revision to this cache's watch."""
+        if self._watch is not None:
+            self._watch.request_progress()
+
+    async def _relist(self) -> None:
+        page = await self.store.list(self.info)
+        objects = dict(page.items)
+        while page.more:
+            page = await self.store.list(self.info, revision=page.revision, start_key=page.items[-1][0] + "\0")
+            objects.update(page.items)
+        for watcher in list(self._watchers):
+            watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
+        self.objects = objects
+        self.revision = page.revision
+        self._window_start = page.revision
+        self._history.clear()
+        self.ready.set()
+        await self._notify_advanced()
+        log.info("watch cache %s: %d objects at revision %d", self.info.plural, len(objects), self.revision)
+
+    def _apply(self, batch: WatchBatch) -> None:
+        # Synchronous on purpose: a watcher registers between batches, never inside one.
+        for change in batch.events:
+            prev = self.objects.get(change.key)
+            if prev is None and change.prev_value:
+                prev = decode(self.info, change.prev_value, 0)
+            if change.deleted:
+                if prev is None:
+                    continue  # deleted before we ever saw it: nothing to tell
+                obj = self.info.message()
+                obj.CopyFrom(prev)
+                meta(obj).resource_version = str(change.revision)
+                self.objects.pop(change.key, None)
+                ev = CacheEvent(DELETED, change.key, obj, prev, change.revision)
+            else:
+                obj = decode(self.info, change.value, change.revision)
+                self.objects[change.key] = obj
+                kind = ADDED if prev is None else MODIFIED
+                ev = CacheEvent(kind, change.key, obj, prev, change.revision)
+            self._history.append(ev)
+            if len(self._history) > self.window:
+                self._window_start = self._history.popleft().revision
+            for watcher in list(self._watchers):
+                watcher.offer(ev)
+        self.revision = max(self.revision, batch.revision)
+
+    async def _notify_advanced(self) -> None:
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    # ----------------------------------------------------------- serving
+
+    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """Wait until the cache has every change up to ``revision``; False on timeout."""
+        if self.revision >= revision:
+            return True
+        try:
+            async with asyncio.timeout(timeout), self._advanced:
+                await self._advanced.wait_for(lambda: self.revision >= revision)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_fresh(self, timeout: float = 3.0) -> bool:
+        """Wait until the cache is as current as etcd is now (a consistent read); False on timeout."""
+        await asyncio.wait_for(self.ready.wait(), timeout)
+        current = await self.store.client.current_revision()
+        if self.revision >= current:
+            return True
+        self.request_progress()
+        return await self.wait_for_revision(current, timeout)
+
+    @property
+    def oldest_revision(self) -> int:
+        """The oldest resourceVersion a watch may start from."""
+        return self._window_start
+
+    def list(self, flt: Filter) -> list[Message]:
+        """Every selected object, in key order."""
+        return [obj for key, obj in sorted(self.objects.items()) if flt.matches(obj)]
+
+    def get(self, key: str) -> Message | None:
+        """One object by storage key."""
+        return self.objects.get(key)
+
+    async def watch(self, flt: Filter, resource_version: int | None, *, timeout: float = 3.0) -> CacheWatcher:
+        """Start a watch after ``resource_version`` (None: synthetic ADDED for current state first).
+
+        Raises ``GoneError`` when the version is older than the history window.
+        """
+        await asyncio.wait_for(self.ready.wait(), timeout)
+        if resource_version is None:
+            initial = [CacheEvent(ADDED, key, obj, None, self.revision) for key, obj in sorted(self.objects.items())]
+            initial = [ev for ev in initial if flt.matches(ev.obj)]
+        else:
+            if not await self.wait_for_revision(resource_version, timeout):
+                self.request_progress()
+                if not await self.wait_for_revision(resource_version, timeout):
+                    raise UnavailableError(
+                        f"too large resource version: {resource_version} (current for {self.info.plural}: "
+                        f"{self.revision}); retry"
+                    )
+            # No await from here to registration: no event can slip between replay and live.
+            if resource_version < self._window_start:
+                raise GoneError(
+                    f"too old resource version: {resource_version} (oldest available for {self.info.plural}: "
+                    f"{self._window_start}); list again"
+                )
+            probe = CacheWatcher(self, flt, self.watcher_capacity, ())
+            initial = [seen for ev in self._history if ev.revision > resource_version if (seen := probe.transform(ev))]
+        watcher = CacheWatcher(self, flt, self.watcher_capacity, initial)
+        self._watchers.add(watcher)
+        return watcher
+
+    def unregister(self, watcher: CacheWatcher) -> None:
+        """Stop sending events to a watcher."""
+        self._watchers.discard(watcher)
+
+    @property
+    def watcher_count(self) -> int:
+        """How many watchers are registered."""
+        return len(self._watchers)

@@ -1,0 +1,1 @@
+"""navarch-controllers (arrives with its own issue)."""

@@ -1,0 +1,1 @@
+"""Starting local processes for tests and ``navarch up``: today the etcd launcher."""

@@ -1,0 +1,1 @@
+"""navarch-scheduler (arrives with its own issue)."""

@@ -1,0 +1,156 @@
+"""Objects in etcd: every write is one transaction guarded by the key's mod_revision.
+
+There is no read-modify-write without a guard anywhere: ``update`` and
+``delete`` take the resourceVersion the caller based its change on and fail
+with ``ConflictError`` if the key has moved since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from etcd3aio._protobuf import Compare
+from google.protobuf.message import Message
+
+from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError
+from controlplane.api.kinds import KindInfo
+from controlplane.api.objects import describe, meta
+from controlplane.storage.client import EtcdClient, call
+from controlplane.storage.codec import decode, encode
+from controlplane.storage.keys import kind_prefix, object_key, prefix_end
+from controlplane.storage.watch import EtcdWatch
+
+
+@dataclass
+class StoredList:
+    """One page of a range read at a fixed revision."""
+
+    items: list[tuple[str, Message]]
+    """(key, object) in key order."""
+    revision: int
+    """The revision the page was read at."""
+    more: bool
+    """True when keys remain after the last one returned."""
+    remaining: int
+    """How many keys remain after this page."""
+
+
+class Store:
+    """Create, read, update, delete and list objects of any kind in etcd."""
+
+    def __init__(self, client: EtcdClient) -> None:
+        self.client = client
+
+    @property
+    def _timeout(self) -> float:
+        return self.client.config.request_timeout
+
+    async def create(self, info: KindInfo, obj: Message) -> Message:
+        """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion."""
+        kv = self.client.kv
+        m = meta(obj)
+        key = object_key(info, m.namespace, m.name)
+        resp = await call(
+            kv.txn(
+                compare=[kv.txn_compare_create_revision(key, 0)],
+                success=[kv.txn_op_put(key, encode(obj))],
+                timeout=self._timeout,
+            )
+        )
+        if not resp.succeeded:
+            raise AlreadyExistsError(f"{describe(obj)} already exists")
+        out = info.message()
+        out.CopyFrom(obj)
+        meta(out).resource_version = str(resp.header.revision)
+        return out
+
+    async def get(self, info: KindInfo, namespace: str, name: str) -> Message:
+        """Read one object (linearizable); ``NotFoundError`` if there is none."""
+        resp = await call(self.client.kv.get(object_key(info, namespace, name), timeout=self._timeout))
+        if not resp.kvs:
+            where = f"{namespace}/{name}" if info.namespaced else name
+            raise NotFoundError(f'{info.kind} "{where}" not found')
+        kv = resp.kvs[0]
+        return decode(info, kv.value, kv.mod_revision)
+
+    async def update(self, info: KindInfo, obj: Message, expected_revision: int) -> Message:
+        """Replace an object if its key's mod_revision is still ``expected_revision``."""
+        kv = self.client.kv
+        m = meta(obj)
+        key = object_key(info, m.namespace, m.name)
+        resp = await call(
+            kv.txn(
+                compare=[_mod_revision_equals(kv, key, expected_revision)],
+                success=[kv.txn_op_put(key, encode(obj))],
+                failure=[kv.txn_op_get(key)],
+                timeout=self._timeout,
+            )
+        )
+        if not resp.succeeded:
+            raise self._conflict(info, obj, resp)
+        out = info.message()
+        out.CopyFrom(obj)
+        meta(out).resource_version = str(resp.header.revision)
+        return out
+
+    async def delete(self, info: KindInfo, obj: Message, expected_revision: int) -> int:
+        """Delete an object if its key's mod_revision is still ``expected_revision``; returns the revision."""
+        kv = self.client.kv
+        m = meta(obj)
+        key = object_key(info, m.namespace, m.name)
+        resp = await call(
+            kv.txn(
+                compare=[_mod_revision_equals(kv, key, expected_revision)],
+                success=[kv.txn_op_delete(key)],
+                failure=[kv.txn_op_get(key)],
+                timeout=self._timeout,
+            )
+        )
+        if not resp.succeeded:
+            raise self._conflict(info, obj, resp)
+        return int(resp.header.revision)
+
+    @staticmethod
+    def _conflict(info: KindInfo, obj: Message, resp: object) -> Exception:
+        responses = resp.responses  # type: ignore[attr-defined]
+        if not responses or not responses[0].response_range.kvs:
+            return NotFoundError(f"{describe(obj)} not found")
+        current = responses[0].response_range.kvs[0].mod_revision
+        return ConflictError(
+            f"Operation cannot be fulfilled on {describe(obj)}: the object has been modified "
+            f"(resourceVersion {meta(obj).resource_version or '?'} is stale, current is {current}); "
+            "read the latest version and try again"
+        )
+
+    async def list(
+        self,
+        info: KindInfo,
+        namespace: str = "",
+        *,
+        revision: int = 0,
+        start_key: str = "",
+        limit: int = 0,
+    ) -> StoredList:
+        """Read objects of a kind in key order at ``revision`` (0: now), from ``start_key`` on.
+
+        A compacted ``revision`` raises ``GoneError``.
+        """
+        prefix = kind_prefix(info, namespace)
+        start = start_key or prefix
+        resp = await call(
+            self.client.kv.get(start, range_end=prefix_end(prefix), revision=revision, limit=limit, timeout=self._timeout)
+        )
+        items = [(kv.key.decode(), decode(info, kv.value, kv.mod_revision)) for kv in resp.kvs]
+        return StoredList(items, int(resp.header.revision), bool(resp.more), max(0, int(resp.count) - len(items)))
+
+    async def compact(self, revision: int) -> None:
+        """Discard history before ``revision`` (used by operators and tests)."""
+        await call(self.client.kv.compact(revision, physical=True, timeout=self._timeout))
+
+    def watch(self, info: KindInfo, start_revision: int) -> EtcdWatch:
+        """A watch over every object of a kind from ``start_revision`` (inclusive)."""
+        return EtcdWatch(self.client.watch_channel, kind_prefix(info), start_revision)
+
+
+def _mod_revision_equals(kv: object, key: str, revision: int) -> Compare:
+    return Compare(result=Compare.EQUAL, target=Compare.MOD, key=key.encode(), mod_revision=revision)

@@ -1,0 +1,1 @@
+"""navarch-agent: the node agent (arrives with its own issue)."""
