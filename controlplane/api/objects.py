@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from controlplane.api import kinds
@@ -105,9 +106,53 @@ def _clean_parse_error(text: str) -> str:
 
 
 def to_manifest(obj: Message) -> dict[str, Any]:
-    """The manifest dict of a bare object (camelCase fields, defaults omitted)."""
+    """The manifest dict of a bare object (camelCase fields, defaults omitted).
+
+    Unlike plain proto3 JSON, 64-bit integers stay numbers and whole IntOrString
+    numbers stay integers, so the output reads like a Kubernetes manifest.
+    """
     out: dict[str, Any] = json_format.MessageToDict(obj, preserving_proto_field_name=False)
+    _numbers_as_in_kubernetes(out, obj.DESCRIPTOR)
     return out
+
+
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
+def _numbers_as_in_kubernetes(doc: dict[str, Any], desc: Descriptor) -> None:
+    fields = {f.json_name: f for f in desc.fields}
+    for key, value in doc.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for k, v in value.items():
+                value[k] = _number(v, value_field)
+        elif field.is_repeated:
+            doc[key] = [_number(v, field) for v in value]
+        else:
+            doc[key] = _number(value, field)
+
+
+def _number(value: Any, field: FieldDescriptor) -> Any:
+    if field.type in _INT64_TYPES and isinstance(value, str):
+        return int(value)
+    if field.message_type is None:
+        return value
+    if field.message_type.full_name == "google.protobuf.Value":
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(value, dict):
+        _numbers_as_in_kubernetes(value, field.message_type)
+    return value
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

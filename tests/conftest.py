@@ -1,0 +1,80 @@
+"""Shared fixtures: a real etcd (session), a real API server in-process on a free port, a gRPC stub.
+
+Tiers are marked by folder: tests/unit -> unit, tests/integration -> integration, and so on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc.aio
+import pytest
+
+from controlplane import transport
+from controlplane.api.pb import api_pb2_grpc
+from controlplane.apiserver.main import ApiServer, ApiServerConfig
+from controlplane.launcher.etcd import EtcdCluster
+from controlplane.storage import EtcdConfig
+from tests.helpers import create_namespace
+
+_TIERS = ("unit", "integration", "e2e", "multihost")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in _TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """One etcd member for the whole session."""
+    with EtcdCluster(1) as cluster:
+        yield cluster
+
+
+def api_config(endpoints: list[str], **overrides: object) -> ApiServerConfig:
+    """An API server config for tests: port 0 and short intervals."""
+    settings: dict[str, object] = {
+        "etcd": EtcdConfig(endpoints=endpoints, request_timeout=5.0),
+        "listen": "127.0.0.1:0",
+        "progress_interval": 0.5,
+        "bookmark_interval": 1.0,
+    }
+    settings.update(overrides)
+    return ApiServerConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def apiserver(etcd_cluster: EtcdCluster) -> AsyncIterator[ApiServer]:
+    """An API server shared by the session's tests (each test works in its own namespace)."""
+    server = ApiServer(api_config(etcd_cluster.endpoints))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def channel(apiserver: ApiServer) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the session API server."""
+    ch = transport.make_channel([f"127.0.0.1:{apiserver.port}"])
+    yield ch
+    await ch.close()
+
+
+@pytest.fixture
+def api(channel: grpc.aio.Channel) -> api_pb2_grpc.ApiStub:
+    """The Api stub."""
+    return api_pb2_grpc.ApiStub(channel)
+
+
+@pytest.fixture
+async def namespace(api: api_pb2_grpc.ApiStub) -> str:
+    """A fresh namespace for one test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await create_namespace(api, name)
+    return name

@@ -1,0 +1,91 @@
+"""Builders and waits used across the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from controlplane.api.objects import from_manifest, unwrap, wrap
+from controlplane.api.pb import api_pb2, api_pb2_grpc
+
+
+def manifest_pod(name: str, namespace: str, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A small valid Pod manifest."""
+    body: dict[str, Any] = {"containers": [{"name": "main", "command": ["sleep", "3600"]}], **spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": body,
+    }
+
+
+def obj(doc: dict[str, Any]) -> api_pb2.Object:
+    """A manifest as an envelope."""
+    return wrap(from_manifest(doc))
+
+
+def pod(name: str, namespace: str, **kwargs: Any) -> api_pb2.Object:
+    """A Pod envelope."""
+    return obj(manifest_pod(name, namespace, **kwargs))
+
+
+def configmap(name: str, namespace: str, data: dict[str, str] | None = None) -> api_pb2.Object:
+    """A ConfigMap envelope."""
+    return obj({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+                "data": data or {}})
+
+
+async def create_namespace(api: api_pb2_grpc.ApiStub, name: str) -> api_pb2.Object:
+    """Create a namespace."""
+    return await api.Create(
+        api_pb2.CreateRequest(object=obj({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+    )
+
+
+def rv(env: api_pb2.Object) -> int:
+    """The resourceVersion of an envelope's object."""
+    return int(unwrap(env).metadata.resource_version)  # type: ignore[attr-defined]
+
+
+def name_of(env: api_pb2.Object) -> str:
+    """The name of an envelope's object."""
+    return str(unwrap(env).metadata.name)  # type: ignore[attr-defined]
+
+
+async def expect_code(code: grpc.StatusCode, call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """Await a call that must fail with ``code``; returns the error for more checks."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == code, f"expected {code.name}, got {err.code().name}: {err.details()}"
+        return err
+    raise AssertionError(f"expected {code.name}, but the call succeeded")
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll an async condition with back-off until true; fail after ``timeout``."""
+    delay = 0.02
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    return None
+
+
+async def next_events(stream: Any, count: int, timeout: float = 10.0, *, skip_bookmarks: bool = True) -> list[Any]:
+    """Read ``count`` events from a watch stream."""
+    out: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < count:
+            ev = await stream.read()
+            if ev is grpc.aio.EOF:
+                raise AssertionError(f"watch ended after {len(out)} of {count} events")
+            if skip_bookmarks and ev.type == "BOOKMARK":
+                continue
+            out.append(ev)
+    return out

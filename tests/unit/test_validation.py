@@ -1,0 +1,156 @@
+"""Validation: each bad input is refused with the object and the field path named."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from controlplane.api.errors import InvalidError
+from controlplane.api.objects import from_manifest
+from controlplane.api.validation import validate
+from controlplane.apiserver.strategy import for_kind
+from controlplane.api import kinds
+from tests.helpers import manifest_pod
+
+
+def _deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": manifest_pod("x", "d")["spec"]},
+        },
+    }
+
+
+def _check(doc: dict[str, Any]) -> None:
+    obj = from_manifest(doc)
+    for_kind(kinds.of_message(obj)).default(obj)
+    validate(obj)
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    parts = path.split(".")
+    cur: Any = out
+    for part in parts[:-1]:
+        cur = cur[int(part)] if part.isdigit() else cur[part]
+    last = parts[-1]
+    cur[int(last) if last.isdigit() else last] = value
+    return out
+
+
+POD = manifest_pod("web", "default")
+
+BAD_PODS = [
+    ("metadata.name", "Web_1", "metadata.name: 'Web_1' must be a DNS-1123 subdomain"),
+    ("metadata.name", "", "metadata.name: required"),
+    ("metadata.labels", {"app": "x y"}, "metadata.labels[app]: value 'x y'"),
+    ("metadata.labels", {"-bad": "x"}, "metadata.labels: key '-bad'"),
+    ("spec.containers", [], "spec.containers: required"),
+    ("spec.containers.0.command", [], "spec.containers[0].command: required"),
+    ("spec.containers.0.name", "Main", "spec.containers[0].name: 'Main' must be a DNS-1123 label"),
+    ("spec.containers.0.resources", {"limits": {"cpu": "lots"}}, "spec.containers[0].resources.limits.cpu"),
+    ("spec.containers.0.resources", {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
+     "spec.containers[0].resources.requests.memory: must be less than or equal to the limit"),
+    ("spec.containers.0.ports", [{"containerPort": 70000}], "spec.containers[0].ports[0].containerPort: 70000"),
+    ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
+    ("spec.containers.0.volumeMounts", [{"name": "data", "mountPath": "/d"}],
+     "spec.containers[0].volumeMounts[0].name: 'data' is not a volume of this pod"),
+    ("spec.containers.0.livenessProbe", {"periodSeconds": 3}, "spec.containers[0].livenessProbe: exactly one of"),
+    ("spec.containers.0.readinessProbe", {"tcpSocket": {"port": "web"}},
+     "spec.containers[0].readinessProbe.tcpSocket.port: port name 'web' is not a port of this container"),
+    ("spec.restartPolicy", "Sometimes", "spec.restartPolicy: 'Sometimes' is not one of Always, OnFailure, Never"),
+    ("spec.tolerations", [{"key": "k", "operator": "Exists", "value": "v"}], "spec.tolerations[0].value"),
+    ("spec.nodeSelector", {"zone": "a b"}, "spec.nodeSelector[zone]"),
+    ("spec.terminationGracePeriodSeconds", -1, "spec.terminationGracePeriodSeconds"),
+    ("spec.volumes", [{"name": "v"}], "spec.volumes[0]: exactly one of hostPath"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD_PODS, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD_PODS])
+def test_bad_pods_are_refused_naming_the_field(path: str, value: Any, message: str) -> None:
+    with pytest.raises(InvalidError) as err:
+        _check(_set(POD, path, value))
+    assert message in err.value.message
+    assert err.value.message.startswith('Pod "default/')
+
+
+def test_a_valid_pod_passes() -> None:
+    _check(POD)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    doc = _set(_set(POD, "spec.containers.0.command", []), "spec.restartPolicy", "Sometimes")
+    with pytest.raises(InvalidError) as err:
+        _check(doc)
+    assert "command: required" in err.value.message and "restartPolicy" in err.value.message
+
+
+BAD_DEPLOYMENTS = [
+    ("spec.selector", {}, "spec.selector: required"),
+    ("spec.template.metadata.labels", {"app": "other"}, "`selector` does not match template `labels`"),
+    ("spec.replicas", -1, "spec.replicas: -1 must be greater than or equal to 0"),
+    ("spec.strategy", {"type": "Blue"}, "spec.strategy.type: 'Blue' is not one of RollingUpdate, Recreate"),
+    ("spec.strategy", {"rollingUpdate": {"maxSurge": "x%"}}, "spec.strategy.rollingUpdate.maxSurge"),
+    ("spec.template.spec.restartPolicy", "Never", "spec.template.spec.restartPolicy: 'Never' is not one of Always"),
+    ("spec.template.spec.containers.0.command", [], "spec.template.spec.containers[0].command: required"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD_DEPLOYMENTS, ids=[p for p, _, _ in BAD_DEPLOYMENTS])
+def test_bad_deployments_are_refused_naming_the_field(path: str, value: Any, message: str) -> None:
+    with pytest.raises(InvalidError) as err:
+        _check(_set(_deployment(), path, value))
+    assert message in err.value.message
+
+
+def test_job_needs_a_restart_policy_that_ends() -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once", "namespace": "default", "uid": "u1"},
+        "spec": {"template": {"spec": manifest_pod("x", "d")["spec"]}},
+    }
+    with pytest.raises(InvalidError, match=r"spec.template.spec.restartPolicy: 'Always' is not one of OnFailure"):
+        _check(job)
+    job["spec"]["template"]["spec"]["restartPolicy"] = "Never"  # type: ignore[index]
+    _check(job)  # the selector is generated from the uid
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1web", "namespace": "d"},
+          "spec": {"ports": [{"port": 80}]}}, "must be a DNS-1035 label"),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "d"}, "spec": {}},
+         "spec.ports: required"),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "d"},
+          "spec": {"ports": [{"port": 80, "targetPort": 0}]}}, "spec.ports[0].targetPort"),
+        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"},
+          "data": {"a b": "x"}}, "data[a b]"),
+        ({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "namespace": "x"}},
+         "metadata.namespace: must be empty"),
+        ({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+          "spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}}, "spec.taints[0].effect"),
+        ({"apiVersion": "coordination/v1", "kind": "Lease", "metadata": {"name": "l", "namespace": "d"},
+          "spec": {"leaseDurationSeconds": 0}}, "spec.leaseDurationSeconds"),
+        ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}}, "must be a DNS-1123 label"),
+    ],
+    ids=["svc-name", "svc-ports", "svc-target", "cm-key", "node-ns", "taint", "lease", "ns-name"],
+)
+def test_other_kinds_are_validated(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidError) as err:
+        _check(doc)
+    assert message in err.value.message
+
+
+def test_objects_over_one_mebibyte_are_refused() -> None:
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "d"},
+           "data": {"blob": "x" * (1024 * 1024 + 1)}}
+    with pytest.raises(InvalidError, match="the limit is 1048576"):
+        _check(doc)
