@@ -202,7 +202,8 @@ class Registry:
                 raise GoneError(
                     "the continue token has expired (its revision was compacted); list again from the start"
                 ) from None
-            revision = page.revision
+            # etcd's header names the current revision even for a read in the past: pin the first one.
+            revision = revision or page.revision
             unread = 0
             for index, (key, obj) in enumerate(page.items):
                 last_key = key

@@ -28,7 +28,7 @@ class StoredList:
     items: list[tuple[str, Message]]
     """(key, object) in key order."""
     revision: int
-    """The revision the page was read at."""
+    """The revision the page was read at (the one asked for, or the current one)."""
     more: bool
     """True when keys remain after the last one returned."""
     remaining: int
@@ -141,7 +141,9 @@ class Store:
             self.client.kv.get(start, range_end=prefix_end(prefix), revision=revision, limit=limit, timeout=self._timeout)
         )
         items = [(kv.key.decode(), decode(info, kv.value, kv.mod_revision)) for kv in resp.kvs]
-        return StoredList(items, int(resp.header.revision), bool(resp.more), max(0, int(resp.count) - len(items)))
+        # etcd's header names the current revision even for a read in the past.
+        read_at = revision or int(resp.header.revision)
+        return StoredList(items, read_at, bool(resp.more), max(0, int(resp.count) - len(items)))
 
     async def compact(self, revision: int) -> None:
         """Discard history before ``revision`` (used by operators and tests)."""
