@@ -1,21 +1,39 @@
-"""The etcd connection: endpoints with failover, TLS, and error mapping to our vocabulary."""
+"""The etcd connection: endpoints with failover, TLS, retries, and error mapping to our vocabulary.
+
+One gRPC channel balances KV calls over every member (round robin); a second
+one carries watch streams. A call that finds no member answering is retried
+with jittered back-off until its deadline, so losing one member of three (or
+a leader election) costs latency, not errors.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
 import grpc.aio
-from etcd3aio import Etcd3Client, EtcdError
+from etcd3aio import EtcdConnectionError, EtcdTransientError
 from etcd3aio.connections import ConnectionManager
 from etcd3aio.kv import KVService
+from etcd3aio.maintenance import MaintenanceService
 
 from controlplane.api.errors import GoneError, UnavailableError
 
 T = TypeVar("T")
+
+# gRPC's default reconnect back-off grows to 120 s; a restarted member should be used again within seconds.
+_CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,8 @@ class EtcdConfig:
     """Name to verify in the members' certificates when several endpoints share one (default: localhost)."""
     request_timeout: float = 10.0
     """Deadline of one etcd request, retries included."""
+    attempt_timeout: float = 2.0
+    """Deadline of one attempt; a member that does not answer in time is given up for another."""
 
     def tls_args(self) -> dict[str, bytes | None]:
         """TLS material for the etcd client, read from the files."""
@@ -47,20 +67,46 @@ class EtcdConfig:
 
 
 class EtcdClient:
-    """An open connection to an etcd cluster: the KV client and a channel for watches."""
+    """An open connection to an etcd cluster: KV and maintenance services and a channel for watches."""
 
     def __init__(self, config: EtcdConfig) -> None:
+        if not config.endpoints:
+            raise ValueError("at least one etcd endpoint is required")
         self.config = config
-        server_name = config.tls_server_name or ("localhost" if config.ca_file else None)
-        self.kv_client = Etcd3Client(list(config.endpoints), tls_server_name=server_name, **config.tls_args())
-        self._manager = ConnectionManager(list(config.endpoints))
+        self._server_name = config.tls_server_name or ("localhost" if config.ca_file else None)
+        self._channels: list[grpc.aio.Channel] = []
+        self._kv: KVService | None = None
+        self._maintenance: MaintenanceService | None = None
         self._watch_channel: grpc.aio.Channel | None = None
-        self._server_name = server_name
+
+    def _channel(self) -> grpc.aio.Channel:
+        manager = ConnectionManager(list(self.config.endpoints))
+        manager.grpc_options.extend(_CHANNEL_OPTIONS)
+        channel = manager.get_channel(tls_server_name=self._server_name, **self.config.tls_args())
+        self._channels.append(channel)
+        return channel
 
     async def connect(self) -> None:
-        """Open the channels (lazily connected by gRPC)."""
-        await self.kv_client.connect()
-        self._watch_channel = self._manager.get_channel(tls_server_name=self._server_name, **self.config.tls_args())
+        """Create the channels (gRPC connects lazily)."""
+        kv_channel = self._channel()
+        # One attempt per service call: retries are ours (below), bounded by the request deadline.
+        self._kv = KVService(kv_channel, max_attempts=1)
+        self._maintenance = MaintenanceService(kv_channel, max_attempts=1)
+        self._watch_channel = self._channel()
+
+    @property
+    def kv(self) -> KVService:
+        """The KV service."""
+        if self._kv is None:
+            raise RuntimeError("EtcdClient.connect() was not called")
+        return self._kv
+
+    @property
+    def maintenance(self) -> MaintenanceService:
+        """The maintenance service (status, defragment, ...)."""
+        if self._maintenance is None:
+            raise RuntimeError("EtcdClient.connect() was not called")
+        return self._maintenance
 
     @property
     def watch_channel(self) -> grpc.aio.Channel:
@@ -71,10 +117,10 @@ class EtcdClient:
 
     async def close(self) -> None:
         """Close every channel."""
-        await self.kv_client.close()
-        if self._watch_channel is not None:
-            await self._watch_channel.close()
-            self._watch_channel = None
+        for channel in self._channels:
+            await channel.close()
+        self._channels.clear()
+        self._kv = self._maintenance = self._watch_channel = None
 
     async def ping(self, timeout: float = 5.0) -> int:
         """Check that the cluster answers a quorum read; returns the current revision."""
@@ -82,29 +128,34 @@ class EtcdClient:
 
     async def current_revision(self, timeout: float | None = None) -> int:
         """The cluster's current revision (a linearizable read)."""
-        kv = self.kv
-        resp = await call(kv.get("/registry/", count_only=True, timeout=timeout or self.config.request_timeout))
+        resp = await self.call(
+            lambda t: self.kv.get("/registry/", count_only=True, timeout=t), "read the revision", timeout=timeout
+        )
         return int(resp.header.revision)
 
-    @property
-    def kv(self) -> KVService:
-        """The KV service (raises if not connected)."""
-        if self.kv_client.kv is None:
-            raise RuntimeError("EtcdClient.connect() was not called")
-        return self.kv_client.kv
+    async def call(
+        self, op: Callable[[float], Awaitable[T]], what: str, *, timeout: float | None = None
+    ) -> T:
+        """Run ``op(attempt_timeout)`` until it succeeds, retrying unavailable members with jittered back-off.
 
-
-async def call(op: Awaitable[T]) -> T:
-    """Await an etcd operation, mapping client errors to ``UnavailableError`` / ``GoneError``."""
-    try:
-        return await op
-    except EtcdError as err:
-        raise UnavailableError(f"etcd is unavailable: {err}") from err
-    except TimeoutError as err:
-        raise UnavailableError("etcd did not answer in time") from err
-    except grpc.aio.AioRpcError as err:
-        if err.code() == grpc.StatusCode.OUT_OF_RANGE:
-            raise GoneError(f"the requested revision has been compacted: {err.details()}") from err
-        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-            raise UnavailableError(f"etcd is unavailable: {err.details()}") from err
-        raise
+        Raises ``UnavailableError`` when the deadline passes, ``GoneError`` for a compacted revision.
+        """
+        deadline = time.monotonic() + (timeout or self.config.request_timeout)
+        delay = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            attempt = max(0.05, min(self.config.attempt_timeout, left))
+            try:
+                return await asyncio.wait_for(op(attempt), attempt + 0.5)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    raise GoneError(f"the requested revision has been compacted: {err.details()}") from err
+                if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                last = f"{err.code().name}: {err.details()}"
+            except (EtcdConnectionError, EtcdTransientError, TimeoutError) as err:
+                last = str(err) or type(err).__name__
+            if time.monotonic() + delay >= deadline:
+                raise UnavailableError(f"etcd is unavailable ({what}): {last}")
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)

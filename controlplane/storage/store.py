@@ -7,15 +7,16 @@ with ``ConflictError`` if the key has moved since.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from etcd3aio._protobuf import Compare
+from etcd3aio._protobuf import Compare, TxnResponse
 from google.protobuf.message import Message
 
 from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, meta
-from controlplane.storage.client import EtcdClient, call
+from controlplane.storage.client import EtcdClient
 from controlplane.storage.codec import decode, encode
 from controlplane.storage.keys import kind_prefix, object_key, prefix_end
 from controlplane.storage.watch import EtcdWatch
@@ -41,32 +42,39 @@ class Store:
     def __init__(self, client: EtcdClient) -> None:
         self.client = client
 
-    @property
-    def _timeout(self) -> float:
-        return self.client.config.request_timeout
-
     async def create(self, info: KindInfo, obj: Message) -> Message:
         """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
-        resp = await call(
-            kv.txn(
+        value = encode(obj)
+        txn = _Attempts(
+            lambda t: kv.txn(
                 compare=[kv.txn_compare_create_revision(key, 0)],
-                success=[kv.txn_op_put(key, encode(obj))],
-                timeout=self._timeout,
+                success=[kv.txn_op_put(key, value)],
+                failure=[kv.txn_op_get(key)],
+                timeout=t,
             )
         )
+        resp = await self.client.call(txn, f"create {key}")
         if not resp.succeeded:
+            # A retried attempt may find its own earlier, applied write: the uid makes the bytes unique.
+            if txn.retried and _holds(resp, value):
+                return self._with_revision(info, obj, _mod_revision(resp))
             raise AlreadyExistsError(f"{describe(obj)} already exists")
+        return self._with_revision(info, obj, int(resp.header.revision))
+
+    @staticmethod
+    def _with_revision(info: KindInfo, obj: Message, revision: int) -> Message:
         out = info.message()
         out.CopyFrom(obj)
-        meta(out).resource_version = str(resp.header.revision)
+        meta(out).resource_version = str(revision)
         return out
 
     async def get(self, info: KindInfo, namespace: str, name: str) -> Message:
         """Read one object (linearizable); ``NotFoundError`` if there is none."""
-        resp = await call(self.client.kv.get(object_key(info, namespace, name), timeout=self._timeout))
+        key = object_key(info, namespace, name)
+        resp = await self.client.call(lambda t: self.client.kv.get(key, timeout=t), f"get {key}")
         if not resp.kvs:
             where = f"{namespace}/{name}" if info.namespaced else name
             raise NotFoundError(f'{info.kind} "{where}" not found')
@@ -78,33 +86,35 @@ class Store:
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
-        resp = await call(
-            kv.txn(
-                compare=[_mod_revision_equals(kv, key, expected_revision)],
-                success=[kv.txn_op_put(key, encode(obj))],
+        value = encode(obj)
+        txn = _Attempts(
+            lambda t: kv.txn(
+                compare=[_mod_revision_equals(key, expected_revision)],
+                success=[kv.txn_op_put(key, value)],
                 failure=[kv.txn_op_get(key)],
-                timeout=self._timeout,
+                timeout=t,
             )
         )
+        resp = await self.client.call(txn, f"update {key}")
         if not resp.succeeded:
+            if txn.retried and _holds(resp, value) and _mod_revision(resp) > expected_revision:
+                return self._with_revision(info, obj, _mod_revision(resp))  # our own retried write
             raise self._conflict(info, obj, resp)
-        out = info.message()
-        out.CopyFrom(obj)
-        meta(out).resource_version = str(resp.header.revision)
-        return out
+        return self._with_revision(info, obj, int(resp.header.revision))
 
     async def delete(self, info: KindInfo, obj: Message, expected_revision: int) -> int:
         """Delete an object if its key's mod_revision is still ``expected_revision``; returns the revision."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
-        resp = await call(
-            kv.txn(
-                compare=[_mod_revision_equals(kv, key, expected_revision)],
+        resp = await self.client.call(
+            lambda t: kv.txn(
+                compare=[_mod_revision_equals(key, expected_revision)],
                 success=[kv.txn_op_delete(key)],
                 failure=[kv.txn_op_get(key)],
-                timeout=self._timeout,
-            )
+                timeout=t,
+            ),
+            f"delete {key}",
         )
         if not resp.succeeded:
             raise self._conflict(info, obj, resp)
@@ -137,8 +147,10 @@ class Store:
         """
         prefix = kind_prefix(info, namespace)
         start = start_key or prefix
-        resp = await call(
-            self.client.kv.get(start, range_end=prefix_end(prefix), revision=revision, limit=limit, timeout=self._timeout)
+        end = prefix_end(prefix)
+        resp = await self.client.call(
+            lambda t: self.client.kv.get(start, range_end=end, revision=revision, limit=limit, timeout=t),
+            f"list {prefix}",
         )
         items = [(kv.key.decode(), decode(info, kv.value, kv.mod_revision)) for kv in resp.kvs]
         # etcd's header names the current revision even for a read in the past.
@@ -147,12 +159,39 @@ class Store:
 
     async def compact(self, revision: int) -> None:
         """Discard history before ``revision`` (used by operators and tests)."""
-        await call(self.client.kv.compact(revision, physical=True, timeout=self._timeout))
+        await self.client.call(lambda t: self.client.kv.compact(revision, physical=True, timeout=t), "compact")
 
     def watch(self, info: KindInfo, start_revision: int) -> EtcdWatch:
         """A watch over every object of a kind from ``start_revision`` (inclusive)."""
         return EtcdWatch(self.client.watch_channel, kind_prefix(info), start_revision)
 
 
-def _mod_revision_equals(kv: object, key: str, revision: int) -> Compare:
+class _Attempts:
+    """Counts the attempts of a retried etcd operation: an ambiguous failure matters only after a retry."""
+
+    def __init__(self, op: Callable[[float], Awaitable[TxnResponse]]) -> None:
+        self._op = op
+        self.count = 0
+
+    def __call__(self, timeout: float) -> Awaitable[TxnResponse]:
+        self.count += 1
+        return self._op(timeout)
+
+    @property
+    def retried(self) -> bool:
+        """True once a second attempt was made."""
+        return self.count > 1
+
+
+def _holds(resp: TxnResponse, value: bytes) -> bool:
+    """Whether a failed txn's read-back shows ``value`` stored."""
+    kvs = resp.responses[0].response_range.kvs if resp.responses else []
+    return bool(kvs) and kvs[0].value == value
+
+
+def _mod_revision(resp: TxnResponse) -> int:
+    return int(resp.responses[0].response_range.kvs[0].mod_revision)
+
+
+def _mod_revision_equals(key: str, revision: int) -> Compare:
     return Compare(result=Compare.EQUAL, target=Compare.MOD, key=key.encode(), mod_revision=revision)
