@@ -136,6 +136,8 @@ async def serve(config: ApiServerConfig) -> None:
 @click.option("--etcd-server-name", default=None, help="Name to verify in etcd's certificates (default localhost).")
 @click.option("--insecure-allow-non-loopback", is_flag=True, hidden=True,
               help="Serve plain text on a non-loopback address (until TLS lands; never in production).")
+@click.option("--etcd-startup-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for etcd at start before exiting.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: str,
@@ -146,6 +148,7 @@ def main(
     etcd_keyfile: str | None,
     etcd_server_name: str | None,
     insecure_allow_non_loopback: bool,
+    etcd_startup_timeout: float,
     verbose: bool,
 ) -> None:
     """Serve the Navarch API, backed by etcd."""
@@ -173,6 +176,7 @@ def main(
         ),
         listen=listen,
         watch_cache_window=watch_cache_window,
+        startup_timeout=etcd_startup_timeout,
     )
     try:
         asyncio.run(serve(config))

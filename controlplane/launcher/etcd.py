@@ -33,7 +33,7 @@ def find_etcd_binary() -> str:
     """The etcd executable to run; ``EtcdLaunchError`` naming every place looked in."""
     env = os.environ.get("NAVARCH_ETCD_BIN")
     if env:
-        if not os.access(env, os.X_OK):
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
             raise EtcdLaunchError(f"NAVARCH_ETCD_BIN={env} is not an executable file")
         return env
     on_path = shutil.which("etcd")
