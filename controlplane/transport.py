@@ -49,7 +49,7 @@ def make_server(interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc
 
 def add_port(server: grpc.aio.Server, address: str) -> int:
     """Listen on ``address``; returns the bound port (useful with port 0)."""
-    port = server.add_insecure_port(address)
+    port: int = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return port

@@ -13,11 +13,10 @@ import grpc.aio
 import pytest
 
 from controlplane import transport
-from controlplane.api.pb import api_pb2_grpc
 from controlplane.apiserver.main import ApiServer, ApiServerConfig
 from controlplane.launcher.etcd import EtcdCluster
 from controlplane.storage import EtcdConfig
-from tests.helpers import create_namespace
+from tests.helpers import Api, api_stub, create_namespace
 
 _TIERS = ("unit", "integration", "e2e", "multihost")
 
@@ -67,13 +66,13 @@ async def channel(apiserver: ApiServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def api(channel: grpc.aio.Channel) -> api_pb2_grpc.ApiStub:
+def api(channel: grpc.aio.Channel) -> Api:
     """The Api stub."""
-    return api_pb2_grpc.ApiStub(channel)
+    return api_stub(channel)
 
 
 @pytest.fixture
-async def namespace(api: api_pb2_grpc.ApiStub) -> str:
+async def namespace(api: Api) -> str:
     """A fresh namespace for one test."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     await create_namespace(api, name)

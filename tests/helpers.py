@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
 from controlplane.api.objects import from_manifest, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api.pb import api_pb2
+
+if TYPE_CHECKING:
+    from controlplane.api.pb.api_pb2_grpc import ApiAsyncStub as Api
+else:
+    from controlplane.api.pb.api_pb2_grpc import ApiStub as Api
+
+__all__ = ["Api", "api_stub"]
+
+
+def api_stub(channel: grpc.aio.Channel) -> Api:
+    """The Api stub on a channel (typed as the asyncio stub it is)."""
+    from controlplane.api.pb import api_pb2_grpc
+
+    return api_pb2_grpc.ApiStub(channel)  # type: ignore[return-value]
 
 
 def manifest_pod(name: str, namespace: str, *, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -36,25 +50,32 @@ def pod(name: str, namespace: str, **kwargs: Any) -> api_pb2.Object:
 
 def configmap(name: str, namespace: str, data: dict[str, str] | None = None) -> api_pb2.Object:
     """A ConfigMap envelope."""
-    return obj({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
-                "data": data or {}})
+    return obj(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": data or {},
+        }
+    )
 
 
-async def create_namespace(api: api_pb2_grpc.ApiStub, name: str) -> api_pb2.Object:
+async def create_namespace(api: Api, name: str) -> api_pb2.Object:
     """Create a namespace."""
-    return await api.Create(
+    created: api_pb2.Object = await api.Create(
         api_pb2.CreateRequest(object=obj({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
     )
+    return created
 
 
 def rv(env: api_pb2.Object) -> int:
     """The resourceVersion of an envelope's object."""
-    return int(unwrap(env).metadata.resource_version)  # type: ignore[attr-defined]
+    return int(unwrap(env).metadata.resource_version)
 
 
 def name_of(env: api_pb2.Object) -> str:
     """The name of an envelope's object."""
-    return str(unwrap(env).metadata.name)  # type: ignore[attr-defined]
+    return str(unwrap(env).metadata.name)
 
 
 async def expect_code(code: grpc.StatusCode, call: Awaitable[Any]) -> grpc.aio.AioRpcError:

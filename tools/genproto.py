@@ -51,7 +51,11 @@ def main() -> int:
         files = generate(Path(tmp))
         target = ROOT / PACKAGE_DIR
         if opts.check:
-            stale = [f.name for f in files if not (target / f.name).exists() or not filecmp.cmp(f, target / f.name, shallow=False)]
+            stale = [
+                f.name
+                for f in files
+                if not (target / f.name).exists() or not filecmp.cmp(f, target / f.name, shallow=False)
+            ]
             extra = sorted({p.name for p in target.glob("*_pb2*")} - {f.name for f in files})
             if stale or extra:
                 print(f"generated code is out of date: {stale + extra}; run: python tools/genproto.py")

@@ -112,7 +112,7 @@ def to_manifest(obj: Message) -> dict[str, Any]:
     numbers stay integers, so the output reads like a Kubernetes manifest.
     """
     out: dict[str, Any] = json_format.MessageToDict(obj, preserving_proto_field_name=False)
-    _numbers_as_in_kubernetes(out, obj.DESCRIPTOR)
+    _numbers_as_in_kubernetes(out, obj.DESCRIPTOR)  # type: ignore[arg-type]
     return out
 
 

@@ -65,7 +65,9 @@ class LabelSelector:
 
 def _split_terms(text: str) -> list[str]:
     # Commas inside "(...)" belong to a set, not to the term list.
-    terms, depth, current = [], 0, []
+    terms: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1

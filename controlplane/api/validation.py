@@ -256,9 +256,9 @@ def _validate_handler(errs: Errors, path: str, handler: Message, ports: set[str]
 
 def _check_named_port(errs: Errors, path: str, value: struct_pb2.Value, ports: set[str]) -> None:
     check_int_or_string_port(errs, path, value)
-    if value.WhichOneof("kind") == "string_value" and not value.string_value.isdigit():
-        if value.string_value not in ports:
-            errs.add(path, f"port name {value.string_value!r} is not a port of this container")
+    named = value.WhichOneof("kind") == "string_value" and not value.string_value.isdigit()
+    if named and value.string_value not in ports:
+        errs.add(path, f"port name {value.string_value!r} is not a port of this container")
 
 
 def _validate_probe(errs: Errors, path: str, probe: core_pb2.Probe, ports: set[str], *, liveness: bool) -> None:
@@ -276,9 +276,7 @@ def _validate_probe(errs: Errors, path: str, probe: core_pb2.Probe, ports: set[s
         errs.add(f"{path}.successThreshold", "must be 1 for liveness and startup probes")
 
 
-def _validate_container(
-    errs: Errors, path: str, c: core_pb2.Container, volumes: set[str], *, init: bool
-) -> None:
+def _validate_container(errs: Errors, path: str, c: core_pb2.Container, volumes: set[str], *, init: bool) -> None:
     check_dns1123_label(errs, f"{path}.name", c.name)
     if not c.command:
         errs.add(f"{path}.command", "required (a container is a process: command + args)")
@@ -301,7 +299,9 @@ def _validate_container(
         if not env.name:
             errs.add(f"{ep}.name", "required")
         elif not _ENV_NAME.match(env.name):
-            errs.add(f"{ep}.name", f"{env.name!r} must consist of letters, digits, '_', '-' or '.', not start with a digit")
+            errs.add(
+                f"{ep}.name", f"{env.name!r} must consist of letters, digits, '_', '-' or '.', not start with a digit"
+            )
         if env.HasField("value_from"):
             vf = env.value_from
             sources = [f.name for f, _ in vf.ListFields()]
@@ -386,11 +386,11 @@ def _validate_affinity(errs: Errors, path: str, aff: core_pb2.Affinity) -> None:
             errs.add(f"{p}.weight", f"{pref.weight} must be between 1 and 100")
         _validate_node_selector_term(errs, f"{p}.preference", pref.preference)
     for name, group in (("podAffinity", aff.pod_affinity), ("podAntiAffinity", aff.pod_anti_affinity)):
-        for i, term in enumerate(group.required_during_scheduling_ignored_during_execution):
+        for i, affinity_term in enumerate(group.required_during_scheduling_ignored_during_execution):
             p = f"{path}.{name}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"
-            if not term.topology_key:
+            if not affinity_term.topology_key:
                 errs.add(f"{p}.topologyKey", "required")
-            check_label_selector(errs, f"{p}.labelSelector", term.label_selector)
+            check_label_selector(errs, f"{p}.labelSelector", affinity_term.label_selector)
         for i, weighted in enumerate(group.preferred_during_scheduling_ignored_during_execution):
             p = f"{path}.{name}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
             if not 1 <= weighted.weight <= 100:
@@ -459,8 +459,9 @@ def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
             errs.add(f"{tp}.maxSkew", f"{tsc.max_skew} must be greater than 0")
         if not tsc.topology_key:
             errs.add(f"{tp}.topologyKey", "required")
-        check_one_of(errs, f"{tp}.whenUnsatisfiable", tsc.when_unsatisfiable, ("DoNotSchedule", "ScheduleAnyway"),
-                     required=True)
+        check_one_of(
+            errs, f"{tp}.whenUnsatisfiable", tsc.when_unsatisfiable, ("DoNotSchedule", "ScheduleAnyway"), required=True
+        )
 
 
 def _validate_pod(errs: Errors, pod: core_pb2.Pod) -> None:
@@ -479,9 +480,9 @@ def _validate_template(
     check_label_selector(errs, "spec.selector", selector)
     check_labels(errs, f"{path}.metadata.labels", template.metadata.labels)
     try:
-        if (selector.match_labels or selector.match_expressions) and not from_label_selector_message(
-            selector
-        ).matches(template.metadata.labels):
+        if (selector.match_labels or selector.match_expressions) and not from_label_selector_message(selector).matches(
+            template.metadata.labels
+        ):
             errs.add(f"{path}.metadata.labels", "`selector` does not match template `labels`")
     except InvalidError:
         pass  # the operator was already reported
@@ -512,8 +513,11 @@ def _validate_deployment(errs: Errors, d: apps_pb2.Deployment) -> None:
         errs.add("spec.strategy.rollingUpdate", "may not be specified when strategy type is Recreate")
     check_int_or_percent(errs, "spec.strategy.rollingUpdate.maxSurge", ru.max_surge)
     check_int_or_percent(errs, "spec.strategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
-    if _is_zero(ru.max_surge) and _is_zero(ru.max_unavailable) and ru.HasField("max_surge") and ru.HasField(
-        "max_unavailable"
+    if (
+        _is_zero(ru.max_surge)
+        and _is_zero(ru.max_unavailable)
+        and ru.HasField("max_surge")
+        and ru.HasField("max_unavailable")
     ):
         errs.add("spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when maxSurge is 0")
     if d.spec.HasField("revision_history_limit") and d.spec.revision_history_limit < 0:
@@ -530,8 +534,9 @@ def _validate_daemonset(errs: Errors, ds: apps_pb2.DaemonSet) -> None:
     _validate_template(errs, "spec.template", ds.spec.selector, ds.spec.template)
     check_one_of(errs, "spec.template.spec.restartPolicy", ds.spec.template.spec.restart_policy, ("Always",))
     check_one_of(errs, "spec.updateStrategy.type", ds.spec.update_strategy.type, ("RollingUpdate", "OnDelete"))
-    check_int_or_percent(errs, "spec.updateStrategy.rollingUpdate.maxUnavailable",
-                         ds.spec.update_strategy.rolling_update.max_unavailable)
+    check_int_or_percent(
+        errs, "spec.updateStrategy.rollingUpdate.maxUnavailable", ds.spec.update_strategy.rolling_update.max_unavailable
+    )
 
 
 def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
@@ -550,8 +555,13 @@ def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
     if spec.completion_mode == "Indexed" and not spec.HasField("completions"):
         errs.add("spec.completions", "required when completionMode is Indexed")
     _validate_template(errs, "spec.template", spec.selector, spec.template)
-    check_one_of(errs, "spec.template.spec.restartPolicy", spec.template.spec.restart_policy, ("OnFailure", "Never"),
-                 required=True)
+    check_one_of(
+        errs,
+        "spec.template.spec.restartPolicy",
+        spec.template.spec.restart_policy,
+        ("OnFailure", "Never"),
+        required=True,
+    )
 
 
 # ---------------------------------------------------------- the other kinds

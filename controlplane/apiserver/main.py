@@ -98,7 +98,9 @@ class ApiServer:
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints))
+        log.info(
+            "serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints)
+        )
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving, cancel every background task, close etcd."""
@@ -128,16 +130,30 @@ async def serve(config: ApiServerConfig) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--etcd-servers", default="127.0.0.1:2379", show_default=True, help="Comma list of etcd members.")
 @click.option("--listen", default="127.0.0.1:6443", show_default=True, help="Address to serve the API on.")
-@click.option("--watch-cache-window", default=10_000, show_default=True, type=click.IntRange(min=10),
-              help="Events of history kept per kind for watch resumption.")
+@click.option(
+    "--watch-cache-window",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Events of history kept per kind for watch resumption.",
+)
 @click.option("--etcd-cafile", type=click.Path(exists=True, dir_okay=False), help="CA for etcd's certificates.")
 @click.option("--etcd-certfile", type=click.Path(exists=True, dir_okay=False), help="Client certificate for etcd.")
 @click.option("--etcd-keyfile", type=click.Path(exists=True, dir_okay=False), help="Key of the client certificate.")
 @click.option("--etcd-server-name", default=None, help="Name to verify in etcd's certificates (default localhost).")
-@click.option("--insecure-allow-non-loopback", is_flag=True, hidden=True,
-              help="Serve plain text on a non-loopback address (until TLS lands; never in production).")
-@click.option("--etcd-startup-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds to wait for etcd at start before exiting.")
+@click.option(
+    "--insecure-allow-non-loopback",
+    is_flag=True,
+    hidden=True,
+    help="Serve plain text on a non-loopback address (until TLS lands; never in production).",
+)
+@click.option(
+    "--etcd-startup-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait for etcd at start before exiting.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: str,

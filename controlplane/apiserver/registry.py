@@ -129,13 +129,9 @@ class Registry:
             try:  # the cache may lag a namespace created a moment ago
                 ns = await self.store.get(ns_info, "", namespace)
             except NotFoundError:
-                raise NotFoundError(
-                    f'namespace "{namespace}" not found: create it before {describe(obj)}'
-                ) from None
+                raise NotFoundError(f'namespace "{namespace}" not found: create it before {describe(obj)}') from None
         if meta(ns).HasField("deletion_timestamp"):
-            raise ForbiddenError(
-                f'unable to create {describe(obj)}: namespace "{namespace}" is being terminated'
-            )
+            raise ForbiddenError(f'unable to create {describe(obj)}: namespace "{namespace}" is being terminated')
 
     # --------------------------------------------------------------- get
 
@@ -391,9 +387,7 @@ class Registry:
             old = await self.store.get(info, namespace, name)
             m = meta(old)
             if precondition_uid and precondition_uid != m.uid:
-                raise ConflictError(
-                    f"Precondition failed for {describe(old)}: uid is {m.uid}, not {precondition_uid}"
-                )
+                raise ConflictError(f"Precondition failed for {describe(old)}: uid is {m.uid}, not {precondition_uid}")
             if precondition_rv and precondition_rv != m.resource_version:
                 raise ConflictError(
                     f"Precondition failed for {describe(old)}: resourceVersion is {m.resource_version}, "
@@ -419,10 +413,9 @@ class Registry:
                     continue
                 meta(old).resource_version = str(revision)
                 return old, True
-            if nm.HasField("deletion_timestamp"):
-                # Already terminating: a shorter grace period may still cut it short.
-                if info.kind != "Pod" or grace >= nm.deletion_grace_period_seconds:
-                    return old, False
+            # Already terminating: only a shorter grace period (pods) changes anything.
+            if nm.HasField("deletion_timestamp") and (info.kind != "Pod" or grace >= nm.deletion_grace_period_seconds):
+                return old, False
             nm.deletion_timestamp.CopyFrom(self._timestamp(grace if info.kind == "Pod" else 0))
             nm.deletion_grace_period_seconds = grace if info.kind == "Pod" else 0
             if dry:

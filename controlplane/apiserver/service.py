@@ -81,9 +81,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
         return wrap(await self.registry.update(unwrap(request.object), dry_run=request.dry_run))
 
     @_unary
-    async def UpdateStatus(
-        self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.Object:
+    async def UpdateStatus(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         return wrap(await self.registry.update(unwrap(request.object), status=True, dry_run=request.dry_run))
 
     @_unary
@@ -95,9 +93,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
         return wrap(obj)
 
     @_unary
-    async def Delete(
-        self, request: api_pb2.DeleteRequest, context: grpc.aio.ServicerContext
-    ) -> api_pb2.DeleteResponse:
+    async def Delete(self, request: api_pb2.DeleteRequest, context: grpc.aio.ServicerContext) -> api_pb2.DeleteResponse:
         info = kinds.lookup(request.kind)
         obj, deleted = await self.registry.delete(
             info,

@@ -32,7 +32,7 @@ class Strategy:
     def prepare_for_create(self, obj: Message) -> None:
         """Reset what a client may not set on create."""
         if self.info.has_status and not self.keep_status_on_create:
-            obj.ClearField("status")  # type: ignore[arg-type]
+            obj.ClearField("status")
         self.default(obj)
 
     def prepare_for_update(self, new: Message, old: Message) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
@@ -54,8 +55,8 @@ class Filter:
     """What a watcher or a list selects."""
 
     namespace: str = ""
-    labels: LabelSelector = LabelSelector()
-    fields: FieldSelector = FieldSelector()
+    labels: LabelSelector = field(default_factory=LabelSelector)
+    fields: FieldSelector = field(default_factory=FieldSelector)
 
     def matches(self, obj: Message) -> bool:
         """Whether the object is selected."""
@@ -113,10 +114,9 @@ class CacheWatcher:
         if self.error is None:
             self.error = error
         self._cache.unregister(self)
-        try:
+        # A full queue means the consumer is not waiting: it sees `error` before its next read.
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass  # the consumer is not waiting: it sees `error` before its next read
 
     async def next(self, timeout: float) -> CacheEvent | None:
         """The next event, or None when ``timeout`` passes first; raises the close error."""

@@ -133,9 +133,7 @@ class EtcdClient:
         )
         return int(resp.header.revision)
 
-    async def call(
-        self, op: Callable[[float], Awaitable[T]], what: str, *, timeout: float | None = None
-    ) -> T:
+    async def call(self, op: Callable[[float], Awaitable[T]], what: str, *, timeout: float | None = None) -> T:
         """Run ``op(attempt_timeout)`` until it succeeds, retrying unavailable members with jittered back-off.
 
         Raises ``UnavailableError`` when the deadline passes, ``GoneError`` for a compacted revision.

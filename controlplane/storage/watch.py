@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub, rpc_pb2
+from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
+from etcd3aio._protobuf import rpc_pb2 as etcd_rpc  # type: ignore[attr-defined]
 
 from controlplane.api.errors import GoneError, UnavailableError
 from controlplane.storage.keys import prefix_end
@@ -68,7 +69,7 @@ class EtcdWatch:
 
     def request_progress(self) -> None:
         """Ask etcd for a progress notification (answered as an empty batch)."""
-        self._requests.put_nowait(WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
+        self._requests.put_nowait(WatchRequest(progress_request=etcd_rpc.WatchProgressRequest()))
 
     async def _request_stream(self) -> AsyncIterator[WatchRequest]:
         yield WatchRequest(

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from controlplane import transport
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api import kinds
+from controlplane.api.errors import ConflictError
+from controlplane.api.pb import api_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.launcher.etcd import EtcdCluster
 from controlplane.storage import EtcdClient, EtcdConfig, Store
-from controlplane.api import kinds
-from controlplane.api.errors import ConflictError
 from tests.conftest import api_config
-from tests.helpers import configmap, create_namespace, name_of, next_events
+from tests.helpers import api_stub, configmap, create_namespace, name_of, next_events
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,11 @@ async def test_storage_guards_writes_on_every_member(etcd3: EtcdCluster) -> None
 
 
 @pytest.mark.parametrize("victim", [0, 1, 2], ids=["member0", "member1", "member2"])
-async def test_a_killed_etcd_member_does_not_fail_api_calls(etcd3: EtcdCluster, server3: ApiServer,
-                                                           victim: int) -> None:
+async def test_a_killed_etcd_member_does_not_fail_api_calls(
+    etcd3: EtcdCluster, server3: ApiServer, victim: int
+) -> None:
     ch = transport.make_channel([f"127.0.0.1:{server3.port}"])
-    api = api_pb2_grpc.ApiStub(ch)
+    api = api_stub(ch)
     ns = f"failover-{victim}"
     await create_namespace(api, ns)
     stream = api.Watch(api_pb2.WatchRequest(kind="cm", namespace=ns))

@@ -11,7 +11,9 @@ import pytest
 from controlplane.launcher.etcd import EtcdCluster, EtcdLaunchError, find_etcd_binary
 
 
-def test_navarch_etcd_bin_wins_and_must_be_executable(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+def test_navarch_etcd_bin_wins_and_must_be_executable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]
+) -> None:
     real = find_etcd_binary()
     monkeypatch.setenv("NAVARCH_ETCD_BIN", real)
     assert find_etcd_binary() == real
@@ -57,8 +59,10 @@ def test_etcd_in_a_container_through_testcontainers() -> None:
     from testcontainers.core.waiting_utils import wait_for_logs
 
     image = os.environ.get("NAVARCH_ETCD_IMAGE", "quay.io/coreos/etcd:v3.5.17")
-    container = DockerContainer(image).with_exposed_ports(2379).with_command(
-        "etcd --listen-client-urls=http://0.0.0.0:2379 --advertise-client-urls=http://0.0.0.0:2379"
+    container = (
+        DockerContainer(image)
+        .with_exposed_ports(2379)
+        .with_command("etcd --listen-client-urls=http://0.0.0.0:2379 --advertise-client-urls=http://0.0.0.0:2379")
     )
     with container:
         wait_for_logs(container, "ready to serve client requests", timeout=60)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
 
 from controlplane.api.objects import unwrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api.pb import api_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.launcher.etcd import EtcdCluster
 from controlplane.storage import EtcdClient, EtcdConfig
 from tests.conftest import api_config
-from tests.helpers import configmap, create_namespace, expect_code, name_of, next_events, pod, rv
-
-Api = api_pb2_grpc.ApiStub
+from tests.helpers import Api, api_stub, configmap, create_namespace, expect_code, name_of, next_events, pod, rv
 
 
 async def test_a_list_right_after_a_write_sees_it(api: Api, namespace: str) -> None:
@@ -36,8 +36,9 @@ async def test_watch_resumed_from_a_resource_version_delivers_every_later_event_
         out = await api.Create(api_pb2.CreateRequest(object=configmap(f"c{i}", namespace)))
         expected.append(("ADDED", f"c{i}", rv(out)))
         if i % 3 == 0:
-            patched = await api.Patch(api_pb2.PatchRequest(kind="cm", namespace=namespace, name=f"c{i}",
-                                                           merge_patch='{"data": {"k": "v"}}'))
+            patched = await api.Patch(
+                api_pb2.PatchRequest(kind="cm", namespace=namespace, name=f"c{i}", merge_patch='{"data": {"k": "v"}}')
+            )
             expected.append(("MODIFIED", f"c{i}", rv(patched)))
         if i % 5 == 0:
             deleted = await api.Delete(api_pb2.DeleteRequest(kind="cm", namespace=namespace, name=f"c{i}"))
@@ -63,26 +64,36 @@ async def test_watch_without_resource_version_starts_with_the_current_state(api:
 
 
 async def test_watch_with_selectors_sees_objects_enter_and_leave(api: Api, namespace: str) -> None:
-    stream = api.Watch(api_pb2.WatchRequest(kind="pods", namespace=namespace, label_selector="tier=front",
-                                            field_selector="spec.nodeName=n1"))
+    stream = api.Watch(
+        api_pb2.WatchRequest(
+            kind="pods", namespace=namespace, label_selector="tier=front", field_selector="spec.nodeName=n1"
+        )
+    )
     await api.Create(api_pb2.CreateRequest(object=pod("a", namespace, labels={"tier": "back"}, nodeName="n1")))
     await api.Create(api_pb2.CreateRequest(object=pod("b", namespace, labels={"tier": "front"}, nodeName="n2")))
-    await api.Patch(api_pb2.PatchRequest(kind="pod", namespace=namespace, name="a",
-                                         merge_patch='{"metadata": {"labels": {"tier": "front"}}}'))
-    await api.Patch(api_pb2.PatchRequest(kind="pod", namespace=namespace, name="a",
-                                         merge_patch='{"metadata": {"labels": {"tier": "back"}}}'))
+    await api.Patch(
+        api_pb2.PatchRequest(
+            kind="pod", namespace=namespace, name="a", merge_patch='{"metadata": {"labels": {"tier": "front"}}}'
+        )
+    )
+    await api.Patch(
+        api_pb2.PatchRequest(
+            kind="pod", namespace=namespace, name="a", merge_patch='{"metadata": {"labels": {"tier": "back"}}}'
+        )
+    )
     events = await next_events(stream, 2)
     assert [(e.type, name_of(e.object)) for e in events] == [("ADDED", "a"), ("DELETED", "a")]
     stream.cancel()
 
 
 async def test_list_selectors_filter_by_label_and_field(api: Api, namespace: str) -> None:
-    await api.Create(api_pb2.CreateRequest(object=pod("a", namespace, labels={"app": "web", "tier": "front"},
-                                                      nodeName="n1")))
+    await api.Create(
+        api_pb2.CreateRequest(object=pod("a", namespace, labels={"app": "web", "tier": "front"}, nodeName="n1"))
+    )
     await api.Create(api_pb2.CreateRequest(object=pod("b", namespace, labels={"app": "web"}, nodeName="n2")))
     await api.Create(api_pb2.CreateRequest(object=pod("c", namespace, labels={"app": "db"})))
 
-    async def names(**kw: str) -> list[str]:
+    async def names(**kw: Any) -> list[str]:
         resp = await api.List(api_pb2.ListRequest(kind="pods", namespace=namespace, **kw))
         return [name_of(i) for i in resp.items]
 
@@ -92,10 +103,12 @@ async def test_list_selectors_filter_by_label_and_field(api: Api, namespace: str
     assert await names(field_selector="spec.nodeName=n1") == ["a"]
     assert await names(field_selector="spec.nodeName=") == ["c"]
     assert await names(field_selector="metadata.name!=a", label_selector="app=web") == ["b"]
-    await expect_code(grpc.StatusCode.INVALID_ARGUMENT,
-                      api.List(api_pb2.ListRequest(kind="pods", label_selector="app in web")))
-    await expect_code(grpc.StatusCode.INVALID_ARGUMENT,
-                      api.List(api_pb2.ListRequest(kind="cm", field_selector="spec.nodeName=x")))
+    await expect_code(
+        grpc.StatusCode.INVALID_ARGUMENT, api.List(api_pb2.ListRequest(kind="pods", label_selector="app in web"))
+    )
+    await expect_code(
+        grpc.StatusCode.INVALID_ARGUMENT, api.List(api_pb2.ListRequest(kind="cm", field_selector="spec.nodeName=x"))
+    )
 
 
 async def test_pagination_returns_every_object_once_while_objects_are_added(api: Api, namespace: str) -> None:
@@ -126,8 +139,11 @@ async def test_paged_list_with_a_selector_fills_pages(api: Api, namespace: str) 
     seen: list[str] = []
     token = ""
     while True:
-        resp = await api.List(api_pb2.ListRequest(kind="pods", namespace=namespace, limit=4, label_selector="even=True",
-                                                  **{"continue": token}))
+        resp = await api.List(
+            api_pb2.ListRequest(
+                kind="pods", namespace=namespace, limit=4, label_selector="even=True", **{"continue": token}
+            )
+        )
         assert len(resp.items) <= 4
         seen.extend(name_of(i) for i in resp.items)
         token = getattr(resp, "continue")
@@ -137,8 +153,9 @@ async def test_paged_list_with_a_selector_fills_pages(api: Api, namespace: str) 
 
 
 async def test_bad_continue_tokens_are_invalid(api: Api) -> None:
-    err = await expect_code(grpc.StatusCode.INVALID_ARGUMENT,
-                            api.List(api_pb2.ListRequest(kind="cm", limit=2, **{"continue": "garbage"})))
+    err = await expect_code(
+        grpc.StatusCode.INVALID_ARGUMENT, api.List(api_pb2.ListRequest(kind="cm", limit=2, **{"continue": "garbage"}))
+    )
     assert "continue" in err.details()
 
 
@@ -156,10 +173,10 @@ async def test_idle_watchers_receive_bookmarks_with_a_fresh_resource_version(api
 
 
 @pytest.fixture
-async def small_window_server(etcd_cluster: EtcdCluster) -> ApiServer:
+async def small_window_server(etcd_cluster: EtcdCluster) -> AsyncIterator[ApiServer]:
     server = ApiServer(api_config(etcd_cluster.endpoints, watch_cache_window=10, watcher_queue=5))
     await server.start()
-    yield server  # type: ignore[misc]
+    yield server
     await server.stop()
 
 
@@ -167,7 +184,7 @@ async def _stub(server: ApiServer) -> tuple[Api, grpc.aio.Channel]:
     from controlplane import transport
 
     ch = transport.make_channel([f"127.0.0.1:{server.port}"])
-    return api_pb2_grpc.ApiStub(ch), ch
+    return api_stub(ch), ch
 
 
 async def test_watch_from_before_the_history_window_is_out_of_range(small_window_server: ApiServer) -> None:
@@ -183,8 +200,9 @@ async def test_watch_from_before_the_history_window_is_out_of_range(small_window
     await ch.close()
 
 
-async def test_watch_from_a_compacted_revision_is_out_of_range(etcd_cluster: EtcdCluster, api: Api,
-                                                               namespace: str) -> None:
+async def test_watch_from_a_compacted_revision_is_out_of_range(
+    etcd_cluster: EtcdCluster, api: Api, namespace: str
+) -> None:
     old = await api.Create(api_pb2.CreateRequest(object=configmap("old", namespace)))
     await api.Create(api_pb2.CreateRequest(object=configmap("old2", namespace)))
     page = await api.List(api_pb2.ListRequest(kind="cm", namespace=namespace, limit=1))
@@ -207,8 +225,12 @@ async def test_watch_from_a_compacted_revision_is_out_of_range(etcd_cluster: Etc
     finally:
         await server.stop()
     # A continue token whose revision was compacted is out of range too: the client lists again.
-    err = await expect_code(grpc.StatusCode.OUT_OF_RANGE, api.List(api_pb2.ListRequest(
-        kind="cm", namespace=namespace, limit=1, **{"continue": getattr(page, "continue")})))
+    err = await expect_code(
+        grpc.StatusCode.OUT_OF_RANGE,
+        api.List(
+            api_pb2.ListRequest(kind="cm", namespace=namespace, limit=1, **{"continue": getattr(page, "continue")})
+        ),
+    )
     assert "list again" in err.details()
 
 
@@ -235,8 +257,11 @@ async def test_a_watcher_that_cannot_keep_up_is_cut_off(small_window_server: Api
 async def test_watch_and_list_json_round_trip_through_patch(api: Api, namespace: str) -> None:
     created = await api.Create(api_pb2.CreateRequest(object=configmap("cfg", namespace, {"a": "1"})))
     stream = api.Watch(api_pb2.WatchRequest(kind="cm", namespace=namespace, resource_version=str(rv(created))))
-    await api.Patch(api_pb2.PatchRequest(kind="cm", namespace=namespace, name="cfg",
-                                         merge_patch=json.dumps({"data": {"a": None, "b": "2"}})))
+    await api.Patch(
+        api_pb2.PatchRequest(
+            kind="cm", namespace=namespace, name="cfg", merge_patch=json.dumps({"data": {"a": None, "b": "2"}})
+        )
+    )
     (ev,) = await next_events(stream, 1)
     assert ev.type == "MODIFIED" and dict(unwrap(ev.object).data) == {"b": "2"}
     stream.cancel()

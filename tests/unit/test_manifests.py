@@ -40,8 +40,12 @@ def test_a_kubernetes_deployment_manifest_reads_as_is() -> None:
 
 
 def test_service_fields_keep_kubernetes_spelling() -> None:
-    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-           "spec": {"clusterIP": "None", "ports": [{"port": 80, "targetPort": "http"}], "selector": {"app": "web"}}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"clusterIP": "None", "ports": [{"port": 80, "targetPort": "http"}], "selector": {"app": "web"}},
+    }
     assert to_manifest(from_manifest(doc)) == doc
 
 
@@ -83,8 +87,16 @@ def test_merge_patch_follows_rfc7386() -> None:
 
 
 def test_every_kind_has_a_kubernetes_api_version() -> None:
-    expected = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1",
-                "Lease": "coordination/v1", "Pod": "v1", "Service": "v1", "Namespace": "v1"}
+    expected = {
+        "Deployment": "apps/v1",
+        "ReplicaSet": "apps/v1",
+        "DaemonSet": "apps/v1",
+        "Job": "batch/v1",
+        "Lease": "coordination/v1",
+        "Pod": "v1",
+        "Service": "v1",
+        "Namespace": "v1",
+    }
     for kind, api_version in expected.items():
         assert kinds.lookup(kind).api_version == api_version
     assert kinds.lookup("deploy").kind == "Deployment"

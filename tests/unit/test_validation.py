@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from controlplane.api import kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import from_manifest
 from controlplane.api.validation import validate
 from controlplane.apiserver.strategy import for_kind
-from controlplane.api import kinds
 from tests.helpers import manifest_pod
 
 
@@ -55,15 +55,24 @@ BAD_PODS = [
     ("spec.containers.0.command", [], "spec.containers[0].command: required"),
     ("spec.containers.0.name", "Main", "spec.containers[0].name: 'Main' must be a DNS-1123 label"),
     ("spec.containers.0.resources", {"limits": {"cpu": "lots"}}, "spec.containers[0].resources.limits.cpu"),
-    ("spec.containers.0.resources", {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
-     "spec.containers[0].resources.requests.memory: must be less than or equal to the limit"),
+    (
+        "spec.containers.0.resources",
+        {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
+        "spec.containers[0].resources.requests.memory: must be less than or equal to the limit",
+    ),
     ("spec.containers.0.ports", [{"containerPort": 70000}], "spec.containers[0].ports[0].containerPort: 70000"),
     ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
-    ("spec.containers.0.volumeMounts", [{"name": "data", "mountPath": "/d"}],
-     "spec.containers[0].volumeMounts[0].name: 'data' is not a volume of this pod"),
+    (
+        "spec.containers.0.volumeMounts",
+        [{"name": "data", "mountPath": "/d"}],
+        "spec.containers[0].volumeMounts[0].name: 'data' is not a volume of this pod",
+    ),
     ("spec.containers.0.livenessProbe", {"periodSeconds": 3}, "spec.containers[0].livenessProbe: exactly one of"),
-    ("spec.containers.0.readinessProbe", {"tcpSocket": {"port": "web"}},
-     "spec.containers[0].readinessProbe.tcpSocket.port: port name 'web' is not a port of this container"),
+    (
+        "spec.containers.0.readinessProbe",
+        {"tcpSocket": {"port": "web"}},
+        "spec.containers[0].readinessProbe.tcpSocket.port: port name 'web' is not a port of this container",
+    ),
     ("spec.restartPolicy", "Sometimes", "spec.restartPolicy: 'Sometimes' is not one of Always, OnFailure, Never"),
     ("spec.tolerations", [{"key": "k", "operator": "Exists", "value": "v"}], "spec.tolerations[0].value"),
     ("spec.nodeSelector", {"zone": "a b"}, "spec.nodeSelector[zone]"),
@@ -125,20 +134,59 @@ def test_job_needs_a_restart_policy_that_ends() -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1web", "namespace": "d"},
-          "spec": {"ports": [{"port": 80}]}}, "must be a DNS-1035 label"),
-        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "d"}, "spec": {}},
-         "spec.ports: required"),
-        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "d"},
-          "spec": {"ports": [{"port": 80, "targetPort": 0}]}}, "spec.ports[0].targetPort"),
-        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"},
-          "data": {"a b": "x"}}, "data[a b]"),
-        ({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "namespace": "x"}},
-         "metadata.namespace: must be empty"),
-        ({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-          "spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}}, "spec.taints[0].effect"),
-        ({"apiVersion": "coordination/v1", "kind": "Lease", "metadata": {"name": "l", "namespace": "d"},
-          "spec": {"leaseDurationSeconds": 0}}, "spec.leaseDurationSeconds"),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "1web", "namespace": "d"},
+                "spec": {"ports": [{"port": 80}]},
+            },
+            "must be a DNS-1035 label",
+        ),
+        (
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "d"}, "spec": {}},
+            "spec.ports: required",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": "d"},
+                "spec": {"ports": [{"port": 80, "targetPort": 0}]},
+            },
+            "spec.ports[0].targetPort",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "d"},
+                "data": {"a b": "x"},
+            },
+            "data[a b]",
+        ),
+        (
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "namespace": "x"}},
+            "metadata.namespace: must be empty",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n1"},
+                "spec": {"taints": [{"key": "k", "effect": "Sometimes"}]},
+            },
+            "spec.taints[0].effect",
+        ),
+        (
+            {
+                "apiVersion": "coordination/v1",
+                "kind": "Lease",
+                "metadata": {"name": "l", "namespace": "d"},
+                "spec": {"leaseDurationSeconds": 0},
+            },
+            "spec.leaseDurationSeconds",
+        ),
         ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}}, "must be a DNS-1123 label"),
     ],
     ids=["svc-name", "svc-ports", "svc-target", "cm-key", "node-ns", "taint", "lease", "ns-name"],
@@ -150,7 +198,11 @@ def test_other_kinds_are_validated(doc: dict[str, Any], message: str) -> None:
 
 
 def test_objects_over_one_mebibyte_are_refused() -> None:
-    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "d"},
-           "data": {"blob": "x" * (1024 * 1024 + 1)}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "big", "namespace": "d"},
+        "data": {"blob": "x" * (1024 * 1024 + 1)},
+    }
     with pytest.raises(InvalidError, match="the limit is 1048576"):
         _check(doc)
