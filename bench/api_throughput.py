@@ -57,20 +57,33 @@ def row(name: str, rate: float, lat: list[float]) -> str:
     return f"{name:<28}{rate:>10.0f}{pct(lat, 50):>10.2f}{pct(lat, 99):>10.2f}"
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--list-objects", type=int, default=100, help="objects in the namespace that List returns")
-    opts = parser.parse_args()
+    return parser.parse_args()
 
+
+def start_cluster() -> tuple[EtcdCluster, subprocess.Popen[bytes], int]:
+    """One etcd member (fsync on) and a navarch-apiserver process on a free port."""
     etcd = EtcdCluster(1, fast=False).start()
     port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "navarch-apiserver"), "--etcd-servers", etcd.endpoints[0],
-         "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log,
+        [
+            str(Path(sys.executable).parent / "navarch-apiserver"),
+            "--etcd-servers",
+            etcd.endpoints[0],
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    return etcd, server, port
+
+
+async def main(opts: argparse.Namespace, etcd: EtcdCluster, port: int) -> None:
     raw = EtcdClient(EtcdConfig(endpoints=etcd.endpoints))
     await raw.connect()
     channel = transport.make_channel([f"127.0.0.1:{port}"])
@@ -88,12 +101,20 @@ async def main() -> None:
         results["etcd get"] = await run(lambda i: raw.kv.get(f"/bench/k{i}"), opts.ops, opts.clients)
 
         def cm(i: int) -> api_pb2.Object:
-            return wrap(from_manifest({"apiVersion": "v1", "kind": "ConfigMap",
-                                       "metadata": {"name": f"c{i}", "namespace": "default"},
-                                       "data": {"payload": "x" * 250}}))
+            return wrap(
+                from_manifest(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": f"c{i}", "namespace": "default"},
+                        "data": {"payload": "x" * 250},
+                    }
+                )
+            )
 
-        results["api Create"] = await run(lambda i: api.Create(api_pb2.CreateRequest(object=cm(i))), opts.ops,
-                                          opts.clients)
+        results["api Create"] = await run(
+            lambda i: api.Create(api_pb2.CreateRequest(object=cm(i))), opts.ops, opts.clients
+        )
         results["api Get"] = await run(
             lambda i: api.Get(api_pb2.GetRequest(kind="cm", namespace="default", name=f"c{i}")), opts.ops, opts.clients
         )
@@ -108,29 +129,36 @@ async def main() -> None:
             lambda i: api.List(api_pb2.ListRequest(kind="cm", namespace="listing")), list_ops, opts.clients
         )
         results[f"api List rv=0 ({opts.list_objects})"] = await run(
-            lambda i: api.List(api_pb2.ListRequest(kind="cm", namespace="listing", resource_version="0")), list_ops,
+            lambda i: api.List(api_pb2.ListRequest(kind="cm", namespace="listing", resource_version="0")),
+            list_ops,
             opts.clients,
         )
     finally:
         await channel.close()
         await raw.close()
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
-        etcd.stop()
 
-    print(f"# api_throughput: {opts.clients} concurrent clients, {opts.ops} operations per row (List rows: {max(opts.ops // 10, 50)})")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"etcd {'.'.join(map(str, etcd.version))} (fsync on)")
+    list_rows = max(opts.ops // 10, 50)
+    print(f"# api_throughput: {opts.clients} concurrent clients, {opts.ops} operations per row (List: {list_rows})")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"etcd {'.'.join(map(str, etcd.version))} (fsync on)"
+    )
     print(f"{'operation':<28}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, (rate, lat) in results.items():
         print(row(name, rate, lat))
     put, get = results["etcd put"][0], results["etcd get"][0]
     print(f"ratio API Create / etcd put: {results['api Create'][0] / put:.2f}")
     print(f"ratio API Get / etcd get:    {results['api Get'][0] / get:.2f}")
-    print(f"median List latency / median Get latency: "
-          f"{statistics.median(results[f'api List ({opts.list_objects} objs)'][1]) / statistics.median(results['api Get'][1]):.1f}")
+    list_p50 = statistics.median(results[f"api List ({opts.list_objects} objs)"][1])
+    print(f"median List latency / median Get latency: {list_p50 / statistics.median(results['api Get'][1]):.1f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    options = parse_args()
+    cluster, apiserver, api_port = start_cluster()
+    try:
+        asyncio.run(main(options, cluster, api_port))
+    finally:
+        apiserver.terminate()
+        apiserver.wait(timeout=15)
+        cluster.stop()

@@ -13,12 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from controlplane.launcher.etcd import EtcdCluster, free_port
 
 
-def grpcurl(address: str, *args: str, data: dict[str, object] | None = None) -> str:
+def grpcurl(address: str, *args: str, data: Mapping[str, object] | None = None) -> str:
     cmd = [shutil.which("grpcurl") or "grpcurl", "-plaintext"]
     if data is not None:
         cmd += ["-d", json.dumps(data)]
@@ -36,7 +37,10 @@ def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 3
             raise SystemExit("navarch-apiserver exited; see its log above")
         check = subprocess.run(
             ["grpcurl", "-plaintext", address, "grpc.health.v1.Health/Check"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         if '"SERVING"' in check.stdout:
             return
@@ -58,19 +62,27 @@ def main() -> int:
     log = open(data_dir / "apiserver.log", "wb")  # noqa: SIM115 - handed to the child process
     apiserver = subprocess.Popen(
         ["navarch-apiserver", "--etcd-servers", etcd.endpoints[0], "--listen", address],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_serving(address, apiserver)
         print(f"apiserver       {address}   (log in {data_dir / 'apiserver.log'})\n")
         print(f"$ grpcurl -plaintext {address} list")
         print(grpcurl(address, "list"))
-        pod = {"object": {"pod": {"metadata": {"name": "hello", "labels": {"app": "hello"}},
-                                  "spec": {"containers": [{"name": "main", "command": ["sleep", "3600"]}]}}}}
+        pod = {
+            "object": {
+                "pod": {
+                    "metadata": {"name": "hello", "labels": {"app": "hello"}},
+                    "spec": {"containers": [{"name": "main", "command": ["sleep", "3600"]}]},
+                }
+            }
+        }
         print(f"$ grpcurl -plaintext -d '{json.dumps(pod)}' {address} navarch.v1.Api/Create")
         created = json.loads(grpcurl(address, "navarch.v1.Api/Create", data=pod))
         meta = created["pod"]["metadata"]
-        print(f"created pod {meta['namespace']}/{meta['name']} uid={meta['uid']} resourceVersion={meta['resource_version']}\n")
+        rv = meta["resource_version"]
+        print(f"created pod {meta['namespace']}/{meta['name']} uid={meta['uid']} resourceVersion={rv}\n")
         query = {"kind": "pods", "namespace": "default", "label_selector": "app=hello"}
         print(f"$ grpcurl -plaintext -d '{json.dumps(query)}' {address} navarch.v1.Api/List")
         listed = json.loads(grpcurl(address, "navarch.v1.Api/List", data=query))
