@@ -29,9 +29,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, tier))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--etcd",
+        choices=("process", "container"),
+        default="process",
+        help="run the session's etcd as a local process (default) or in Docker through testcontainers",
+    )
+
+
 @pytest.fixture(scope="session")
-def etcd_cluster() -> Iterator[EtcdCluster]:
-    """One etcd member for the whole session."""
+def etcd_cluster(request: pytest.FixtureRequest) -> Iterator[EtcdCluster]:
+    """One etcd member for the whole session (a container with --etcd=container, where Docker runs)."""
+    if request.config.getoption("--etcd") == "container":
+        from tests.etcd_container import ContainerEtcd, docker_unavailable_reason
+
+        reason = docker_unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"--etcd=container: {reason}")
+        container = ContainerEtcd()
+        try:
+            yield container  # type: ignore[misc]  # has the endpoints the fixtures use
+        finally:
+            container.stop()
+        return
     with EtcdCluster(1) as cluster:
         yield cluster
 

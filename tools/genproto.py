@@ -39,6 +39,11 @@ def generate(out_root: Path) -> list[Path]:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     out_dir = out_root / PACKAGE_DIR
+    # protoc writes a gRPC module for every file; keep only those that define a service.
+    for grpc_module in out_dir.glob("*_pb2_grpc.py"):
+        if "Stub" not in grpc_module.read_text():
+            grpc_module.unlink()
+            grpc_module.with_suffix(".pyi").unlink(missing_ok=True)
     (out_dir / "__init__.py").write_text('"""Generated from proto/ by tools/genproto.py. Do not edit."""\n')
     return sorted(out_dir.iterdir())
 

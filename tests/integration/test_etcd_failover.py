@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -75,4 +74,3 @@ async def test_a_killed_etcd_member_does_not_fail_api_calls(
         stream.cancel()
         await ch.close()
         etcd3.restart_member(victim)
-        await asyncio.sleep(0)

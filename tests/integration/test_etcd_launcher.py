@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import pytest
 
@@ -43,31 +41,3 @@ def test_a_three_member_cluster_starts_healthy_and_stops_clean() -> None:
 def test_cluster_sizes_other_than_1_3_5_are_refused() -> None:
     with pytest.raises(ValueError, match="1, 3 or 5"):
         EtcdCluster(2)
-
-
-def _docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
-
-
-@pytest.mark.docker
-def test_etcd_in_a_container_through_testcontainers() -> None:
-    if not _docker_available():
-        pytest.skip("no Docker engine on this machine (the docker client alone cannot run containers)")
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
-
-    image = os.environ.get("NAVARCH_ETCD_IMAGE", "quay.io/coreos/etcd:v3.5.17")
-    container = (
-        DockerContainer(image)
-        .with_exposed_ports(2379)
-        .with_command("etcd --listen-client-urls=http://0.0.0.0:2379 --advertise-client-urls=http://0.0.0.0:2379")
-    )
-    with container:
-        wait_for_logs(container, "ready to serve client requests", timeout=60)
-        port = container.get_exposed_port(2379)
-        from controlplane.launcher.etcd import EtcdMember
-
-        member = EtcdMember("c", container.get_container_host_ip(), int(port), 0, data_dir=None)  # type: ignore[arg-type]
-        assert member.healthy(timeout=5)
