@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -68,6 +69,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+@dataclass(frozen=True)
+class EtcdTLS:
+    """Certificates for serving etcd's client port over TLS."""
+
+    ca_file: str
+    """CA that signed the server certificate (and, with client_cert_auth, the clients')."""
+    cert_file: str
+    """The members' server certificate (its SANs must name the client addresses)."""
+    key_file: str
+    """Key of the server certificate."""
+    client_cert_auth: bool = True
+    """Require clients to present a certificate signed by the CA."""
+    client_cert_file: str | None = None
+    """A client certificate the launcher uses for its own health checks."""
+    client_key_file: str | None = None
+    """Key of that client certificate."""
+
+
 @dataclass
 class EtcdMember:
     """One etcd process."""
@@ -78,6 +97,12 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     process: subprocess.Popen[bytes] | None = None
+    tls: EtcdTLS | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the client port serves TLS."""
+        return "https" if self.tls else "http"
 
     @property
     def endpoint(self) -> str:
@@ -96,8 +121,15 @@ class EtcdMember:
 
     def healthy(self, timeout: float = 1.0) -> bool:
         """Whether etcd's /health endpoint answers true (for a member of a cluster: there is a leader)."""
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=self.tls.ca_file)
+            if self.tls.client_cert_file:
+                context.load_cert_chain(self.tls.client_cert_file, self.tls.client_key_file)
         try:
-            with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=timeout) as resp:
+            with urllib.request.urlopen(
+                f"{self.scheme}://{self.endpoint}/health", timeout=timeout, context=context
+            ) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
             return False
@@ -112,6 +144,8 @@ class EtcdCluster:
     base_dir: Path | None = None
     fast: bool = True
     """Skip fsync (etcd >= 3.5): right for tests and throwaway clusters, never for real data."""
+    tls: EtcdTLS | None = None
+    """Serve the client port over TLS (peers stay on loopback plain text)."""
     members: list[EtcdMember] = field(default_factory=list)
     _owns_dir: bool = False
 
@@ -126,7 +160,9 @@ class EtcdCluster:
         for i in range(self.members_count):
             name = f"etcd{i}"
             self.members.append(
-                EtcdMember(name, self.host, free_port(self.host), free_port(self.host), self.base_dir / name)
+                EtcdMember(
+                    name, self.host, free_port(self.host), free_port(self.host), self.base_dir / name, tls=self.tls
+                )
             )
 
     @property
@@ -144,8 +180,8 @@ class EtcdCluster:
             self.binary,
             f"--name={member.name}",
             f"--data-dir={member.data_dir / 'data'}",
-            f"--listen-client-urls=http://{member.endpoint}",
-            f"--advertise-client-urls=http://{member.endpoint}",
+            f"--listen-client-urls={member.scheme}://{member.endpoint}",
+            f"--advertise-client-urls={member.scheme}://{member.endpoint}",
             f"--listen-peer-urls={member.peer_url}",
             f"--initial-advertise-peer-urls={member.peer_url}",
             f"--initial-cluster={self._initial_cluster()}",
@@ -154,6 +190,14 @@ class EtcdCluster:
             "--log-level=warn",
             "--logger=zap",
         ]
+        if self.tls is not None:
+            args += [
+                f"--cert-file={self.tls.cert_file}",
+                f"--key-file={self.tls.key_file}",
+                f"--trusted-ca-file={self.tls.ca_file}",
+            ]
+            if self.tls.client_cert_auth:
+                args.append("--client-cert-auth")
         if self.fast and self.version >= (3, 5, 0):
             args.append("--unsafe-no-fsync")
         log = open(member.data_dir / "etcd.log", "ab")  # noqa: SIM115 - owned by the child process
