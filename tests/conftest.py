@@ -5,12 +5,14 @@ Tiers are marked by folder: tests/unit -> unit, tests/integration -> integration
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc.aio
 import pytest
+from hypothesis import settings
 
 from controlplane import transport
 from controlplane.apiserver.main import ApiServer, ApiServerConfig
@@ -19,6 +21,11 @@ from controlplane.storage import EtcdConfig
 from tests.helpers import Api, api_stub, create_namespace
 
 _TIERS = ("unit", "integration", "e2e", "multihost")
+
+# CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

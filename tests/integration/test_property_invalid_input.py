@@ -166,19 +166,17 @@ values = st.recursive(
 
 
 def _mutate(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set ``value`` at a dotted path, creating missing mappings; paths through scalars are left alone."""
     out = copy.deepcopy(doc)
     cur: Any = out
     parts = path.split(".")
     for part in parts[:-1]:
-        key: Any = int(part) if part.isdigit() else part
-        if isinstance(cur, list):
-            if not isinstance(key, int) or key >= len(cur):
-                return out
+        if isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
         elif isinstance(cur, dict):
-            cur = cur.setdefault(key, {}) if key not in cur else cur
-            if key not in cur:
-                return out
-        cur = cur[key]
+            cur = cur.setdefault(part, {})
+        else:
+            return out
     last = parts[-1]
     if isinstance(cur, dict):
         cur[last] = value
