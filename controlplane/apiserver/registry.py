@@ -8,6 +8,7 @@ write is ever unguarded.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -172,7 +173,8 @@ class Registry:
             return await self._list_paged(info, flt, limit, cont)
         cache = self.caches[info.kind]
         if resource_version == "0":
-            fresh = await cache.wait_for_revision(1, 3.0) or cache.ready.is_set()
+            await asyncio.wait_for(cache.ready.wait(), 3.0)
+            fresh = True
         elif resource_version:
             fresh = await cache.wait_for_revision(_rv(resource_version), 3.0)
         else:
