@@ -1,0 +1,304 @@
+"""The typed async client of the Navarch API, with endpoint failover and retries.
+
+::
+
+    ApiClient(endpoints) -- one channel, round robin over every API server (a dead one is skipped)
+      .create/get/list/update/update_status/patch/delete/watch(...)   typed on the kind's message class
+      retries: UNAVAILABLE (and DEADLINE_EXCEEDED of one attempt) with jittered exponential back-off,
+               only for calls that are safe to repeat: reads, Delete, and writes guarded by a
+               resourceVersion. Create, unconditional Update and unguarded Patch are sent once.
+      errors:  ApiError subclasses (controlplane.api.errors), never raw gRPC errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from controlplane import transport
+from controlplane.api import kinds
+from controlplane.api.errors import ApiError, UnavailableError, from_status
+from controlplane.api.objects import meta, unwrap, wrap
+from controlplane.api.pb import api_pb2, api_pb2_grpc
+
+T = TypeVar("T", bound=Message)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How the client reaches the API servers."""
+
+    endpoints: Sequence[str] = field(default_factory=lambda: ["127.0.0.1:6443"])
+    """``host:port`` of every API server; calls are balanced and fail over between them."""
+    timeout: float = 30.0
+    """Deadline of one call, retries included."""
+    attempt_timeout: float = 10.0
+    """Deadline of one attempt of a retried call."""
+    initial_backoff: float = 0.05
+    """First retry delay; doubles (with jitter) up to ``max_backoff``."""
+    max_backoff: float = 2.0
+    """Longest retry delay."""
+
+
+@dataclass
+class ObjectList(Generic[T]):
+    """One List answer."""
+
+    items: list[T]
+    resource_version: str
+    continue_token: str = ""
+    remaining: int = 0
+
+
+@dataclass
+class WatchEvent(Generic[T]):
+    """One watch event: ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: T
+    resource_version: str
+
+
+def _kind_name(kind: type[Message] | str) -> str:
+    if isinstance(kind, str):
+        return kind
+    return kinds.of_message(kind()).kind
+
+
+class ApiClient:
+    """Create, get, list, update, patch, delete and watch objects of every kind."""
+
+    def __init__(self, config: ClientConfig | None = None, *, endpoints: Sequence[str] | None = None) -> None:
+        if config is None:
+            config = ClientConfig(endpoints=list(endpoints or ["127.0.0.1:6443"]))
+        if not config.endpoints:
+            raise ValueError("at least one API server endpoint is required")
+        self.config = config
+        self._channel = transport.make_channel(list(config.endpoints))
+        self._stub = api_pb2_grpc.ApiStub(self._channel)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The API servers this client talks to."""
+        return list(self.config.endpoints)
+
+    async def close(self) -> None:
+        """Close the channel (streams end)."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _call(
+        self, rpc: Callable[[float], Awaitable[R]], what: str, *, retry: bool, timeout: float | None = None
+    ) -> R:
+        deadline = time.monotonic() + (timeout or self.config.timeout)
+        delay = self.config.initial_backoff
+        while True:
+            left = deadline - time.monotonic()
+            attempt = max(0.05, min(left, self.config.attempt_timeout)) if retry else max(0.05, left)
+            try:
+                return await rpc(attempt)
+            except grpc.aio.AioRpcError as err:
+                code = err.code()
+                retryable = code == grpc.StatusCode.UNAVAILABLE or (
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline
+                )
+                if not retry or not retryable or time.monotonic() + delay >= deadline:
+                    raise self._error(err, what) from None
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.config.max_backoff)
+
+    def _error(self, err: grpc.aio.AioRpcError, what: str) -> ApiError:
+        details = err.details() or err.code().name
+        if err.code() == grpc.StatusCode.UNAVAILABLE and "etcd" not in details:
+            return UnavailableError(f"cannot reach the API server at {', '.join(self.endpoints)} ({what}): {details}")
+        if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return from_status(err.code(), f"{what}: no answer from {', '.join(self.endpoints)} in time")
+        return from_status(err.code(), details)
+
+    # --------------------------------------------------------------- verbs
+
+    async def create(self, obj: T, *, dry_run: bool = False, timeout: float | None = None) -> T:
+        """Create an object (sent once: a retry could create it twice)."""
+        req = api_pb2.CreateRequest(object=wrap(obj), dry_run="All" if dry_run else "")
+        out = await self._call(
+            lambda t: self._stub.Create(req, timeout=t), f"create {_describe(obj)}", retry=False, timeout=timeout
+        )
+        return cast(T, unwrap(out))
+
+    async def get(self, kind: type[T], name: str, namespace: str = "", *, timeout: float | None = None) -> T:
+        """Read one object."""
+        req = api_pb2.GetRequest(kind=_kind_name(kind), namespace=namespace, name=name)
+        out = await self._call(
+            lambda t: self._stub.Get(req, timeout=t), f"get {req.kind} {name}", retry=True, timeout=timeout
+        )
+        return cast(T, unwrap(out))
+
+    async def get_by_name(self, kind: str, name: str, namespace: str = "", *, timeout: float | None = None) -> Message:
+        """Read one object by kind name (``"deploy"``), for generic tools such as the CLI."""
+        req = api_pb2.GetRequest(kind=kind, namespace=namespace, name=name)
+        out = await self._call(
+            lambda t: self._stub.Get(req, timeout=t), f"get {kind} {name}", retry=True, timeout=timeout
+        )
+        return unwrap(out)
+
+    async def list(
+        self,
+        kind: type[T] | str,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+        timeout: float | None = None,
+    ) -> ObjectList[T]:
+        """List objects (all namespaces when ``namespace`` is empty)."""
+        req = api_pb2.ListRequest(
+            kind=_kind_name(kind),
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=limit,
+            resource_version=resource_version,
+        )
+        setattr(req, "continue", continue_token)
+        out = await self._call(
+            lambda t: self._stub.List(req, timeout=t), f"list {req.kind}", retry=True, timeout=timeout
+        )
+        return ObjectList(
+            [cast(T, unwrap(i)) for i in out.items],
+            out.resource_version,
+            getattr(out, "continue"),
+            out.remaining_item_count,
+        )
+
+    async def update(self, obj: T, *, dry_run: bool = False, timeout: float | None = None) -> T:
+        """Replace an object; retried only when guarded by its resourceVersion."""
+        req = api_pb2.UpdateRequest(object=wrap(obj), dry_run="All" if dry_run else "")
+        out = await self._call(
+            lambda t: self._stub.Update(req, timeout=t),
+            f"update {_describe(obj)}",
+            retry=bool(meta(obj).resource_version),
+            timeout=timeout,
+        )
+        return cast(T, unwrap(out))
+
+    async def update_status(self, obj: T, *, timeout: float | None = None) -> T:
+        """Replace an object's status; retried only when guarded by its resourceVersion."""
+        req = api_pb2.UpdateRequest(object=wrap(obj))
+        out = await self._call(
+            lambda t: self._stub.UpdateStatus(req, timeout=t),
+            f"update status of {_describe(obj)}",
+            retry=bool(meta(obj).resource_version),
+            timeout=timeout,
+        )
+        return cast(T, unwrap(out))
+
+    async def patch(
+        self,
+        kind: type[T] | str,
+        name: str,
+        patch: dict[str, Any] | str,
+        namespace: str = "",
+        *,
+        status: bool = False,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> T:
+        """Apply a JSON merge patch; retried only when the patch names a resourceVersion."""
+        body = patch if isinstance(patch, str) else json.dumps(patch)
+        guarded = '"resourceVersion"' in body
+        req = api_pb2.PatchRequest(
+            kind=_kind_name(kind),
+            namespace=namespace,
+            name=name,
+            merge_patch=body,
+            status=status,
+            dry_run="All" if dry_run else "",
+        )
+        out = await self._call(
+            lambda t: self._stub.Patch(req, timeout=t), f"patch {req.kind} {name}", retry=guarded, timeout=timeout
+        )
+        return cast(T, unwrap(out))
+
+    async def delete(
+        self,
+        kind: type[T] | str,
+        name: str,
+        namespace: str = "",
+        *,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str = "",
+        uid: str = "",
+        resource_version: str = "",
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[T, bool]:
+        """Delete an object; returns (the object as deleted or marked, whether it is gone). Deleting is
+        idempotent, so it is retried."""
+        req = api_pb2.DeleteRequest(
+            kind=_kind_name(kind),
+            namespace=namespace,
+            name=name,
+            propagation_policy=propagation_policy,
+            preconditions=api_pb2.Preconditions(uid=uid, resource_version=resource_version),
+            dry_run="All" if dry_run else "",
+        )
+        if grace_period_seconds is not None:
+            req.grace_period_seconds = grace_period_seconds
+        out = await self._call(
+            lambda t: self._stub.Delete(req, timeout=t), f"delete {req.kind} {name}", retry=True, timeout=timeout
+        )
+        return cast(T, unwrap(out.object)), out.deleted
+
+    async def watch(
+        self,
+        kind: type[T] | str,
+        namespace: str = "",
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent[T]]:
+        """Stream events until the server ends the stream; raises ``ApiError`` (OUT_OF_RANGE: relist)."""
+        req = api_pb2.WatchRequest(
+            kind=_kind_name(kind),
+            namespace=namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            allow_bookmarks=allow_bookmarks,
+        )
+        stream = self._stub.Watch(req)
+        try:
+            async for ev in stream:
+                yield WatchEvent(ev.type, cast(T, unwrap(ev.object)), ev.resource_version)
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, f"watch {req.kind}") from None
+        finally:
+            stream.cancel()
+
+
+def _describe(obj: Message) -> str:
+    m = meta(obj)
+    kind = kinds.of_message(obj).kind
+    return f"{kind} {m.namespace + '/' if m.namespace else ''}{m.name or m.generate_name}"
