@@ -88,14 +88,15 @@ async def expect_code(code: grpc.StatusCode, call: Awaitable[Any]) -> grpc.aio.A
     raise AssertionError(f"expected {code.name}, but the call succeeded")
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll an async condition with back-off until true; fail after ``timeout``."""
-    delay = 0.02
+async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, polling with back-off; ``TimeoutError`` after ``timeout``.
+
+    For state that no event signals (another task's progress, another process's output)."""
+    delay = 0.005
     async with asyncio.timeout(timeout):
-        while not await condition():
+        while not condition():
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-    return None
+            delay = min(delay * 2, 0.2)
 
 
 async def next_events(stream: Any, count: int, timeout: float = 10.0, *, skip_bookmarks: bool = True) -> list[Any]:
