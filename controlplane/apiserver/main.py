@@ -24,6 +24,8 @@ from controlplane.storage import EtcdClient, EtcdConfig, Store
 log = logging.getLogger("navarch.apiserver")
 
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Api"].full_name
+ETCD_HEALTH = "etcd"
+"""Health-service name whose status is etcd's health as this API server sees it."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class ApiServerConfig:
     """Seconds between etcd progress requests that keep each cache's revision fresh."""
     startup_timeout: float = 10.0
     """How long to wait for etcd at start before giving up."""
+    etcd_health_interval: float = 5.0
+    """Seconds between etcd health checks (reported as the ``etcd`` health service)."""
 
 
 class ApiServer:
@@ -98,9 +102,23 @@ class ApiServer:
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(ETCD_HEALTH, health_pb2.HealthCheckResponse.SERVING)
+        self._cache_tasks.append(asyncio.create_task(self._watch_etcd_health(), name="etcd-health"))
         log.info(
             "serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints)
         )
+
+    async def _watch_etcd_health(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while True:
+            await asyncio.sleep(self.config.etcd_health_interval)
+            try:
+                await self.etcd.ping(timeout=min(3.0, self.config.etcd_health_interval))
+                status = serving
+            except UnavailableError as err:
+                log.warning("etcd health check failed: %s", err.message)
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+            await self.health.set(ETCD_HEALTH, status)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving, cancel every background task, close etcd."""

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from controlplane.api import kinds
+from controlplane.api.defaults import apply_defaults
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import from_manifest
 from controlplane.api.validation import validate
-from controlplane.apiserver.strategy import for_kind
 from tests.helpers import manifest_pod
 
 
@@ -29,7 +28,7 @@ def _deployment() -> dict[str, Any]:
 
 def _check(doc: dict[str, Any]) -> None:
     obj = from_manifest(doc)
-    for_kind(kinds.of_message(obj)).default(obj)
+    apply_defaults(obj)
     validate(obj)
 
 
