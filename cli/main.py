@@ -1,18 +1,42 @@
-"""``navarch``: the command line. Today it has ``version``; the kubectl-like verbs arrive with their issue."""
+"""``navarch``: the command line, with kubectl's verbs and feel.
+
+Every command resolves its target (flags > context in the config file > defaults), talks to the API
+servers through ``controlplane.client``, and reports errors as one line without a traceback.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import version as dist_version
-
 import click
+
+from cli.commands import cluster, config_cmd, nodes, pods, resources, rollout
+from cli.context import Options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option(
+    "-s", "--server", default=None, envvar="NAVARCH_SERVER", help="API servers to talk to (comma list of host:port)."
+)
+@click.option("--context", default=None, help="The config file context to use.")
+@click.option("--request-timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
+@click.pass_context
+def main(ctx: click.Context, server: str | None, context: str | None, request_timeout: float) -> None:
     """Operate a Navarch cluster."""
+    ctx.obj = Options(server=server, context=context, request_timeout=request_timeout)
 
 
-@main.command()
-def version() -> None:
-    """Print the client version."""
-    click.echo(f"navarch {dist_version('navarch')}")
+for _command in [
+    *resources.COMMANDS,
+    rollout.rollout,
+    nodes.cordon,
+    nodes.uncordon,
+    nodes.drain,
+    nodes.top,
+    pods.logs,
+    pods.exec_,
+    config_cmd.config_group,
+    cluster.version,
+    cluster.api_resources,
+    cluster.cluster_info,
+    cluster.completion,
+]:
+    main.add_command(_command)

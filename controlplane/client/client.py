@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
@@ -48,6 +48,8 @@ class ClientConfig:
     """First retry delay; doubles (with jitter) up to ``max_backoff``."""
     max_backoff: float = 2.0
     """Longest retry delay."""
+    max_attempts: int = 0
+    """Attempts of a retried call before giving up (0: until the deadline). Interactive tools use a few."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class WatchEvent(Generic[T]):
     resource_version: str
 
 
-def _kind_name(kind: type[Message] | str) -> str:
+def _kind_name(kind: type[Any] | str) -> str:
     if isinstance(kind, str):
         return kind
     return kinds.of_message(kind()).kind
@@ -109,7 +111,9 @@ class ApiClient:
     ) -> R:
         deadline = time.monotonic() + (timeout or self.config.timeout)
         delay = self.config.initial_backoff
+        attempts = 0
         while True:
+            attempts += 1
             left = deadline - time.monotonic()
             attempt = max(0.05, min(left, self.config.attempt_timeout)) if retry else max(0.05, left)
             try:
@@ -119,7 +123,8 @@ class ApiClient:
                 retryable = code == grpc.StatusCode.UNAVAILABLE or (
                     code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline
                 )
-                if not retry or not retryable or time.monotonic() + delay >= deadline:
+                out_of_attempts = bool(self.config.max_attempts) and attempts >= self.config.max_attempts
+                if not retry or not retryable or out_of_attempts or time.monotonic() + delay >= deadline:
                     raise self._error(err, what) from None
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.config.max_backoff)
@@ -158,9 +163,10 @@ class ApiClient:
         )
         return unwrap(out)
 
+    @overload
     async def list(
         self,
-        kind: type[T] | str,
+        kind: type[T],
         namespace: str = "",
         *,
         label_selector: str = "",
@@ -169,7 +175,34 @@ class ApiClient:
         continue_token: str = "",
         resource_version: str = "",
         timeout: float | None = None,
-    ) -> ObjectList[T]:
+    ) -> ObjectList[T]: ...
+
+    @overload
+    async def list(
+        self,
+        kind: str,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+        timeout: float | None = None,
+    ) -> ObjectList[Message]: ...
+
+    async def list(
+        self,
+        kind: type[Any] | str,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+        timeout: float | None = None,
+    ) -> ObjectList[Any]:
         """List objects (all namespaces when ``namespace`` is empty)."""
         req = api_pb2.ListRequest(
             kind=_kind_name(kind),
@@ -184,7 +217,7 @@ class ApiClient:
             lambda t: self._stub.List(req, timeout=t), f"list {req.kind}", retry=True, timeout=timeout
         )
         return ObjectList(
-            [cast(T, unwrap(i)) for i in out.items],
+            [unwrap(i) for i in out.items],
             out.resource_version,
             getattr(out, "continue"),
             out.remaining_item_count,
@@ -212,9 +245,10 @@ class ApiClient:
         )
         return cast(T, unwrap(out))
 
+    @overload
     async def patch(
         self,
-        kind: type[T] | str,
+        kind: type[T],
         name: str,
         patch: dict[str, Any] | str,
         namespace: str = "",
@@ -222,7 +256,32 @@ class ApiClient:
         status: bool = False,
         dry_run: bool = False,
         timeout: float | None = None,
-    ) -> T:
+    ) -> T: ...
+
+    @overload
+    async def patch(
+        self,
+        kind: str,
+        name: str,
+        patch: dict[str, Any] | str,
+        namespace: str = "",
+        *,
+        status: bool = False,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> Message: ...
+
+    async def patch(
+        self,
+        kind: type[Any] | str,
+        name: str,
+        patch: dict[str, Any] | str,
+        namespace: str = "",
+        *,
+        status: bool = False,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
         """Apply a JSON merge patch; retried only when the patch names a resourceVersion."""
         body = patch if isinstance(patch, str) else json.dumps(patch)
         guarded = '"resourceVersion"' in body
@@ -237,11 +296,12 @@ class ApiClient:
         out = await self._call(
             lambda t: self._stub.Patch(req, timeout=t), f"patch {req.kind} {name}", retry=guarded, timeout=timeout
         )
-        return cast(T, unwrap(out))
+        return unwrap(out)
 
+    @overload
     async def delete(
         self,
-        kind: type[T] | str,
+        kind: type[T],
         name: str,
         namespace: str = "",
         *,
@@ -251,7 +311,36 @@ class ApiClient:
         resource_version: str = "",
         dry_run: bool = False,
         timeout: float | None = None,
-    ) -> tuple[T, bool]:
+    ) -> tuple[T, bool]: ...
+
+    @overload
+    async def delete(
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "",
+        *,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str = "",
+        uid: str = "",
+        resource_version: str = "",
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[Message, bool]: ...
+
+    async def delete(
+        self,
+        kind: type[Any] | str,
+        name: str,
+        namespace: str = "",
+        *,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str = "",
+        uid: str = "",
+        resource_version: str = "",
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[Any, bool]:
         """Delete an object; returns (the object as deleted or marked, whether it is gone). Deleting is
         idempotent, so it is retried."""
         req = api_pb2.DeleteRequest(
@@ -267,18 +356,42 @@ class ApiClient:
         out = await self._call(
             lambda t: self._stub.Delete(req, timeout=t), f"delete {req.kind} {name}", retry=True, timeout=timeout
         )
-        return cast(T, unwrap(out.object)), out.deleted
+        return unwrap(out.object), out.deleted
 
-    async def watch(
+    @overload
+    def watch(
         self,
-        kind: type[T] | str,
+        kind: type[T],
         namespace: str = "",
         *,
         resource_version: str = "",
         label_selector: str = "",
         field_selector: str = "",
         allow_bookmarks: bool = True,
-    ) -> AsyncIterator[WatchEvent[T]]:
+    ) -> AsyncIterator[WatchEvent[T]]: ...
+
+    @overload
+    def watch(
+        self,
+        kind: str,
+        namespace: str = "",
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent[Message]]: ...
+
+    async def watch(
+        self,
+        kind: type[Any] | str,
+        namespace: str = "",
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent[Any]]:
         """Stream events until the server ends the stream; raises ``ApiError`` (OUT_OF_RANGE: relist)."""
         req = api_pb2.WatchRequest(
             kind=_kind_name(kind),
@@ -291,7 +404,7 @@ class ApiClient:
         stream = self._stub.Watch(req)
         try:
             async for ev in stream:
-                yield WatchEvent(ev.type, cast(T, unwrap(ev.object)), ev.resource_version)
+                yield WatchEvent(ev.type, unwrap(ev.object), ev.resource_version)
         except grpc.aio.AioRpcError as err:
             raise self._error(err, f"watch {req.kind}") from None
         finally:

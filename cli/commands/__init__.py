@@ -1,0 +1,1 @@
+"""The ``navarch`` subcommands, one module per family."""

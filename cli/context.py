@@ -1,0 +1,92 @@
+"""What every command shares: the resolved target, a client factory, and error reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from cli.config import ConfigError, Target, resolve
+from controlplane.api.errors import ApiError, ConflictError, UnavailableError
+from controlplane.client.client import ApiClient, ClientConfig
+
+R = TypeVar("R")
+
+
+@dataclass
+class Options:
+    """Global flags."""
+
+    server: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    request_timeout: float = 30.0
+
+    def target(self) -> Target:
+        """Flags combined with the config file."""
+        return resolve(server=self.server, context=self.context, namespace=self.namespace)
+
+
+def options() -> Options:
+    """The global options of the running command."""
+    ctx = click.get_current_context()
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Options):
+        obj = Options()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` (one line per line of the message) and exit non-zero."""
+    for line in message.splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def run(body: Callable[[ApiClient, Target], Awaitable[R]]) -> R:
+    """Run an async command body with a client for the resolved target; errors become one line."""
+    try:
+        target = options().target()
+    except ConfigError as err:
+        fail(str(err))
+
+    async def main() -> R:
+        # A few quick retries ride over an API server restart; a dead address fails within a second.
+        client = ApiClient(ClientConfig(endpoints=target.servers, timeout=options().request_timeout, max_attempts=5))
+        try:
+            return await body(client, target)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except ConflictError as err:
+        fail(
+            f"{err.message}\n(someone else changed the object meanwhile: run the command again to apply your change "
+            "on the latest version)"
+        )
+    except UnavailableError as err:
+        fail(err.message)
+    except ApiError as err:
+        fail(err.message)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def echo_lines(lines: list[str]) -> None:
+    """Print lines."""
+    for line in lines:
+        click.echo(line)
+
+
+def not_available(what: str, needs: str) -> NoReturn:
+    """Say plainly that a command needs a component that does not exist yet."""
+    fail(f"{what} needs {needs}, which this cluster does not provide yet")
+
+
+Json = dict[str, Any]
