@@ -21,6 +21,7 @@ from controlplane.storage import EtcdConfig
 from tests.helpers import Api, api_stub, create_namespace
 
 _TIERS = ("unit", "integration", "e2e", "multihost")
+_FOLDER_TIERS = {"cli": "integration"}  # the CLI tests drive a real API server
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -33,6 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).parts
         for tier in _TIERS:
             if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+        for folder, tier in _FOLDER_TIERS.items():
+            if folder in parts:
                 item.add_marker(getattr(pytest.mark, tier))
 
 

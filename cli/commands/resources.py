@@ -99,7 +99,7 @@ def get(
         ns = _ns(info, target, all_namespaces)
         if wanted:
             objs = [await client.get_by_name(info.kind, n, ns) for n in wanted]
-            rv = ""
+            rv = str(max(int(meta(o).resource_version) for o in objs))
         else:
             listed = await client.list(info.kind, ns, label_selector=selector, field_selector=field_selector)
             objs, rv = listed.items, listed.resource_version
