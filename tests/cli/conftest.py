@@ -42,11 +42,18 @@ def cli_env(apiserver: ApiServer, tmp_path: Path) -> dict[str, str]:
 def cli(cli_env: dict[str, str]) -> Cli:
     """``await cli("get", "pods", "-n", ns)``: run navarch without blocking the event loop."""
 
-    async def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 60) -> Result:
+    async def run(
+        *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> Result:
         proc = await asyncio.to_thread(
-            subprocess.run, [NAVARCH, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
-            env={**cli_env, **(env or {})}, check=False,
+            subprocess.run,
+            [NAVARCH, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**cli_env, **(env or {})},
+            check=False,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -51,27 +51,39 @@ data:
 """
 
 
-async def test_apply_creates_then_reports_unchanged_then_configured(cli: Cli, namespace: str, tmp_path: Path,
-                                                                    apiserver: ApiServer) -> None:
+async def test_apply_creates_then_reports_unchanged_then_configured(
+    cli: Cli, namespace: str, tmp_path: Path, apiserver: ApiServer
+) -> None:
     manifest = tmp_path / "app.yaml"
     manifest.write_text(APP.format(replicas=2))
     first = await cli("apply", "-f", str(manifest), "-n", namespace)
     assert first.code == 0, first.err
-    assert first.out.splitlines() == ["deployment.apps/web created", "service/web created", "configmap/settings created"]
+    assert first.out.splitlines() == [
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/settings created",
+    ]
     again = await cli("apply", "-f", str(manifest), "-n", namespace)
-    assert again.out.splitlines() == ["deployment.apps/web unchanged", "service/web unchanged",
-                                      "configmap/settings unchanged"], again.err
+    assert again.out.splitlines() == [
+        "deployment.apps/web unchanged",
+        "service/web unchanged",
+        "configmap/settings unchanged",
+    ], again.err
     manifest.write_text(APP.format(replicas=5))
     edited = await cli("apply", "-f", str(manifest), "-n", namespace)
-    assert edited.out.splitlines() == ["deployment.apps/web configured", "service/web unchanged",
-                                       "configmap/settings unchanged"], edited.err
+    assert edited.out.splitlines() == [
+        "deployment.apps/web configured",
+        "service/web unchanged",
+        "configmap/settings unchanged",
+    ], edited.err
     async with ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{apiserver.port}"])) as client:
         d = await client.get(apps_pb2.Deployment, "web", namespace)
         assert d.spec.replicas == 5
 
 
-async def test_removing_a_field_from_the_manifest_removes_it_from_the_object(cli: Cli, namespace: str,
-                                                                            tmp_path: Path) -> None:
+async def test_removing_a_field_from_the_manifest_removes_it_from_the_object(
+    cli: Cli, namespace: str, tmp_path: Path
+) -> None:
     manifest = tmp_path / "cm.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1', b: '2'}\n")
     assert (await cli("apply", "-f", str(manifest), "-n", namespace)).code == 0
@@ -82,10 +94,12 @@ async def test_removing_a_field_from_the_manifest_removes_it_from_the_object(cli
     assert json.loads(got.out) == {"a": "1"}
 
 
-async def test_invalid_manifests_name_file_document_and_field_and_send_nothing(cli: Cli, namespace: str,
-                                                                              tmp_path: Path) -> None:
+async def test_invalid_manifests_name_file_document_and_field_and_send_nothing(
+    cli: Cli, namespace: str, tmp_path: Path
+) -> None:
     manifest = tmp_path / "bad.yaml"
-    manifest.write_text(textwrap.dedent("""\
+    manifest.write_text(
+        textwrap.dedent("""\
         apiVersion: v1
         kind: ConfigMap
         metadata: {name: fine}
@@ -100,7 +114,8 @@ async def test_invalid_manifests_name_file_document_and_field_and_send_nothing(c
         apiVersion: v1
         kind: Gadget
         metadata: {name: what}
-        """))
+        """)
+    )
     out = await cli("apply", "-f", str(manifest), "-n", namespace)
     assert out.code != 0 and out.out == ""
     assert f"error: {manifest}[1]: Pod " in out.err and "spec.containers[0].command: required" in out.err
@@ -146,15 +161,17 @@ async def test_get_tables_use_kubernetes_columns(cli: Cli, namespace: str, tmp_p
     assert missing.err.strip() == f"No resources found in {namespace} namespace."
 
 
-async def test_get_watch_prints_changes_made_by_another_client(cli_env: dict[str, str], namespace: str,
-                                                               apiserver: ApiServer) -> None:
+async def test_get_watch_prints_changes_made_by_another_client(
+    cli_env: dict[str, str], namespace: str, apiserver: ApiServer
+) -> None:
     async with ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{apiserver.port}"])) as client:
         cm = core_pb2.ConfigMap()
         cm.metadata.name, cm.metadata.namespace = "watched", namespace
         cm.data["a"] = "1"
         await client.create(cm)
-        proc = await asyncio.create_subprocess_exec(NAVARCH, "get", "cm", "watched", "-n", namespace, "-w",
-                                                    stdout=subprocess.PIPE, env=cli_env)
+        proc = await asyncio.create_subprocess_exec(
+            NAVARCH, "get", "cm", "watched", "-n", namespace, "-w", stdout=subprocess.PIPE, env=cli_env
+        )
         try:
             assert proc.stdout is not None
             async with asyncio.timeout(20):
@@ -169,18 +186,29 @@ async def test_get_watch_prints_changes_made_by_another_client(cli_env: dict[str
             await proc.wait()
 
 
-async def test_create_refuses_existing_and_delete_by_file_label_and_all(cli: Cli, namespace: str,
-                                                                        tmp_path: Path) -> None:
+async def test_create_refuses_existing_and_delete_by_file_label_and_all(
+    cli: Cli, namespace: str, tmp_path: Path
+) -> None:
     manifest = tmp_path / "app.yaml"
     manifest.write_text(APP.format(replicas=1))
     assert (await cli("create", "-f", str(manifest), "-n", namespace)).code == 0
     again = await cli("create", "-f", str(manifest), "-n", namespace)
     assert again.code == 1 and "already exists" in again.err
     gone = await cli("delete", "-f", str(manifest), "-n", namespace, "--wait")
-    assert gone.out.splitlines() == ['deployment.apps "web" deleted', 'service "web" deleted', 'configmap "settings" deleted']
+    assert gone.out.splitlines() == [
+        'deployment.apps "web" deleted',
+        'service "web" deleted',
+        'configmap "settings" deleted',
+    ]
     for i in range(3):
-        await cli("apply", "-f", "-", "-n", namespace,
-                  stdin=f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, labels: {{n: '{i % 2}'}}}}\n")
+        await cli(
+            "apply",
+            "-f",
+            "-",
+            "-n",
+            namespace,
+            stdin=f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, labels: {{n: '{i % 2}'}}}}\n",
+        )
     by_label = await cli("delete", "cm", "-l", "n=0", "-n", namespace)
     assert sorted(by_label.out.splitlines()) == ['configmap "c0" deleted', 'configmap "c2" deleted']
     rest = await cli("delete", "cm", "--all", "-n", namespace)
