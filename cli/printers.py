@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import tabulate as tabulate_module
 import yaml
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from jsonpath_ng.exceptions import JsonPathParserError
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
-from tabulate import tabulate
+from tabulate import DataRow, TableFormat, tabulate
 
 from controlplane.api import kinds
 from controlplane.api.errors import InvalidError
@@ -21,6 +22,19 @@ from controlplane.api.objects import meta, to_manifest
 from controlplane.api.pb import batch_pb2, core_pb2
 
 Column = tuple[str, Callable[[Any], str]]
+
+# kubectl's layout: left-aligned columns three spaces apart, no rules, no extra header padding.
+tabulate_module.MIN_PADDING = 0
+_KUBECTL = TableFormat(
+    lineabove=None,
+    linebelowheader=None,
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("", "   ", ""),
+    datarow=DataRow("", "   ", ""),
+    padding=0,
+    with_header_hide=None,
+)
 
 
 def age(ts: Timestamp, now: datetime | None = None) -> str:
@@ -230,9 +244,8 @@ def table(
             [*r, ",".join(f"{k}={v}" for k, v in sorted(meta(o).labels.items())) or "<none>"]
             for o, r in zip(objects, rows, strict=True)
         ]
-    text = tabulate(rows, headers=head if headers else (), tablefmt="plain", disable_numparse=True)
-    # tabulate separates with two spaces; kubectl with three.
-    return re.sub(r"(?<=\S)  (?=\S)", "   ", text) if text else ""
+    text = tabulate(rows, headers=head if headers else (), tablefmt=_KUBECTL, disable_numparse=True)
+    return "\n".join(line.rstrip() for line in text.splitlines())
 
 
 def manifest(obj: Message) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,11 @@ def main() -> int:
             m = item["pod"]["metadata"]
             print(f"  {m['namespace']}/{m['name']}  phase={item['pod']['status']['phase']}")
         print(f"list resourceVersion {listed['resource_version']}\n")
+        env = {**os.environ, "NAVARCH_SERVER": address}
+        for args in (["get", "pods", "-o", "wide"], ["get", "namespaces"], ["cluster-info"]):
+            print(f"$ NAVARCH_SERVER={address} navarch {' '.join(args)}")
+            shown = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=30, env=env, check=False)
+            print((shown.stdout + shown.stderr).rstrip() + "\n")
         if opts.exit:
             return 0
         print("The cluster is running. Press Ctrl-C to stop it.")
