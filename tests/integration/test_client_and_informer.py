@@ -6,10 +6,13 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import grpc
+import grpc.aio
 import pytest
 
+from controlplane import transport
 from controlplane.api.errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError, UnavailableError
-from controlplane.api.pb import core_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, core_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.indexer import object_key
@@ -203,3 +206,60 @@ async def test_informer_indexes_pods_by_node_and_namespace(client: ApiClient, ns
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_periodic_resync_redelivers_every_object_as_an_update(client: ApiClient, ns: str) -> None:
+    await client.create(configmap("a", ns).config_map)
+    informer: Informer[core_pb2.ConfigMap] = Informer(client, core_pb2.ConfigMap, namespace=ns, resync_period=0.05)
+    resynced: list[str] = []
+    informer.add_event_handler(on_update=lambda old, new: resynced.append(new.metadata.name) if old is new else None)
+    task = asyncio.create_task(informer.run())
+    try:
+        await eventually(lambda: resynced.count("a") >= 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class _Overloaded(api_pb2_grpc.ApiServicer):
+    """A real gRPC server that answers every call UNAVAILABLE and counts the attempts."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    async def _refuse(self, name: str, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
+        raise AssertionError("abort raises")
+
+    async def Create(self, request: object, context: grpc.aio.ServicerContext) -> None:
+        await self._refuse("Create", context)
+
+    async def Get(self, request: object, context: grpc.aio.ServicerContext) -> None:
+        await self._refuse("Get", context)
+
+    async def Update(self, request: object, context: grpc.aio.ServicerContext) -> None:
+        await self._refuse("Update", context)
+
+
+async def test_only_calls_that_are_safe_to_repeat_are_retried() -> None:
+    servicer = _Overloaded()  # type: ignore[abstract]  # the other verbs are never called
+    server = transport.make_server()
+    api_pb2_grpc.add_ApiServicer_to_server(servicer, server)
+    port = transport.add_port(server, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{port}"], max_attempts=4)) as c:
+            cm = configmap("x", "default").config_map
+            for call in (c.create(cm), c.get(core_pb2.ConfigMap, "x", "default"), c.update(cm)):
+                with pytest.raises(UnavailableError):
+                    await call
+            guarded = core_pb2.ConfigMap()
+            guarded.CopyFrom(cm)
+            guarded.metadata.resource_version = "7"
+            with pytest.raises(UnavailableError):
+                await c.update(guarded)
+        # Create and an unconditional update once each; the read and the guarded update four times.
+        assert servicer.calls == {"Create": 1, "Get": 4, "Update": 1 + 4}
+    finally:
+        await server.stop(0)
