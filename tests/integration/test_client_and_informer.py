@@ -232,14 +232,14 @@ class _Overloaded(api_pb2_grpc.ApiServicer):
         await context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
         raise AssertionError("abort raises")
 
-    async def Create(self, request: object, context: grpc.aio.ServicerContext) -> None:
-        await self._refuse("Create", context)
+    async def Create(self, request: object, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        return await self._refuse("Create", context)
 
-    async def Get(self, request: object, context: grpc.aio.ServicerContext) -> None:
-        await self._refuse("Get", context)
+    async def Get(self, request: object, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        return await self._refuse("Get", context)
 
-    async def Update(self, request: object, context: grpc.aio.ServicerContext) -> None:
-        await self._refuse("Update", context)
+    async def Update(self, request: object, context: grpc.aio.ServicerContext) -> api_pb2.Object:
+        return await self._refuse("Update", context)
 
 
 async def test_only_calls_that_are_safe_to_repeat_are_retried() -> None:
