@@ -37,7 +37,7 @@ from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
 from controlplane.storage.keys import kind_prefix, object_key
 
-PROTECTED_NAMESPACES = ("default", "navarch-system")
+PROTECTED_NAMESPACES = ("default", "navarch-system", "navarch-node-lease")
 """Namespaces that exist from the first start and may not be deleted."""
 
 DRY_RUN_ALL = "All"

@@ -1,0 +1,48 @@
+"""The agent's configuration (from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent is started with."""
+
+    servers: list[str]
+    """API server endpoints (failover between them)."""
+    node_name: str
+    """The Node this agent registers and runs pods for."""
+    node_ip: str
+    """The address pods and other nodes reach this node at (also each pod's IP)."""
+    data_dir: Path
+    """Where pod sandboxes, logs and the agent's state live."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Extra Node labels."""
+    taints: list[tuple[str, str, str]] = field(default_factory=list)
+    """(key, value, effect) taints of the Node."""
+    capacity: dict[str, str] = field(default_factory=dict)
+    """Overrides of detected capacity (cpu, memory, pods)."""
+    reserved: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
+    """Held back from capacity for the system: allocatable = capacity - reserved."""
+    listen: str = "0.0.0.0:10250"
+    """The agent's own gRPC endpoint (logs, exec)."""
+    lease_interval: float = 10.0
+    """Seconds between renewals of the node's Lease."""
+    lease_duration: int = 40
+    """leaseDurationSeconds written into the Lease."""
+    status_interval: float = 60.0
+    """Node conditions are written when they change and at least this often."""
+    backoff_initial: float = 10.0
+    """CrashLoopBackOff: first delay before restarting a crashed container."""
+    backoff_max: float = 300.0
+    """CrashLoopBackOff: the longest delay."""
+    backoff_reset: float = 600.0
+    """A container that ran this long without crashing starts its back-off afresh."""
+    log_max_bytes: int = 10 * 1024 * 1024
+    """Rotate a container's log file beyond this size."""
+    log_keep: int = 3
+    """Rotated log files kept per container."""
+    drain_on_exit: bool = False
+    """Stop every pod when the agent stops (default: leave workloads running)."""

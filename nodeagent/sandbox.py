@@ -1,0 +1,266 @@
+"""A pod's sandbox on the host: directories, volumes, and each container's environment.
+
+Layout under ``<data-dir>/pods/<uid>/``::
+
+    pod.json                     the agent's record (state.py)
+    work/                        default workingDir of every container
+    volumes/<name>/              emptyDir volumes, and the files of configMap/secret volumes
+    containers/<name>/           shim state (spec.json, started.json, exit.json) and log files
+
+Volume mounts. A process cannot get a private root here, so ``mountPath`` is honoured this way (the rule):
+the volume's real directory is given to the process in ``NAVARCH_VOLUME_<NAME>`` (the volume's name upper-cased,
+``-`` as ``_``), and, relative to the default working directory, ``work/<mountPath>`` is a symlink to it.
+A process that runs in the default working directory can therefore use ``./<mountPath>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from controlplane.api.errors import NotFoundError
+from controlplane.api.pb import core_pb2
+from controlplane.client.client import ApiClient
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ConfigError(Exception):
+    """The pod refers to something that is missing or unusable; the message says what."""
+
+
+def env_name(text: str) -> str:
+    """An environment variable name from a volume or port name."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text).upper()
+
+
+class Sandbox:
+    """One pod's directories and volumes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.work = root / "work"
+        self.volumes = root / "volumes"
+        self.containers = root / "containers"
+
+    def container_dir(self, name: str) -> Path:
+        """The shim state and logs of a container."""
+        return self.containers / name
+
+    def log_path(self, name: str) -> Path:
+        """The current log file of a container."""
+        return self.container_dir(name) / "container.log"
+
+    def create(self) -> None:
+        """Make the directories (idempotent)."""
+        for d in (self.work, self.volumes, self.containers):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """Delete everything, emptyDirs included (the pod is gone)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    async def prepare_volumes(self, client: ApiClient, pod: core_pb2.Pod) -> dict[str, Path]:
+        """Make every volume available; returns volume name -> real directory."""
+        out: dict[str, Path] = {}
+        for vol in pod.spec.volumes:
+            if vol.HasField("host_path"):
+                path = Path(vol.host_path.path)
+                if vol.host_path.type in ("DirectoryOrCreate", ""):
+                    try:
+                        path.mkdir(parents=True, exist_ok=True)
+                    except OSError as err:
+                        raise ConfigError(f'volume "{vol.name}": hostPath {path}: {err.strerror}') from None
+                elif not path.exists():
+                    raise ConfigError(f'volume "{vol.name}": hostPath {path} does not exist')
+                out[vol.name] = path
+                continue
+            target = self.volumes / vol.name
+            target.mkdir(parents=True, exist_ok=True)
+            if vol.HasField("config_map"):
+                await self._project(
+                    client,
+                    pod.metadata.namespace,
+                    vol.name,
+                    "ConfigMap",
+                    vol.config_map.name,
+                    vol.config_map.items,
+                    vol.config_map.optional,
+                    target,
+                    vol.config_map.default_mode if vol.config_map.HasField("default_mode") else 0o644,
+                )
+            elif vol.HasField("secret"):
+                await self._project(
+                    client,
+                    pod.metadata.namespace,
+                    vol.name,
+                    "Secret",
+                    vol.secret.secret_name,
+                    vol.secret.items,
+                    vol.secret.optional,
+                    target,
+                    vol.secret.default_mode if vol.secret.HasField("default_mode") else 0o600,
+                )
+            out[vol.name] = target
+        return out
+
+    async def _project(
+        self,
+        client: ApiClient,
+        namespace: str,
+        volume: str,
+        kind: str,
+        name: str,
+        items: Any,
+        optional: bool,
+        target: Path,
+        mode: int,
+    ) -> None:
+        try:
+            obj = await client.get_by_name(kind, name, namespace)
+        except NotFoundError:
+            if optional:
+                return
+            raise ConfigError(f'volume "{volume}": {kind.lower()} "{name}" not found') from None
+        data: dict[str, bytes] = {}
+        if isinstance(obj, core_pb2.ConfigMap):
+            data = {k: v.encode() for k, v in obj.data.items()} | dict(obj.binary_data)
+        elif isinstance(obj, core_pb2.Secret):
+            data = dict(obj.data)
+        wanted = {i.key: (i.path, i.mode if i.HasField("mode") else mode) for i in items} or {
+            k: (k, mode) for k in data
+        }
+        for key, (rel, file_mode) in wanted.items():
+            if key not in data:
+                raise ConfigError(f'volume "{volume}": key "{key}" not found in {kind.lower()} "{name}"')
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data[key])
+            os.chmod(tmp, file_mode)
+            os.replace(tmp, path)
+
+    def link_mounts(self, container: core_pb2.Container, volumes: dict[str, Path]) -> dict[str, str]:
+        """Symlink each mountPath under work/ and return the NAVARCH_VOLUME_* variables."""
+        env: dict[str, str] = {}
+        for mount in container.volume_mounts:
+            real = volumes.get(mount.name)
+            if real is None:
+                continue
+            source = real / mount.sub_path if mount.sub_path else real
+            env[f"NAVARCH_VOLUME_{env_name(mount.name)}"] = str(source)
+            link = self.work / mount.mount_path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                if link.is_symlink() and os.readlink(link) == str(source):
+                    continue
+                if link.is_symlink():
+                    link.unlink()
+                else:
+                    continue  # a real file or directory is in the way: leave it, the variable still works
+            link.symlink_to(source)
+        return env
+
+
+def _field_value(pod: core_pb2.Pod, path: str, node_name: str, node_ip: str) -> str:
+    simple = {
+        "metadata.name": pod.metadata.name,
+        "metadata.namespace": pod.metadata.namespace,
+        "metadata.uid": pod.metadata.uid,
+        "spec.nodeName": node_name,
+        "spec.serviceAccountName": pod.spec.service_account_name,
+        "status.podIP": node_ip,
+        "status.hostIP": node_ip,
+        "status.podIPs": node_ip,
+    }
+    if path in simple:
+        return simple[path]
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if m:
+        values: dict[str, str] = dict(getattr(pod.metadata, m.group(1)))
+        return values.get(m.group(2), "")
+    raise ConfigError(f"fieldRef {path!r} is not supported")
+
+
+async def _lookup(
+    client: ApiClient, kind: str, namespace: str, name: str, key: str | None, optional: bool
+) -> dict[str, str] | None:
+    try:
+        obj = await client.get_by_name(kind, name, namespace)
+    except NotFoundError:
+        if optional:
+            return None
+        raise ConfigError(f'{kind.lower()} "{name}" not found') from None
+    if isinstance(obj, core_pb2.Secret):
+        values = {k: v.decode(errors="replace") for k, v in obj.data.items()}
+    else:
+        assert isinstance(obj, core_pb2.ConfigMap)
+        values = dict(obj.data) | {k: base64.b64encode(v).decode() for k, v in obj.binary_data.items()}
+    if key is not None and key not in values:
+        if optional:
+            return None
+        raise ConfigError(f"couldn't find key {key} in {kind} {namespace}/{name}")
+    return values
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\$")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion (``$$`` escapes; unknown references stay as written)."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return _VAR_REF.sub(sub, text)
+
+
+async def container_env(
+    client: ApiClient,
+    pod: core_pb2.Pod,
+    container: core_pb2.Container,
+    *,
+    node_name: str,
+    node_ip: str,
+    extra: dict[str, str],
+) -> dict[str, str]:
+    """The process environment: a default PATH, envFrom, env (with valueFrom and $(VAR)), then ``extra``."""
+    ns = pod.metadata.namespace
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.spec.hostname or pod.metadata.name}
+    for source in container.env_from:
+        if source.HasField("config_map_ref"):
+            values = await _lookup(
+                client, "ConfigMap", ns, source.config_map_ref.name, None, source.config_map_ref.optional
+            )
+        else:
+            values = await _lookup(client, "Secret", ns, source.secret_ref.name, None, source.secret_ref.optional)
+        for k, v in (values or {}).items():
+            env[source.prefix + k] = v
+    env.update(extra)
+    for var in container.env:
+        if var.HasField("value_from"):
+            vf = var.value_from
+            if vf.HasField("field_ref"):
+                env[var.name] = _field_value(pod, vf.field_ref.field_path, node_name, node_ip)
+            elif vf.HasField("config_map_key_ref"):
+                ref = vf.config_map_key_ref
+                values = await _lookup(client, "ConfigMap", ns, ref.name, ref.key, ref.optional)
+                if values is not None:
+                    env[var.name] = values[ref.key]
+            elif vf.HasField("secret_key_ref"):
+                sref = vf.secret_key_ref
+                values = await _lookup(client, "Secret", ns, sref.name, sref.key, sref.optional)
+                if values is not None:
+                    env[var.name] = values[sref.key]
+            elif vf.HasField("resource_field_ref"):
+                limits = dict(container.resources.limits)
+                env[var.name] = limits.get(vf.resource_field_ref.resource, "")
+        else:
+            env[var.name] = expand(var.value, env)
+    return env

@@ -1,0 +1,171 @@
+"""The container shim: one small process per container that outlives agent restarts.
+
+``python -m nodeagent.shim SPEC.json`` — started by the agent in a new session, it
+
+1. joins the container's cgroup (if given) and applies rlimits, then starts the workload with
+   default signal dispositions, in the shim's process group (so the agent can signal the whole tree);
+2. copies the workload's stdout and stderr into the container's log file, one line per record in the
+   CRI format (``<RFC3339Nano> stdout|stderr F <line>``), rotating by size and keeping N files;
+3. records the start (``started.json``) and, when the workload ends, its exit status (``exit.json``),
+   each written atomically.
+
+The shim itself ignores SIGTERM/SIGINT/SIGHUP so that it outlives a graceful stop of its workload and can
+record how it ended; SIGKILL to the group ends both (the agent then records the status itself). Because the
+shim holds the pipes, the agent can die and come back without the workload noticing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+STARTED = "started.json"
+EXIT = "exit.json"
+
+
+def now_rfc3339() -> str:
+    """The current time in RFC 3339 with nanoseconds, as CRI log lines carry it."""
+    ns = time.time_ns()
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}Z"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class RotatingLog:
+    """A CRI-format log file rotated by size: log, log.1, ... log.N (oldest dropped)."""
+
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._file = open(path, "ab")  # noqa: SIM115 - owned for the shim's lifetime
+        self._size = path.stat().st_size
+
+    def write(self, stream: str, line: bytes) -> None:
+        """Append one record; rotate first if the file is full."""
+        tag = b"P" if not line.endswith(b"\n") else b"F"
+        record = f"{now_rfc3339()} {stream} ".encode() + tag + b" " + line.rstrip(b"\n") + b"\n"
+        with self._lock:
+            if self._size and self._size + len(record) > self.max_bytes:
+                self._rotate()
+            self._file.write(record)
+            self._file.flush()
+            self._size += len(record)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self.keep > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._file.close()
+
+
+def _pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
+    for line in iter(stream.readline, b""):
+        log.write(name, line)
+
+
+def _child_setup(spec: dict[str, Any]) -> None:
+    for default in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(default, signal.SIG_DFL)
+    memory = spec.get("rlimit_as")
+    if memory:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def main(spec_path: str) -> int:
+    """Run the container described by the spec file; returns the shim's own exit code."""
+    spec = json.loads(Path(spec_path).read_text())
+    state_dir = Path(spec["state_dir"])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    for cgroup_procs in spec.get("cgroup_procs", []):
+        # The agent reports the enforcement it could apply; a failure here means none.
+        with contextlib.suppress(OSError):
+            Path(cgroup_procs).write_text(str(os.getpid()))
+    log = RotatingLog(
+        Path(spec["log_path"]), int(spec.get("log_max_bytes", 10 * 1024 * 1024)), int(spec.get("log_keep", 3))
+    )
+    try:
+        child = subprocess.Popen(
+            spec["argv"],
+            env=spec["env"],
+            cwd=spec["cwd"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: _child_setup(spec),
+        )
+    except OSError as err:
+        reason = "StartError"
+        message = f"{spec['argv'][0]}: {err.strerror}" if err.strerror else str(err)
+        if isinstance(err, FileNotFoundError) and err.filename == spec["cwd"]:
+            message = f"working directory {spec['cwd']}: {err.strerror}"
+        write_json(
+            state_dir / EXIT,
+            {
+                "exit_code": 128,
+                "signal": 0,
+                "reason": reason,
+                "message": message,
+                "finished_at": now_rfc3339(),
+                "started": False,
+            },
+        )
+        log.close()
+        return 0
+    write_json(state_dir / STARTED, {"pid": child.pid, "started_at": now_rfc3339()})
+    pumps = [
+        threading.Thread(target=_pump, args=(s, n, log), daemon=True)
+        for s, n in ((child.stdout, "stdout"), (child.stderr, "stderr"))
+    ]
+    for t in pumps:
+        t.start()
+    code = child.wait()
+    for t in pumps:
+        t.join(timeout=5)
+    log.close()
+    exit_code, killed_by = (code, 0) if code >= 0 else (128 - code, -code)
+    write_json(
+        state_dir / EXIT,
+        {
+            "exit_code": exit_code,
+            "signal": killed_by,
+            "reason": "Completed" if code == 0 else "Error",
+            "message": "",
+            "finished_at": now_rfc3339(),
+            "started": True,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
