@@ -1,9 +1,157 @@
-"""``navarch-agent``: not built yet (its own issue); says so rather than pretending."""
+"""``navarch-agent``: flags, then the agent until SIGTERM."""
 
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
 import sys
+from pathlib import Path
+
+import click
+
+from controlplane.api.errors import ApiError
+from controlplane.api.quantity import parse_quantity
+from nodeagent.agent import Agent, default_node_name
+from nodeagent.config import AgentConfig
+from nodeagent.node import address_towards
+
+log = logging.getLogger("navarch.agent")
 
 
-def main() -> None:
-    """Exit 2: the agent is not implemented yet."""
-    print("navarch-agent: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+def _pairs(text: str, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use key=value", param_hint=what)
+        out[key] = value
+    return out
+
+
+def _taints(text: str) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        kv, sep, effect = item.rpartition(":")
+        if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise click.BadParameter(
+                f"{item!r}: use key=value:Effect (NoSchedule, PreferNoSchedule, NoExecute)", param_hint="--taints"
+            )
+        key, _, value = kv.partition("=")
+        out.append((key, value, effect))
+    return out
+
+
+def _quantities(text: str, what: str) -> dict[str, str]:
+    values = _pairs(text, what)
+    for key, value in values.items():
+        try:
+            parse_quantity(value)
+        except ValueError as err:
+            raise click.BadParameter(f"{key}: {err}", param_hint=what) from None
+    return values
+
+
+async def serve(config: AgentConfig, port: int) -> None:
+    """Run the agent until SIGINT/SIGTERM."""
+    agent = Agent(config, agent_port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+        log.info("agent for node %s (%s) running; data in %s", config.node_name, config.node_ip, config.data_dir)
+        await stop.wait()
+    finally:
+        await agent.stop()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--server",
+    "servers",
+    default="127.0.0.1:6443",
+    show_default=True,
+    help="API servers, comma separated (failover between them).",
+)
+@click.option("--node-name", default=None, help="Node name (default: the host name).")
+@click.option("--node-ip", default=None, help="Node IP (default: the address used to reach the API server).")
+@click.option("--data-dir", type=click.Path(file_okay=False), required=True, help="Sandboxes, logs and state.")
+@click.option("--labels", default="", help="Extra node labels: k=v,...")
+@click.option("--taints", default="", help="Node taints: k=v:Effect,...")
+@click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
+@click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
+@click.option("--listen", default="0.0.0.0:10250", show_default=True, help="The agent's gRPC endpoint.")
+@click.option(
+    "--lease-interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between node Lease renewals.",
+)
+@click.option(
+    "--backoff-initial",
+    type=click.FloatRange(min=0.01),
+    default=10.0,
+    show_default=True,
+    help="CrashLoopBackOff first delay (seconds).",
+)
+@click.option(
+    "--backoff-max",
+    type=click.FloatRange(min=0.01),
+    default=300.0,
+    show_default=True,
+    help="CrashLoopBackOff longest delay (seconds).",
+)
+@click.option("--log-max-bytes", type=click.IntRange(min=1024), default=10 * 1024 * 1024, show_default=True)
+@click.option("--log-keep", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--drain-on-exit", is_flag=True, help="Stop every pod when the agent stops.")
+@click.option("-v", "--verbose", is_flag=True)
+def main(
+    servers: str,
+    node_name: str | None,
+    node_ip: str | None,
+    data_dir: str,
+    labels: str,
+    taints: str,
+    capacity: str,
+    reserved: str,
+    listen: str,
+    lease_interval: float,
+    backoff_initial: float,
+    backoff_max: float,
+    log_max_bytes: int,
+    log_keep: int,
+    drain_on_exit: bool,
+    verbose: bool,
+) -> None:
+    """Run pods bound to this node as supervised local processes."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    port = int(listen.rpartition(":")[2] or 10250)
+    config = AgentConfig(
+        servers=endpoints,
+        node_name=node_name or default_node_name(),
+        node_ip=node_ip or address_towards(endpoints[0]),
+        data_dir=Path(data_dir).resolve(),
+        labels=_pairs(labels, "--labels"),
+        taints=_taints(taints),
+        capacity=_quantities(capacity, "--capacity"),
+        reserved=_quantities(reserved, "--reserved"),
+        listen=listen,
+        lease_interval=lease_interval,
+        backoff_initial=backoff_initial,
+        backoff_max=max(backoff_max, backoff_initial),
+        log_max_bytes=log_max_bytes,
+        log_keep=log_keep,
+        drain_on_exit=drain_on_exit,
+    )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.run(serve(config, port))
+    except ApiError as err:
+        click.echo(f"navarch-agent: {err.message}", err=True)
+        sys.exit(1)

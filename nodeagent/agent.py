@@ -1,0 +1,119 @@
+"""The agent: registers its Node, watches the Pods bound to it, and runs one PodWorker per pod.
+
+On start it reads the pod records left on disk by an earlier agent: pods still bound here get their
+workers back (which adopt the running processes); records of pods that were deleted or re-bound while the
+agent was away are cleaned up (processes killed, sandbox removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import socket
+
+from controlplane.api.pb import core_pb2
+from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.events import EventRecorder
+from controlplane.client.informer import Informer
+from nodeagent import supervisor
+from nodeagent.config import AgentConfig
+from nodeagent.node import NodeManager
+from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
+from nodeagent.sandbox import Sandbox
+from nodeagent.state import PodRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """A running node agent; owns every task it starts."""
+
+    def __init__(self, config: AgentConfig, *, agent_port: int = 10250) -> None:
+        self.config = config
+        self.client = ApiClient(ClientConfig(endpoints=config.servers))
+        self.state = StateStore(config.data_dir)
+        self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
+        self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator())
+        self.node = NodeManager(self.client, config, agent_port=agent_port)
+        self.informer: Informer[core_pb2.Pod] = Informer(
+            self.client, core_pb2.Pod, field_selector=f"spec.nodeName={config.node_name}"
+        )
+        self.workers: dict[str, PodWorker] = {}
+        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._records: dict[str, PodRecord] = {}
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Register, list the node's pods, adopt or clean up what the last agent left, and start working."""
+        await self.node.register()
+        self.recorder.start()
+        self._records = self.state.load_all()
+        self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
+        self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
+        self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
+        await self.informer.wait_for_sync(60)
+        bound = {p.metadata.uid for p in self.informer.store.objects()}
+        for uid, record in list(self._records.items()):
+            if uid not in bound:
+                log.info(
+                    "pod %s/%s (%s) is no longer bound here: stopping what is left of it",
+                    record.namespace,
+                    record.name,
+                    uid,
+                )
+                self._tasks.append(asyncio.create_task(self._clean_up(record), name=f"cleanup-{uid}"))
+        self.ready.set()
+
+    def _on_pod(self, pod: core_pb2.Pod) -> None:
+        uid = pod.metadata.uid
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+            return
+        worker = PodWorker(self.ctx, pod, self._records.pop(uid, None))
+        self.workers[uid] = worker
+        task = asyncio.create_task(worker.run(), name=f"worker-{pod.metadata.namespace}/{pod.metadata.name}")
+        self._worker_tasks[uid] = task
+        task.add_done_callback(functools.partial(self._worker_done, uid))
+
+    def _worker_done(self, uid: str, task: asyncio.Task[None]) -> None:
+        self.workers.pop(uid, None)
+        self._worker_tasks.pop(uid, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pod worker %s failed", uid, exc_info=task.exception())
+
+    def _on_delete(self, pod: core_pb2.Pod) -> None:
+        worker = self.workers.get(pod.metadata.uid)
+        if worker is not None:
+            worker.gone()
+
+    async def _clean_up(self, record: PodRecord) -> None:
+        sandbox = Sandbox(self.state.pod_dir(record.uid))
+        for name, c in record.containers.items():
+            if c.shim_pid:
+                proc = supervisor.adopt(c.shim_pid, c.shim_start, sandbox.container_dir(name))
+                proc.signal_group(signal.SIGKILL)
+                await proc.wait()
+        sandbox.remove()
+
+    async def stop(self) -> None:
+        """Stop the agent; workloads keep running unless drain_on_exit."""
+        if self.config.drain_on_exit:
+            for worker in list(self.workers.values()):
+                worker.gone()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._worker_tasks.values(), return_exceptions=True), 60)
+        for task in [*self._worker_tasks.values(), *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._worker_tasks.values(), *self._tasks, return_exceptions=True)
+        await self.recorder.stop()
+        await self.client.close()
+
+
+def default_node_name() -> str:
+    """The host name, lower-cased (node names are DNS subdomains)."""
+    return socket.gethostname().lower()

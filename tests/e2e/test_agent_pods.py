@@ -1,0 +1,182 @@
+"""Real agents running real processes: logs, restart policies, back-off, probes, termination, volumes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from controlplane.api.pb import core_pb2
+from controlplane.client.client import ApiClient
+from tests.e2e.conftest import AgentProcess, eventually_async, pod_manifest, wait_pod
+
+
+def _running(p: core_pb2.Pod) -> bool:
+    return p.status.phase == "Running" and all(s.state.HasField("running") for s in p.status.container_statuses)
+
+
+def _cond(p: core_pb2.Pod, kind: str) -> str:
+    return next((c.status for c in p.status.conditions if c.type == kind), "")
+
+
+def _log(agent: AgentProcess, pod: core_pb2.Pod, container: str = "main") -> str:
+    path = agent.data_dir / "pods" / pod.metadata.uid / "containers" / container / "container.log"
+    return path.read_text() if path.exists() else ""
+
+
+async def test_a_pod_runs_with_its_environment_and_logs(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    pod = pod_manifest(
+        "hello",
+        namespace,
+        agent.node,
+        ["sh", "-c", "echo hello from $(POD_NAME) in $MY_NS; pwd; sleep 300"],
+        container={
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            ]
+        },
+    )
+    created = await client.create(pod)
+    running = await wait_pod(client, namespace, "hello", lambda p: _running(p) and _cond(p, "Ready") == "True")
+    assert running.status.host_ip == "127.0.0.1" and running.status.pod_ip == "127.0.0.1"
+    assert running.status.start_time.seconds > 0
+    assert {c.type for c in running.status.conditions} == {"PodScheduled", "Initialized", "ContainersReady", "Ready"}
+    await eventually_async(lambda: _async_bool(f"hello from hello in {namespace}" in _log(agent, created)))
+    lines = _log(agent, created).splitlines()
+    stamp, stream, tag, _ = lines[0].split(" ", 3)
+    assert stream == "stdout" and tag == "F" and datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert lines[1].endswith(f"pods/{created.metadata.uid}/work")  # the default working directory
+
+
+async def _async_bool(value: bool) -> bool:
+    return value
+
+
+async def test_restart_policies_give_the_right_exit_codes_and_counts(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    await client.create(pod_manifest("never", namespace, agent.node, ["sh", "-c", "exit 3"], restartPolicy="Never"))
+    await client.create(pod_manifest("onfailure-ok", namespace, agent.node, ["true"], restartPolicy="OnFailure"))
+    await client.create(
+        pod_manifest("onfailure-bad", namespace, agent.node, ["sh", "-c", "exit 1"], restartPolicy="OnFailure")
+    )
+    await client.create(pod_manifest("always", namespace, agent.node, ["true"], restartPolicy="Always"))
+    never = await wait_pod(client, namespace, "never", lambda p: p.status.phase == "Failed")
+    st = never.status.container_statuses[0]
+    assert st.state.terminated.exit_code == 3 and st.restart_count == 0 and st.state.terminated.reason == "Error"
+    ok = await wait_pod(client, namespace, "onfailure-ok", lambda p: p.status.phase == "Succeeded")
+    assert ok.status.container_statuses[0].state.terminated.reason == "Completed"
+    assert ok.status.container_statuses[0].restart_count == 0
+    bad = await wait_pod(
+        client, namespace, "onfailure-bad", lambda p: p.status.container_statuses[0].restart_count >= 2
+    )
+    assert bad.status.container_statuses[0].last_state.terminated.exit_code == 1
+    always = await wait_pod(client, namespace, "always", lambda p: p.status.container_statuses[0].restart_count >= 2)
+    assert always.status.phase == "Running" and always.status.container_statuses[0].last_state.terminated.exit_code == 0
+
+
+async def test_crash_loop_back_off_doubles_between_restarts(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    created = await client.create(pod_manifest("crash", namespace, agent.node, ["sh", "-c", "echo start; exit 1"]))
+    pod = await wait_pod(
+        client, namespace, "crash", lambda p: p.status.container_statuses[0].restart_count >= 4, timeout=40
+    )
+    assert pod.status.container_statuses[0].state.waiting.reason in ("CrashLoopBackOff", "")
+    # The recorded start times (one log line per run) show the schedule: 0.5 s, 1 s, 2 s, 4 s (capped).
+    starts = [datetime.fromisoformat(line.split(" ")[0][:26] + "+00:00") for line in _log(agent, created).splitlines()]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert len(gaps) >= 4
+    for gap, expected in zip(gaps, [0.5, 1, 2, 4], strict=False):
+        assert expected * 0.9 <= gap <= expected + 3.0, f"gaps {gaps}"
+
+
+async def test_liveness_failure_restarts_and_readiness_drives_ready(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    flag = f"/tmp/navarch-ready-{uuid.uuid4().hex}"
+    probe = {"periodSeconds": 1, "failureThreshold": 1}
+    await client.create(
+        pod_manifest(
+            "probed",
+            namespace,
+            agent.node,
+            ["sleep", "300"],
+            container={
+                "readinessProbe": {"exec": {"command": ["test", "-f", flag]}, **probe},
+                "livenessProbe": {"exec": {"command": ["test", "!", "-f", flag + ".dead"]}, **probe},
+            },
+            terminationGracePeriodSeconds=1,
+        )
+    )
+    pod = await wait_pod(client, namespace, "probed", _running)
+    assert _cond(pod, "Ready") == "False"
+    Path(flag).touch()
+    await wait_pod(client, namespace, "probed", lambda p: _cond(p, "Ready") == "True")
+    os.unlink(flag)
+    await wait_pod(client, namespace, "probed", lambda p: _cond(p, "Ready") == "False")
+    Path(flag + ".dead").touch()
+    try:
+        restarted = await wait_pod(
+            client, namespace, "probed", lambda p: p.status.container_statuses[0].restart_count >= 1
+        )
+        assert restarted.status.container_statuses[0].last_state.terminated.signal in (15, 9)
+    finally:
+        os.unlink(flag + ".dead")
+
+
+async def test_graceful_deletion_sends_sigterm_then_sigkill(
+    client: ApiClient, agent: AgentProcess, namespace: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "got-term"
+    polite = f"trap 'echo term > {marker}; exit 0' TERM; echo trapped; while true; do sleep 0.1; done"
+    created = await client.create(pod_manifest("polite", namespace, agent.node, ["sh", "-c", polite]))
+    await client.create(
+        pod_manifest(
+            "stubborn",
+            namespace,
+            agent.node,
+            ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+            terminationGracePeriodSeconds=1,
+        )
+    )
+    await wait_pod(client, namespace, "polite", _running)
+    await wait_pod(client, namespace, "stubborn", _running)
+    # Running means the process started; the shell must also have installed its trap before the signal.
+    await eventually_async(lambda: _async_bool("trapped" in _log(agent, created)))
+    _, gone = await client.delete(core_pb2.Pod, "polite", namespace, grace_period_seconds=30)
+    assert not gone  # the agent finishes the deletion
+    await eventually_async(lambda: _gone(client, namespace, "polite"), timeout=20)
+    assert marker.read_text().strip() == "term"
+    await client.delete(core_pb2.Pod, "stubborn", namespace)  # its own grace period: 1 s, then SIGKILL
+    await eventually_async(lambda: _gone(client, namespace, "stubborn"), timeout=20)
+
+
+async def _gone(client: ApiClient, namespace: str, name: str) -> bool:
+    listed = await client.list(core_pb2.Pod, namespace, field_selector=f"metadata.name={name}")
+    return not listed.items
+
+
+async def test_an_empty_dir_survives_a_restart_and_goes_with_the_pod(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    script = 'echo run >> "$NAVARCH_VOLUME_SCRATCH/runs"; cat ./data/runs; exit 1'
+    created = await client.create(
+        pod_manifest(
+            "scratch",
+            namespace,
+            agent.node,
+            ["sh", "-c", script],
+            container={"volumeMounts": [{"name": "scratch", "mountPath": "/data"}]},
+            volumes=[{"name": "scratch", "emptyDir": {}}],
+        )
+    )
+    await wait_pod(client, namespace, "scratch", lambda p: p.status.container_statuses[0].restart_count >= 2)
+    volume = agent.data_dir / "pods" / created.metadata.uid / "volumes" / "scratch"
+    assert (volume / "runs").read_text().count("run") >= 3
+    await client.delete(core_pb2.Pod, "scratch", namespace, grace_period_seconds=1)
+    await eventually_async(lambda: _gone(client, namespace, "scratch"), timeout=20)
+    await eventually_async(lambda: _async_bool(not volume.exists()), timeout=10)
