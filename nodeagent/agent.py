@@ -14,11 +14,13 @@ import logging
 import signal
 import socket
 
-from controlplane.api.pb import core_pb2
+from controlplane import transport
+from controlplane.api.pb import core_pb2, podaccess_pb2_grpc
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from nodeagent import supervisor
+from nodeagent.access import AgentAccessService, allowed_networks
 from nodeagent.config import AgentConfig
 from nodeagent.node import NodeManager
 from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
@@ -31,13 +33,22 @@ log = logging.getLogger(__name__)
 class Agent:
     """A running node agent; owns every task it starts."""
 
-    def __init__(self, config: AgentConfig, *, agent_port: int = 10250) -> None:
+    def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.client = ApiClient(ClientConfig(endpoints=config.servers))
         self.state = StateStore(config.data_dir)
         self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
         self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator())
-        self.node = NodeManager(self.client, config, agent_port=agent_port)
+        self.node = NodeManager(self.client, config, agent_port=0)
+        self.server = transport.make_server()
+        podaccess_pb2_grpc.add_AgentServicer_to_server(
+            AgentAccessService(
+                lambda: list(self.workers.values()),
+                allowed_networks(config.servers, config.proxy_from),
+                config.node_name,
+            ),
+            self.server,
+        )
         self.informer: Informer[core_pb2.Pod] = Informer(
             self.client, core_pb2.Pod, field_selector=f"spec.nodeName={config.node_name}"
         )
@@ -48,7 +59,9 @@ class Agent:
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        """Register, list the node's pods, adopt or clean up what the last agent left, and start working."""
+        """Serve, register, list the node's pods, adopt or clean up what the last agent left, and start working."""
+        self.node.agent_port = transport.add_port(self.server, self.config.listen)
+        await self.server.start()
         await self.node.register()
         self.recorder.start()
         self._records = self.state.load_all()
@@ -107,6 +120,7 @@ class Agent:
                 worker.gone()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self._worker_tasks.values(), return_exceptions=True), 60)
+        await self.server.stop(1.0)
         for task in [*self._worker_tasks.values(), *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._worker_tasks.values(), *self._tasks, return_exceptions=True)

@@ -28,6 +28,8 @@ class AgentConfig:
     """Held back from capacity for the system: allocatable = capacity - reserved."""
     listen: str = "0.0.0.0:10250"
     """The agent's own gRPC endpoint (logs, exec)."""
+    proxy_from: list[str] = field(default_factory=list)
+    """Networks allowed to call the agent's endpoint (empty: the API servers' own addresses)."""
     lease_interval: float = 10.0
     """Seconds between renewals of the node's Lease."""
     lease_duration: int = 40

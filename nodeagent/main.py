@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -52,16 +53,22 @@ def _quantities(text: str, what: str) -> dict[str, str]:
     return values
 
 
-async def serve(config: AgentConfig, port: int) -> None:
+async def serve(config: AgentConfig) -> None:
     """Run the agent until SIGINT/SIGTERM."""
-    agent = Agent(config, agent_port=port)
+    agent = Agent(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await agent.start()
-        log.info("agent for node %s (%s) running; data in %s", config.node_name, config.node_ip, config.data_dir)
+        log.info(
+            "agent for node %s (%s) running, serving on port %d; data in %s",
+            config.node_name,
+            config.node_ip,
+            agent.node.agent_port,
+            config.data_dir,
+        )
         await stop.wait()
     finally:
         await agent.stop()
@@ -82,7 +89,12 @@ async def serve(config: AgentConfig, port: int) -> None:
 @click.option("--taints", default="", help="Node taints: k=v:Effect,...")
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
 @click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
-@click.option("--listen", default="0.0.0.0:10250", show_default=True, help="The agent's gRPC endpoint.")
+@click.option("--listen", default="0.0.0.0:10250", show_default=True, help="The agent's gRPC endpoint (logs, exec).")
+@click.option(
+    "--proxy-from",
+    default="",
+    help="Networks (CIDR, comma separated) allowed to call the agent (default: the API servers' addresses).",
+)
 @click.option(
     "--lease-interval",
     type=click.FloatRange(min=0.1),
@@ -118,6 +130,7 @@ def main(
     capacity: str,
     reserved: str,
     listen: str,
+    proxy_from: str,
     lease_interval: float,
     backoff_initial: float,
     backoff_max: float,
@@ -131,7 +144,12 @@ def main(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     endpoints = [s.strip() for s in servers.split(",") if s.strip()]
-    port = int(listen.rpartition(":")[2] or 10250)
+    networks = [n.strip() for n in proxy_from.split(",") if n.strip()]
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--proxy-from") from None
     config = AgentConfig(
         servers=endpoints,
         node_name=node_name or default_node_name(),
@@ -142,6 +160,7 @@ def main(
         capacity=_quantities(capacity, "--capacity"),
         reserved=_quantities(reserved, "--reserved"),
         listen=listen,
+        proxy_from=networks,
         lease_interval=lease_interval,
         backoff_initial=backoff_initial,
         backoff_max=max(backoff_max, backoff_initial),
@@ -151,7 +170,7 @@ def main(
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(serve(config, port))
+        asyncio.run(serve(config))
     except ApiError as err:
         click.echo(f"navarch-agent: {err.message}", err=True)
         sys.exit(1)

@@ -38,6 +38,7 @@ from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from nodeagent import supervisor
 from nodeagent.config import AgentConfig
+from nodeagent.logs import ContainerLogState, instance_log, prune_instances
 from nodeagent.probes import ProbeRunner, check
 from nodeagent.sandbox import ConfigError, Sandbox, container_env, env_name, expand
 from nodeagent.shim import now_rfc3339
@@ -108,6 +109,8 @@ class PodWorker:
         self._ports: dict[str, int] = {}
         self._ready_probe: dict[str, bool] = {}
         self._started_probe: dict[str, bool] = {}
+        self.exec_env: dict[str, tuple[dict[str, str], str]] = {}
+        """Environment and working directory of each started container, for exec."""
         for c in [*pod.spec.init_containers, *pod.spec.containers]:
             rec = self.record.containers.get(c.name, ContainerRecord())
             st = core_pb2.ContainerStatus(name=c.name, restart_count=rec.restart_count, image=c.image)
@@ -129,6 +132,26 @@ class PodWorker:
     def gone(self) -> None:
         """The Pod disappeared from the API (force-deleted or re-bound): stop everything."""
         self._terminate.set()
+
+    # ------------------------------------------------------------ access
+
+    def container_names(self) -> list[str]:
+        """Init containers, then main containers, as in the spec."""
+        return [c.name for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]]
+
+    def log_state(self, name: str) -> ContainerLogState:
+        """Where a container's logs stand, for the log follower."""
+        rec = self.record.container(name)
+        proc = self.processes.get(name)
+        return ContainerLogState(
+            instance=rec.restart_count,
+            running=proc is not None and proc.running(),
+            final=rec.done or self._terminate.is_set(),
+        )
+
+    def container_dir(self, name: str) -> Path:
+        """Where a container's logs and shim state are."""
+        return self.sandbox.container_dir(name)
 
     # --------------------------------------------------------------- run
 
@@ -249,17 +272,19 @@ class PodWorker:
                 status = await candidate.wait()  # finished while the agent was away
                 return self._terminated(c.name, rec, status)
         env, cwd = await self._environment(c, volumes)
+        self.exec_env[c.name] = (env, cwd)
         if proc is None:
             argv = [expand(a, env) for a in [*c.command, *c.args]]
             spec = {
                 "argv": argv,
                 "env": env,
                 "cwd": cwd,
-                "log_path": str(self.sandbox.log_path(c.name)),
+                "log_path": str(instance_log(cdir, rec.restart_count)),
                 "log_max_bytes": self.ctx.config.log_max_bytes,
                 "log_keep": self.ctx.config.log_keep,
                 "rlimit_as": self._memory_limit(c),
             }
+            prune_instances(cdir, keep_from=rec.restart_count - 1)  # this and the previous instance's logs
             proc = supervisor.start(spec, cdir)
             rec.shim_pid, rec.shim_start, rec.started_at = proc.shim_pid, proc.shim_start, now_rfc3339()
             self._save()

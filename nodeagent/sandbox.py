@@ -51,10 +51,6 @@ class Sandbox:
         """The shim state and logs of a container."""
         return self.containers / name
 
-    def log_path(self, name: str) -> Path:
-        """The current log file of a container."""
-        return self.container_dir(name) / "container.log"
-
     def create(self) -> None:
         """Make the directories (idempotent)."""
         for d in (self.work, self.volumes, self.containers):

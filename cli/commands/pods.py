@@ -1,32 +1,129 @@
-"""Pod access through the node agents: logs and exec."""
+"""Pod access through the API server and the node agents: logs and exec."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
 
 import click
 
 from cli.commands.common import namespace_option
-from cli.context import not_available
+from cli.config import Target
+from cli.context import fail, run
 from cli.kinds_args import complete_name
+from controlplane.api.pb import core_pb2
+from controlplane.client.client import ApiClient
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A Go-style duration (30s, 5m, 1h30m) in seconds."""
+    if value is None:
+        return None
+    text = value.strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise click.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h30m)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _prefixed(prefix: bytes, data: bytes) -> bytes:
+    return b"".join(prefix + line for line in data.splitlines(keepends=True))
 
 
 @click.command()
-@click.argument("pod", shell_complete=complete_name)
+@click.argument("pod", required=False, shell_complete=complete_name)
 @namespace_option
 @click.option("-c", "--container", default="", help="The container (default: the only one).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-l", "--selector", default="", help="Logs of every pod matching this label selector.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the container ends for good.")
 @click.option("--tail", type=int, default=-1, help="Lines from the end to show (-1: all).")
-@click.option("--previous", is_flag=True, help="The previous run of the container.")
+@click.option("--previous", "-p", is_flag=True, help="The previous (terminated) run of the container.")
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time.")
-def logs(pod: str, container: str, follow: bool, tail: int, previous: bool, timestamps: bool) -> None:
-    """Print a container's logs."""
-    not_available("navarch logs", "the node agent's log proxy through the API server")
+@click.option("--since", callback=_duration, default=None, help="Only lines newer than this (e.g. 5m).")
+@click.option("--prefix/--no-prefix", default=None, help="Prefix lines with the pod name (default: with -l).")
+def logs(
+    pod: str | None,
+    container: str,
+    selector: str,
+    follow: bool,
+    tail: int,
+    previous: bool,
+    timestamps: bool,
+    since: float | None,
+    prefix: bool | None,
+) -> None:
+    """Print a container's logs (navarch logs POD, or navarch logs -l app=web)."""
+    if bool(pod) == bool(selector):
+        fail("give either a pod name or a label selector (-l)")
+
+    async def stream(client: ApiClient, namespace: str, name: str, label: bytes) -> None:
+        async for chunk in client.pod_logs(
+            name,
+            namespace,
+            container=container,
+            follow=follow,
+            tail_lines=None if tail < 0 else tail,
+            previous=previous,
+            timestamps=timestamps,
+            since_seconds=int(since or 0),
+        ):
+            _write(_prefixed(label, chunk) if label else chunk)
+
+    async def body(client: ApiClient, target: Target) -> None:
+        namespace = target.namespace
+        if pod:
+            await stream(client, namespace, pod, f"[pod/{pod}] ".encode() if prefix else b"")
+            return
+        listed = await client.list(core_pb2.Pod, namespace, label_selector=selector)
+        names = sorted(p.metadata.name for p in listed.items if p.spec.node_name)
+        if not names:
+            click.echo(f"No scheduled pods match {selector} in namespace {namespace}.", err=True)
+            return
+        show = prefix is None or prefix
+        await asyncio.gather(*(stream(client, namespace, n, f"[pod/{n}] ".encode() if show else b"") for n in names))
+
+    run(body)
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    fd = sys.stdin.fileno()
+    while chunk := await asyncio.to_thread(os.read, fd, 64 * 1024):
+        yield chunk
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.argument("pod", shell_complete=complete_name)
 @namespace_option
 @click.option("-c", "--container", default="", help="The container (default: the only one).")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass standard input to the command.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(pod: str, container: str, command: tuple[str, ...]) -> None:
-    """Run a command in a pod's container (navarch exec POD -- CMD...)."""
-    not_available("navarch exec", "the node agent's exec proxy through the API server")
+def exec_(pod: str, container: str, interactive: bool, command: tuple[str, ...]) -> None:
+    """Run a command in a pod's container (navarch exec POD -- CMD...); exits with the command's code."""
+
+    async def body(client: ApiClient, target: Target) -> int:
+        code = 1
+        async for frame in client.pod_exec(
+            pod, command, target.namespace, container=container, stdin=_stdin_chunks() if interactive else None
+        ):
+            kind = frame.WhichOneof("frame")
+            if kind == "stdout":
+                _write(frame.stdout)
+            elif kind == "stderr":
+                sys.stderr.buffer.write(frame.stderr)
+                sys.stderr.buffer.flush()
+            elif kind == "exit_code":
+                code = frame.exit_code
+        return code
+
+    sys.exit(run(body))

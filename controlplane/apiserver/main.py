@@ -16,6 +16,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import UnavailableError
 from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.watchcache import WatchCache
@@ -68,6 +69,7 @@ class ApiServer:
             for info in kinds.KINDS
         }
         self.registry = Registry(self.store, self.caches)
+        self.proxy = PodProxy(self.registry)
         self.server = transport.make_server()
         self.port = 0
         self._tasks: asyncio.TaskGroup | None = None
@@ -91,7 +93,7 @@ class ApiServer:
             await asyncio.wait_for(cache.ready.wait(), self.config.startup_timeout)
         await self.registry.ensure_namespaces()
         api_pb2_grpc.add_ApiServicer_to_server(
-            ApiService(self.registry, bookmark_interval=self.config.bookmark_interval), self.server
+            ApiService(self.registry, self.proxy, bookmark_interval=self.config.bookmark_interval), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -124,6 +126,7 @@ class ApiServer:
         """Stop serving, cancel every background task, close etcd."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.proxy.close()
         for task in self._cache_tasks:
             task.cancel()
         await asyncio.gather(*self._cache_tasks, return_exceptions=True)

@@ -13,7 +13,8 @@ import grpc.aio
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError
 from controlplane.api.objects import meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
+from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.watchcache import BOOKMARK
 
@@ -41,10 +42,11 @@ def _unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
 
 
 class ApiService(api_pb2_grpc.ApiServicer):
-    """Create, Get, List, Update, UpdateStatus, Patch, Delete and Watch for every kind."""
+    """Create, Get, List, Update, UpdateStatus, Patch, Delete and Watch for every kind; pod logs and exec."""
 
-    def __init__(self, registry: Registry, *, bookmark_interval: float = 60.0) -> None:
+    def __init__(self, registry: Registry, proxy: PodProxy, *, bookmark_interval: float = 60.0) -> None:
         self.registry = registry
+        self.proxy = proxy
         self.bookmark_interval = bookmark_interval
 
     @_unary
@@ -139,3 +141,21 @@ class ApiService(api_pb2_grpc.ApiServicer):
             await context.abort(err.code, err.message)
         finally:
             cache.unregister(watcher)
+
+    async def PodLogs(
+        self, request: podaccess_pb2.PodLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
+        try:
+            async for chunk in self.proxy.logs(request, context):
+                yield chunk
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+
+    async def PodExec(
+        self, request_iterator: AsyncIterator[podaccess_pb2.PodExecInput], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        try:
+            async for frame in self.proxy.exec(request_iterator, context):
+                yield frame
+        except ApiError as err:
+            await context.abort(err.code, err.message)

@@ -28,7 +28,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
 
 T = TypeVar("T", bound=Message)
 R = TypeVar("R")
@@ -407,6 +407,72 @@ class ApiClient:
                 yield WatchEvent(ev.type, unwrap(ev.object), ev.resource_version)
         except grpc.aio.AioRpcError as err:
             raise self._error(err, f"watch {req.kind}") from None
+        finally:
+            stream.cancel()
+
+    # ----------------------------------------------------------- pod access
+
+    async def pod_logs(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        container: str = "",
+        follow: bool = False,
+        tail_lines: int | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+        since_seconds: int = 0,
+    ) -> AsyncIterator[bytes]:
+        """A container's log, in chunks of whole lines (through the API server and the node's agent)."""
+        req = podaccess_pb2.PodLogRequest(
+            namespace=namespace,
+            name=name,
+            container=container,
+            follow=follow,
+            previous=previous,
+            timestamps=timestamps,
+            since_seconds=since_seconds,
+        )
+        if tail_lines is not None:
+            req.tail_lines = tail_lines
+        # Without follow the answer is bounded: it gets the usual deadline.
+        stream = self._stub.PodLogs(req, timeout=None if follow else self.config.timeout)
+        try:
+            async for chunk in stream:
+                yield chunk.data
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, f"logs of pod {namespace}/{name}") from None
+        finally:
+            stream.cancel()
+
+    async def pod_exec(
+        self,
+        name: str,
+        command: Sequence[str],
+        namespace: str = "default",
+        *,
+        container: str = "",
+        stdin: AsyncIterator[bytes] | None = None,
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        """Run ``command`` in a pod's container: stdout/stderr frames, then one exit_code frame."""
+        start = podaccess_pb2.PodExecStart(
+            namespace=namespace, name=name, container=container, command=list(command), stdin=stdin is not None
+        )
+
+        async def frames() -> AsyncIterator[podaccess_pb2.PodExecInput]:
+            yield podaccess_pb2.PodExecInput(start=start)
+            if stdin is not None:
+                async for data in stdin:
+                    yield podaccess_pb2.PodExecInput(stdin=data)
+                yield podaccess_pb2.PodExecInput(stdin_eof=True)
+
+        stream = self._stub.PodExec(frames())
+        try:
+            async for frame in stream:
+                yield frame
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, f"exec in pod {namespace}/{name}") from None
         finally:
             stream.cancel()
 

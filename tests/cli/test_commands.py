@@ -195,10 +195,17 @@ async def test_cordon_uncordon_and_drain(cli: Cli, namespace: str, apiserver: Ap
     assert (await cli("uncordon", node)).out.strip() == f"node/{node} uncordoned"
 
 
-async def test_commands_that_need_the_agent_say_so(cli: Cli, namespace: str) -> None:
-    for args in (["logs", "web", "-n", namespace], ["exec", "web", "--", "ls"], ["top", "nodes"]):
+async def test_commands_that_need_what_is_not_built_say_so(cli: Cli, namespace: str) -> None:
+    out = await cli("top", "nodes")
+    assert out.code == 1 and "does not provide yet" in out.err and out.out == ""
+
+
+async def test_logs_and_exec_of_a_missing_pod_name_it(cli: Cli, namespace: str) -> None:
+    for args in (["logs", "web", "-n", namespace], ["exec", "web", "-n", namespace, "--", "ls"]):
         out = await cli(*args)
-        assert out.code == 1 and "does not provide yet" in out.err and out.out == ""
+        assert out.code == 1 and f'Pod "{namespace}/web" not found' in out.err and out.out == ""
+    both = await cli("logs", "web", "-l", "app=web")
+    assert both.code == 1 and "either a pod name or a label selector" in both.err
 
 
 async def test_config_contexts_and_an_unreachable_server(cli: Cli, tmp_path: Path, apiserver: ApiServer) -> None:

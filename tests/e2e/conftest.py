@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
+from tests.cli.conftest import cli, cli_env
 from tests.helpers import eventually
 
 AGENT = str(Path(sys.executable).parent / "navarch-agent")
@@ -37,7 +38,8 @@ class AgentProcess:
 
     def start(self) -> None:
         """Start (or restart) the agent process."""
-        log = open(self.data_dir.parent / f"{self.node}.log", "ab")  # noqa: SIM115 - handed to the child
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "agent.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [
                 AGENT,
@@ -72,7 +74,7 @@ class AgentProcess:
 
     def log_text(self) -> str:
         """The agent's log so far."""
-        return (self.data_dir.parent / f"{self.node}.log").read_text(errors="replace")
+        return (self.data_dir / "agent.log").read_text(errors="replace")
 
 
 @pytest.fixture
@@ -82,26 +84,43 @@ async def client(apiserver: ApiServer) -> AsyncIterator[ApiClient]:
     await c.close()
 
 
-@pytest.fixture
-async def agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -> AsyncIterator[AgentProcess]:
-    """A fresh node with its own agent; every process it started is gone after the test."""
-    node = f"node-{uuid.uuid4().hex[:8]}"
-    a = AgentProcess(node, tmp_path / "agent", f"127.0.0.1:{apiserver.port}")
-    a.start()
+StartAgent = Callable[..., Coroutine[Any, Any, AgentProcess]]
 
-    async def registered() -> bool:
-        try:
-            n = await client.get(core_pb2.Node, node)
-        except Exception:
-            return False
-        return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+
+@pytest.fixture
+async def start_agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -> AsyncIterator[StartAgent]:
+    """``await start_agent(*flags)``: a fresh node with its own agent, Ready; every process it started is gone
+    after the test."""
+    started: list[AgentProcess] = []
+
+    async def start(*extra: str) -> AgentProcess:
+        node = f"node-{uuid.uuid4().hex[:8]}"
+        a = AgentProcess(node, tmp_path / node, f"127.0.0.1:{apiserver.port}", list(extra))
+        started.append(a)
+        a.start()
+
+        async def registered() -> bool:
+            try:
+                n = await client.get(core_pb2.Node, node)
+            except Exception:
+                return False
+            return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+
+        await eventually_async(registered, timeout=30)
+        return a
 
     try:
-        await eventually_async(registered, timeout=30)
-        yield a
+        yield start
     finally:
-        a.kill(signal.SIGKILL)
-        _kill_leftovers(a.data_dir)
+        for a in started:
+            a.kill(signal.SIGKILL)
+            _kill_leftovers(a.data_dir)
+
+
+@pytest.fixture
+async def agent(start_agent: StartAgent) -> AgentProcess:
+    """One agent (small log files, so that rotation happens in tests)."""
+    return await start_agent("--log-max-bytes", "4096", "--log-keep", "2")
 
 
 def _kill_leftovers(data_dir: Path) -> None:
@@ -159,4 +178,26 @@ async def wait_pod(
     return found[0]
 
 
-__all__ = ["AgentProcess", "eventually", "eventually_async", "pod_manifest", "wait_pod"]
+def container_log(agent: AgentProcess, pod: core_pb2.Pod, container: str = "main") -> str:
+    """Everything the agent still keeps of a container's log (previous and current instance, rotated files)."""
+    cdir = agent.data_dir / "pods" / pod.metadata.uid / "containers" / container
+
+    def order(p: Path) -> tuple[int, int]:
+        instance, _, rest = p.name.partition(".log")
+        return int(instance), -int(rest[1:] or 0)
+
+    files = sorted((f for f in cdir.glob("[0-9]*.log*")), key=order) if cdir.exists() else []
+    return "".join(f.read_text(errors="replace") for f in files)
+
+
+__all__ = [
+    "AgentProcess",
+    "StartAgent",
+    "cli",
+    "cli_env",
+    "container_log",
+    "eventually",
+    "eventually_async",
+    "pod_manifest",
+    "wait_pod",
+]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
-from tests.e2e.conftest import AgentProcess, eventually_async, pod_manifest, wait_pod
+from tests.e2e.conftest import AgentProcess, container_log, eventually_async, pod_manifest, wait_pod
 
 
 def _running(p: core_pb2.Pod) -> bool:
@@ -22,8 +22,7 @@ def _cond(p: core_pb2.Pod, kind: str) -> str:
 
 
 def _log(agent: AgentProcess, pod: core_pb2.Pod, container: str = "main") -> str:
-    path = agent.data_dir / "pods" / pod.metadata.uid / "containers" / container / "container.log"
-    return path.read_text() if path.exists() else ""
+    return container_log(agent, pod, container)
 
 
 async def test_a_pod_runs_with_its_environment_and_logs(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
@@ -81,14 +80,24 @@ async def test_restart_policies_give_the_right_exit_codes_and_counts(
 async def test_crash_loop_back_off_doubles_between_restarts(
     client: ApiClient, agent: AgentProcess, namespace: str
 ) -> None:
-    created = await client.create(pod_manifest("crash", namespace, agent.node, ["sh", "-c", "echo start; exit 1"]))
+    created = await client.create(
+        pod_manifest(
+            "crash",
+            namespace,
+            agent.node,
+            ["sh", "-c", 'date +%s.%N >> "$NAVARCH_VOLUME_RUNS/starts"; exit 1'],
+            container={"volumeMounts": [{"name": "runs", "mountPath": "/runs"}]},
+            volumes=[{"name": "runs", "emptyDir": {}}],
+        )
+    )
     pod = await wait_pod(
         client, namespace, "crash", lambda p: p.status.container_statuses[0].restart_count >= 4, timeout=40
     )
     assert pod.status.container_statuses[0].state.waiting.reason in ("CrashLoopBackOff", "")
-    # The recorded start times (one log line per run) show the schedule: 0.5 s, 1 s, 2 s, 4 s (capped).
-    starts = [datetime.fromisoformat(line.split(" ")[0][:26] + "+00:00") for line in _log(agent, created).splitlines()]
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    # The start times each run recorded show the schedule: 0.5 s, 1 s, 2 s, 4 s (capped).
+    runs = agent.data_dir / "pods" / created.metadata.uid / "volumes" / "runs" / "starts"
+    starts = [float(line) for line in runs.read_text().split()]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) >= 4
     for gap, expected in zip(gaps, [0.5, 1, 2, 4], strict=False):
         assert expected * 0.9 <= gap <= expected + 3.0, f"gaps {gaps}"

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from controlplane.api.pb import api_pb2 as controlplane_dot_api_dot_pb_dot_api__pb2
+from controlplane.api.pb import podaccess_pb2 as controlplane_dot_api_dot_pb_dot_podaccess__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -75,6 +76,16 @@ class ApiStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.PodLogs = channel.unary_stream(
+                '/navarch.v1.Api/PodLogs',
+                request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.FromString,
+                _registered_method=True)
+        self.PodExec = channel.stream_stream(
+                '/navarch.v1.Api/PodExec',
+                request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -129,6 +140,20 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PodLogs(self, request, context):
+        """A container's logs, through the agent of the pod's node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PodExec(self, request_iterator, context):
+        """Run a command in a pod's container, through the agent of the pod's node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +196,16 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'PodLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.PodLogs,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.SerializeToString,
+            ),
+            'PodExec': grpc.stream_stream_rpc_method_handler(
+                    servicer.PodExec,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +425,60 @@ class Api:
             '/navarch.v1.Api/Watch',
             controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.SerializeToString,
             controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PodLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/navarch.v1.Api/PodLogs',
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PodExec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/navarch.v1.Api/PodExec',
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

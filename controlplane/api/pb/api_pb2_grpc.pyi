@@ -5,6 +5,7 @@ The generic API: one verb set for every kind, over a typed envelope."""
 
 from collections import abc as _abc
 from controlplane.api.pb import api_pb2 as _api_pb2
+from controlplane.api.pb import podaccess_pb2 as _podaccess_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -41,6 +42,10 @@ class ApiStub:
     Patch: _grpc.UnaryUnaryMultiCallable[_api_pb2.PatchRequest, _api_pb2.Object]
     Delete: _grpc.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.DeleteResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]
+    PodLogs: _grpc.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]
+    """A container's logs, through the agent of the pod's node."""
+    PodExec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
+    """Run a command in a pod's container, through the agent of the pod's node."""
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -55,6 +60,10 @@ class ApiAsyncStub(ApiStub):
     Patch: _aio.UnaryUnaryMultiCallable[_api_pb2.PatchRequest, _api_pb2.Object]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.DeleteResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    PodLogs: _aio.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]  # type: ignore[assignment]
+    """A container's logs, through the agent of the pod's node."""
+    PodExec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
+    """Run a command in a pod's container, through the agent of the pod's node."""
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     """Api is the generic object service (Kubernetes' REST verbs over gRPC)."""
@@ -114,5 +123,21 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.WatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def PodLogs(
+        self,
+        request: _podaccess_pb2.PodLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PodLogChunk], _abc.AsyncIterator[_podaccess_pb2.PodLogChunk]]:
+        """A container's logs, through the agent of the pod's node."""
+
+    @_abc_1.abstractmethod
+    def PodExec(
+        self,
+        request_iterator: _MaybeAsyncIterator[_podaccess_pb2.PodExecInput],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PodExecOutput], _abc.AsyncIterator[_podaccess_pb2.PodExecOutput]]:
+        """Run a command in a pod's container, through the agent of the pod's node."""
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

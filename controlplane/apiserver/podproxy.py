@@ -1,0 +1,106 @@
+"""Pod logs and exec through the API server: find the pod's node, relay the stream to that node's agent.
+
+Clients need only the API server's address; agents answer only API servers. One channel per agent
+endpoint is kept for the server's lifetime (gRPC reconnects it as needed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import grpc.aio
+
+from controlplane import transport
+from controlplane.api import kinds
+from controlplane.api.errors import ApiError, InvalidError, PreconditionError, UnavailableError, from_status
+from controlplane.api.pb import core_pb2, podaccess_pb2, podaccess_pb2_grpc
+from controlplane.apiserver.registry import Registry
+
+_POD = kinds.lookup("Pod")
+_NODE = kinds.lookup("Node")
+
+
+class PodProxy:
+    """Relays PodLogs and PodExec to the agent of the pod's node."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        """Close every agent channel."""
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def _target(self, namespace: str, name: str) -> tuple[core_pb2.Pod, str, podaccess_pb2_grpc.AgentStub]:
+        if not name:
+            raise InvalidError("a pod name is required", field="name")
+        pod = await self.registry.get(_POD, namespace or "default", name)
+        assert isinstance(pod, core_pb2.Pod)
+        node_name = pod.spec.node_name
+        if not node_name:
+            raise PreconditionError(f'pod "{name}" is not scheduled to a node yet')
+        node = await self.registry.get(_NODE, "", node_name)
+        assert isinstance(node, core_pb2.Node)
+        ep = node.status.daemon_endpoints.agent_endpoint
+        address = ep.address or next((a.address for a in node.status.addresses if a.type == "InternalIP"), "")
+        if not address or not ep.port:
+            raise UnavailableError(f"node {node_name} has not published its agent endpoint")
+        endpoint = f"[{address}]:{ep.port}" if ":" in address else f"{address}:{ep.port}"
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = transport.make_channel([endpoint])
+        return pod, node_name, podaccess_pb2_grpc.AgentStub(channel)
+
+    async def logs(
+        self, request: podaccess_pb2.PodLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
+        """The container's log chunks, as the agent streams them."""
+        pod, node_name, stub = await self._target(request.namespace, request.name)
+        forwarded = podaccess_pb2.PodLogRequest()
+        forwarded.CopyFrom(request)
+        forwarded.namespace, forwarded.uid = pod.metadata.namespace, pod.metadata.uid
+        call = stub.ContainerLogs(forwarded, timeout=context.time_remaining())
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as err:
+            raise _relayed(err, node_name) from None
+        finally:
+            call.cancel()
+
+    async def exec(
+        self, requests: AsyncIterator[podaccess_pb2.PodExecInput], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        """The command's output frames and exit code, as the agent streams them."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("frame") != "start":
+            raise InvalidError("the first frame of an exec stream must be start", field="start")
+        pod, node_name, stub = await self._target(first.start.namespace, first.start.name)
+        first.start.namespace, first.start.uid = pod.metadata.namespace, pod.metadata.uid
+
+        async def upstream() -> AsyncIterator[podaccess_pb2.PodExecInput]:
+            yield first
+            async for frame in requests:
+                yield frame
+
+        call = stub.Exec(upstream(), timeout=context.time_remaining())
+        try:
+            async for frame in call:
+                yield frame
+        except grpc.aio.AioRpcError as err:
+            raise _relayed(err, node_name) from None
+        finally:
+            with contextlib.suppress(Exception):
+                call.cancel()
+
+
+def _relayed(err: grpc.aio.AioRpcError, node_name: str) -> ApiError:
+    """The agent's error as the API server's own, naming the node when the agent could not be reached."""
+    details = err.details() or ""
+    if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
+        return UnavailableError(f"cannot reach the agent of node {node_name}: {details}")
+    return from_status(err.code(), details)

@@ -1,0 +1,221 @@
+"""The agent's gRPC endpoint: container logs and exec, for the API server's proxy only.
+
+Until the security issue brings mutual TLS, callers are admitted by source address: the networks given
+with ``--proxy-from``, by default the addresses of the API servers the agent was given (``--server``).
+Everyone else gets PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+
+import grpc
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotFoundError, PreconditionError
+from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
+from nodeagent.logs import LogOptions, follow, instance_files, read_instance
+from nodeagent.podworker import PodWorker
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def allowed_networks(servers: Sequence[str], proxy_from: Iterable[str]) -> list[Network]:
+    """``proxy_from`` as networks if given, else the API servers' addresses (resolved)."""
+    nets: list[Network] = [ipaddress.ip_network(n, strict=False) for n in proxy_from]
+    if nets:
+        return nets
+    for server in servers:
+        host = server.rpartition(":")[0].strip("[]") or server
+        with contextlib.suppress(OSError):
+            for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP):
+                nets.append(ipaddress.ip_network(info[4][0]))
+    return nets
+
+
+def peer_ip(context: grpc.aio.ServicerContext) -> str:
+    """The caller's IP from gRPC's peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``)."""
+    peer = str(context.peer())
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return ""
+
+
+class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
+    """ContainerLogs and Exec over the pods this agent runs."""
+
+    def __init__(self, workers: Callable[[], Iterable[PodWorker]], allowed: list[Network], node_name: str) -> None:
+        self._workers = workers
+        self._allowed = allowed
+        self._node = node_name
+
+    def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        ip = peer_ip(context)
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            addr = None
+        if addr is None or not any(addr in net for net in self._allowed):
+            raise ForbiddenError(
+                f"node {self._node}: the agent answers only the API server (caller {ip or context.peer()})"
+            )
+
+    def _find(self, namespace: str, name: str, uid: str, container: str) -> tuple[PodWorker, str]:
+        for worker in self._workers():
+            m = worker.pod.metadata
+            if m.namespace == namespace and m.name == name and (not uid or m.uid == uid):
+                break
+        else:
+            raise NotFoundError(f'pod "{name}" in namespace "{namespace}" is not on node {self._node}')
+        names = worker.container_names()
+        if not container:
+            main = [c.name for c in worker.pod.spec.containers]
+            if len(main) != 1:
+                raise InvalidError(
+                    f'pod "{name}" has {len(main)} containers; choose one of {", ".join(main)}', field="container"
+                )
+            container = main[0]
+        if container not in names:
+            raise InvalidError(
+                f'"{container}" is not a container of pod "{name}" (it has {", ".join(names)})', field="container"
+            )
+        return worker, container
+
+    async def ContainerLogs(
+        self, request: podaccess_pb2.PodLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
+        try:
+            self._admit(context)
+            async for chunk in self._logs(request):
+                yield chunk
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+
+    async def Exec(
+        self, request_iterator: AsyncIterator[podaccess_pb2.PodExecInput], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        try:
+            self._admit(context)
+            async for frame in self._exec(request_iterator):
+                yield frame
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+
+    async def _logs(self, request: podaccess_pb2.PodLogRequest) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
+        worker, container = self._find(request.namespace, request.name, request.uid, request.container)
+        since = ""
+        if request.HasField("since_time"):
+            since = request.since_time.ToJsonString()
+        elif request.since_seconds > 0:
+            ts = Timestamp()
+            ts.GetCurrentTime()
+            ts.FromNanoseconds(ts.ToNanoseconds() - request.since_seconds * 1_000_000_000)
+            since = ts.ToJsonString()
+        options = LogOptions(
+            tail=request.tail_lines if request.HasField("tail_lines") and request.tail_lines >= 0 else None,
+            timestamps=request.timestamps,
+            since=since,
+        )
+        cdir = worker.container_dir(container)
+        state = worker.log_state(container)
+        if request.previous:
+            instance = state.instance - 1
+            if instance < 0 or not instance_files(cdir, instance):
+                raise NotFoundError(f'previous terminated container "{container}" in pod "{request.name}" not found')
+            yield podaccess_pb2.PodLogChunk(data=read_instance(cdir, instance, options))
+            return
+        if not request.follow:
+            yield podaccess_pb2.PodLogChunk(data=read_instance(cdir, state.instance, options))
+            return
+        async for chunk in follow(cdir, state.instance, options, lambda: worker.log_state(container)):
+            yield podaccess_pb2.PodLogChunk(data=chunk)
+
+    async def _exec(
+        self, request_iterator: AsyncIterator[podaccess_pb2.PodExecInput]
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("frame") != "start":
+            raise InvalidError("the first frame of an exec stream must be start", field="start")
+        start = first.start
+        worker, container = self._find(start.namespace, start.name, start.uid, start.container)
+        if not start.command:
+            raise InvalidError("a command to run is required", field="command")
+        env_cwd = worker.exec_env.get(container)
+        if env_cwd is None or not worker.log_state(container).running:
+            raise PreconditionError(f'container "{container}" of pod "{start.name}" is not running')
+        env, cwd = env_cwd
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *start.command,
+                env=env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.PIPE if start.stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as err:
+            # What a shell would say and return: 127 not found, 126 not executable.
+            code = 127 if isinstance(err, FileNotFoundError) else 126
+            yield podaccess_pb2.PodExecOutput(stderr=f"{start.command[0]}: {err.strerror or err}\n".encode())
+            yield podaccess_pb2.PodExecOutput(exit_code=code)
+            return
+        log.info("exec in %s/%s[%s]: %s", start.namespace, start.name, container, start.command[0])
+        outputs: asyncio.Queue[podaccess_pb2.PodExecOutput | None] = asyncio.Queue(maxsize=64)
+
+        async def pump(stream: asyncio.StreamReader | None, to_stderr: bool) -> None:
+            assert stream is not None
+            while chunk := await stream.read(32 * 1024):
+                out = podaccess_pb2.PodExecOutput
+                await outputs.put(out(stderr=chunk) if to_stderr else out(stdout=chunk))
+            await outputs.put(None)
+
+        async def feed() -> None:
+            assert proc.stdin is not None
+            async for frame in request_iterator:
+                kind = frame.WhichOneof("frame")
+                if kind == "stdin":
+                    proc.stdin.write(frame.stdin)
+                    await proc.stdin.drain()
+                elif kind == "stdin_eof":
+                    break
+            proc.stdin.close()
+
+        tasks = [
+            asyncio.create_task(pump(proc.stdout, to_stderr=False)),
+            asyncio.create_task(pump(proc.stderr, to_stderr=True)),
+        ]
+        if start.stdin:
+            tasks.append(asyncio.create_task(feed()))
+        try:
+            open_streams = 2
+            while open_streams:
+                item = await outputs.get()
+                if item is None:
+                    open_streams -= 1
+                else:
+                    yield item
+            code = await proc.wait()
+            yield podaccess_pb2.PodExecOutput(exit_code=code if code >= 0 else 128 - code)
+        finally:
+            if proc.returncode is None:
+                # The caller went away: the command goes with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
