@@ -117,7 +117,7 @@ class Agent:
         """Stop the agent; workloads keep running unless drain_on_exit."""
         if self.config.drain_on_exit:
             for worker in list(self.workers.values()):
-                worker.gone()
+                worker.drain()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self._worker_tasks.values(), return_exceptions=True), 60)
         await self.server.stop(1.0)

@@ -105,6 +105,7 @@ class PodWorker:
         self.reason = ""
         self._terminate = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._written = asyncio.Event()  # set after every status write
         self._last_published: core_pb2.PodStatus | None = None
         self._ports: dict[str, int] = {}
         self._ready_probe: dict[str, bool] = {}
@@ -118,6 +119,18 @@ class PodWorker:
             if rec.last_termination:
                 self._set_terminated(st.last_state, rec.last_termination)
             self.statuses[c.name] = st
+        if self.terminal:
+            # A finished pod is never run again (also after an agent restart): keep what it reported.
+            for st in [*pod.status.init_container_statuses, *pod.status.container_statuses]:
+                if st.name in self.statuses:
+                    self.statuses[st.name].CopyFrom(st)
+            self.reason, self.message = pod.status.reason, pod.status.message
+        self._draining = False
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the pod has finished (Succeeded or Failed) for good."""
+        return self.phase in ("Succeeded", "Failed")
 
     # ------------------------------------------------------------ inputs
 
@@ -131,6 +144,11 @@ class PodWorker:
 
     def gone(self) -> None:
         """The Pod disappeared from the API (force-deleted or re-bound): stop everything."""
+        self._terminate.set()
+
+    def drain(self) -> None:
+        """The node is shutting down (--drain-on-exit): stop the containers, report the pod Failed, keep it."""
+        self._draining = True
         self._terminate.set()
 
     # ------------------------------------------------------------ access
@@ -167,15 +185,18 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await lifecycle
             await self._kill_all()
-            await self._finish_deletion()
+            if self._draining:
+                await self._report_shutdown()
+            else:
+                await self._finish_deletion()
         finally:
             lifecycle.cancel()
             publisher.cancel()
             await asyncio.gather(lifecycle, publisher, return_exceptions=True)
 
     async def _lifecycle(self) -> None:
-        if not self.record.containers and self.phase in ("Succeeded", "Failed"):
-            return  # finished before this agent knew it: nothing to run again
+        if self.terminal:
+            return  # finished: nothing runs again
         self.sandbox.create()
         if not self.record.start_time:
             self.record.start_time = now_rfc3339()
@@ -288,7 +309,9 @@ class PodWorker:
             proc = supervisor.start(spec, cdir)
             rec.shim_pid, rec.shim_start, rec.started_at = proc.shim_pid, proc.shim_start, now_rfc3339()
             self._save()
-            self.ctx.recorder.event(self.pod, NORMAL, "Started", f"Started container {c.name}")
+            # Report Running only once the workload really runs (not merely its shim).
+            if await proc.wait_started():
+                self.ctx.recorder.event(self.pod, NORMAL, "Started", f"Started container {c.name}")
         self.processes[c.name] = proc
         st = self.statuses[c.name]
         st.ClearField("state")
@@ -528,6 +551,21 @@ class PodWorker:
         if not ok:
             self.ctx.recorder.event(self.pod, WARNING, "FailedPreStopHook", f"PreStopHook failed: {message}")
 
+    async def _report_shutdown(self) -> None:
+        """Mark the pod Failed because its node shut down, and wait (bounded) until that is written."""
+        if not self.terminal:
+            self.phase = "Failed"
+            self.reason, self.message = "Terminated", "Pod was terminated in response to node shutdown."
+        for rec in self.record.containers.values():
+            rec.done = True
+        self._save()
+        self._publish()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while self._last_published != self.build_status():
+                    self._written.clear()
+                    await self._written.wait()
+
     async def _finish_deletion(self) -> None:
         """Remove the Pod from the API (grace 0) once its processes are gone, then the sandbox."""
         # Already gone, or a new pod of the same name (uid precondition fails): not ours to delete.
@@ -600,6 +638,7 @@ class PodWorker:
                     return  # a new pod of the same name: this worker must not write its status
                 self._last_published = status
                 self.pod.status.CopyFrom(out.status)
+                self._written.set()
                 delay = 0.1
             except NotFoundError:
                 return

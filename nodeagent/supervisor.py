@@ -94,6 +94,20 @@ class ContainerProcess:
             return None
         return ExitStatus(**data)
 
+    async def wait_started(self, timeout: float = 10.0) -> bool:
+        """Wait until the shim has started the workload (True) or has given up or gone (False)."""
+        delay = 0.005
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.started is not None:
+                return True
+            if not self.running():
+                return self.started is not None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return self.started is not None
+
     async def wait(self, poll: float = 0.2) -> ExitStatus:
         """Wait until the shim is gone; returns the exit status (SIGKILLed shims: 137 / signal 9)."""
         while self.running():
