@@ -21,6 +21,7 @@ from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from nodeagent import supervisor
 from nodeagent.access import AgentAccessService, allowed_networks
+from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.node import NodeManager
 from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
@@ -38,7 +39,8 @@ class Agent:
         self.client = ApiClient(ClientConfig(endpoints=config.servers))
         self.state = StateStore(config.data_dir)
         self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
-        self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator())
+        self.cgroups = CgroupDriver.detect(config.node_name) if config.cgroups else None
+        self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups)
         self.node = NodeManager(self.client, config, agent_port=0)
         self.server = transport.make_server()
         podaccess_pb2_grpc.add_AgentServicer_to_server(
@@ -112,6 +114,8 @@ class Agent:
                 proc.signal_group(signal.SIGKILL)
                 await proc.wait()
         sandbox.remove()
+        if self.cgroups is not None:
+            self.cgroups.remove_pod(record.uid)
 
     async def stop(self) -> None:
         """Stop the agent; workloads keep running unless drain_on_exit."""

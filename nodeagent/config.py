@@ -46,5 +46,7 @@ class AgentConfig:
     """Rotate a container's log file beyond this size."""
     log_keep: int = 3
     """Rotated log files kept per container."""
+    cgroups: bool = True
+    """Enforce limits with cgroups where the host allows (else setrlimit for memory)."""
     drain_on_exit: bool = False
     """Stop every pod when the agent stops (default: leave workloads running)."""

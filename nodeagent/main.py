@@ -119,6 +119,12 @@ async def serve(config: AgentConfig) -> None:
 @click.option("--log-max-bytes", type=click.IntRange(min=1024), default=10 * 1024 * 1024, show_default=True)
 @click.option("--log-keep", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--drain-on-exit", is_flag=True, help="Stop every pod when the agent stops.")
+@click.option(
+    "--cgroups/--no-cgroups",
+    default=True,
+    show_default=True,
+    help="Enforce limits with cgroups where writable (else setrlimit for memory).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: str,
@@ -137,6 +143,7 @@ def main(
     log_max_bytes: int,
     log_keep: int,
     drain_on_exit: bool,
+    cgroups: bool,
     verbose: bool,
 ) -> None:
     """Run pods bound to this node as supervised local processes."""
@@ -167,6 +174,7 @@ def main(
         log_max_bytes=log_max_bytes,
         log_keep=log_keep,
         drain_on_exit=drain_on_exit,
+        cgroups=cgroups,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:

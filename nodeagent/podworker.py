@@ -37,6 +37,7 @@ from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from nodeagent import supervisor
+from nodeagent.cgroups import CgroupDriver, Limits
 from nodeagent.config import AgentConfig
 from nodeagent.logs import ContainerLogState, instance_log, prune_instances
 from nodeagent.probes import ProbeRunner, check
@@ -57,6 +58,7 @@ class AgentContext:
     state: StateStore
     recorder: EventRecorder
     ports: PortAllocator
+    cgroups: CgroupDriver | None
 
 
 class PortAllocator:
@@ -126,6 +128,7 @@ class PodWorker:
                     self.statuses[st.name].CopyFrom(st)
             self.reason, self.message = pod.status.reason, pod.status.message
         self._draining = False
+        self._enforcement_fallback = False
 
     @property
     def terminal(self) -> bool:
@@ -296,14 +299,14 @@ class PodWorker:
         self.exec_env[c.name] = (env, cwd)
         if proc is None:
             argv = [expand(a, env) for a in [*c.command, *c.args]]
-            spec = {
+            spec: dict[str, Any] = {
                 "argv": argv,
                 "env": env,
                 "cwd": cwd,
                 "log_path": str(instance_log(cdir, rec.restart_count)),
                 "log_max_bytes": self.ctx.config.log_max_bytes,
                 "log_keep": self.ctx.config.log_keep,
-                "rlimit_as": self._memory_limit(c),
+                **self._limits(c, rec.restart_count),
             }
             prune_instances(cdir, keep_from=rec.restart_count - 1)  # this and the previous instance's logs
             proc = supervisor.start(spec, cdir)
@@ -313,14 +316,16 @@ class PodWorker:
             if await proc.wait_started():
                 self.ctx.recorder.event(self.pod, NORMAL, "Started", f"Started container {c.name}")
         self.processes[c.name] = proc
-        st = self.statuses[c.name]
-        st.ClearField("state")
-        st.state.running.started_at.CopyFrom(_ts(rec.started_at))
-        st.container_id = f"pid://{proc.shim_pid}"
-        st.started = True
-        probes = [] if init else self._start_probes(c, proc, env, cwd)
-        self._refresh_ready(c)
-        self._publish()
+        probes: list[asyncio.Task[None]] = []
+        if proc.started is not None:
+            st = self.statuses[c.name]
+            st.ClearField("state")
+            st.state.running.started_at.CopyFrom(_ts(rec.started_at))
+            st.container_id = f"pid://{proc.shim_pid}"
+            st.started = True
+            probes = [] if init else self._start_probes(c, proc, env, cwd)
+            self._refresh_ready(c)
+            self._publish()
         try:
             status = await proc.wait()
         finally:
@@ -332,10 +337,36 @@ class PodWorker:
             self.ctx.recorder.event(self.pod, WARNING, "Failed", f"Error: {status.message}")
         return self._terminated(c.name, rec, status)
 
-    def _memory_limit(self, c: core_pb2.Container) -> int:
-        limit = c.resources.limits.get("memory")
-        # setrlimit is the fallback enforcement: address space is a loose proxy, so allow headroom.
-        return int(parse_quantity(limit)) * 2 if limit else 0
+    def _limits(self, c: core_pb2.Container, instance: int) -> dict[str, Any]:
+        """How the shim enforces the container's limits: cgroups to join, or an address-space rlimit."""
+        memory = c.resources.limits.get("memory")
+        cpu = c.resources.limits.get("cpu")
+        cpu_request = c.resources.requests.get("cpu")
+        limits = Limits(
+            memory_bytes=int(parse_quantity(memory)) if memory else 0,
+            cpu_millicores=int(parse_quantity(cpu) * 1000) if cpu else 0,
+            cpu_request_millicores=int(parse_quantity(cpu_request) * 1000) if cpu_request else 0,
+        )
+        driver = self.ctx.cgroups
+        if driver is not None:
+            try:
+                return {"cgroup_procs": driver.create(self.uid, c.name, instance, limits)}
+            except OSError as err:
+                log.warning("pod %s: cgroups for %s: %s; falling back to rlimit", self.pod.metadata.name, c.name, err)
+                self._enforcement_fallback = True
+        # setrlimit is the fallback: address space is a loose proxy for memory, so allow headroom.
+        return {"rlimit_as": limits.memory_bytes * 2}
+
+    def enforcement(self) -> str:
+        """The resource enforcement this pod gets, as reported in its status."""
+        containers = [*self.pod.spec.init_containers, *self.pod.spec.containers]
+        has_memory = any("memory" in c.resources.limits for c in containers)
+        has_any = has_memory or any("cpu" in c.resources.limits for c in containers)
+        if not has_any:
+            return "none"
+        if self.ctx.cgroups is not None and not self._enforcement_fallback:
+            return self.ctx.cgroups.name
+        return "rlimit" if has_memory else "none"
 
     async def _environment(self, c: core_pb2.Container, volumes: dict[str, Any]) -> tuple[dict[str, str], str]:
         extra = self.sandbox.link_mounts(c, volumes)
@@ -358,6 +389,11 @@ class PodWorker:
         return env, cwd
 
     def _terminated(self, name: str, rec: ContainerRecord, status: ExitStatus) -> ExitStatus:
+        driver = self.ctx.cgroups
+        if driver is not None:
+            if status.started and driver.oom_killed(self.uid, name, rec.restart_count):
+                status.reason = "OOMKilled"
+            driver.remove_instance(self.uid, name, rec.restart_count)
         term = {
             "exit_code": status.exit_code,
             "signal": status.signal,
@@ -574,6 +610,8 @@ class PodWorker:
                 core_pb2.Pod, self.pod.metadata.name, self.pod.metadata.namespace, grace_period_seconds=0, uid=self.uid
             )
         self.sandbox.remove()
+        if self.ctx.cgroups is not None:
+            self.ctx.cgroups.remove_pod(self.uid)
 
     # ----------------------------------------------------------- status
 
@@ -591,6 +629,7 @@ class PodWorker:
             host_ip=cfg.node_ip,
             pod_ip=cfg.node_ip,
             qos_class=self.pod.status.qos_class,
+            resource_enforcement=self.enforcement(),
             message=self.message,
             reason=self.reason,
         )

@@ -2,8 +2,8 @@
 
 ``python -m nodeagent.shim SPEC.json`` — started by the agent in a new session, it
 
-1. joins the container's cgroup (if given) and applies rlimits, then starts the workload with
-   default signal dispositions, in the shim's process group (so the agent can signal the whole tree);
+1. starts the workload with default signal dispositions, in the container's cgroups (if given) or under
+   an rlimit, in the shim's process group (so the agent can signal the whole tree);
 2. copies the workload's stdout and stderr into the container's log file, one line per record in the
    CRI format (``<RFC3339Nano> stdout|stderr F <line>``), rotating by size and keeping N files;
 3. records the start (``started.json``) and, when the workload ends, its exit status (``exit.json``),
@@ -16,7 +16,6 @@ shim holds the pipes, the agent can die and come back without the workload notic
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
@@ -95,6 +94,12 @@ def _pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
 def _child_setup(spec: dict[str, Any]) -> None:
     for default in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(default, signal.SIG_DFL)
+    # Only the workload is limited, not the shim: its memory is not the container's, and an OOM kill
+    # must never take the shim (which records how the workload ended).
+    pid = str(os.getpid())
+    for cgroup_procs in spec.get("cgroup_procs", []):
+        with open(cgroup_procs, "w") as f:
+            f.write(pid)
     memory = spec.get("rlimit_as")
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -106,14 +111,17 @@ def main(spec_path: str) -> int:
     state_dir = Path(spec["state_dir"])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    for cgroup_procs in spec.get("cgroup_procs", []):
-        # The agent reports the enforcement it could apply; a failure here means none.
-        with contextlib.suppress(OSError):
-            Path(cgroup_procs).write_text(str(os.getpid()))
     log = RotatingLog(
         Path(spec["log_path"]), int(spec.get("log_max_bytes", 10 * 1024 * 1024)), int(spec.get("log_keep", 3))
     )
+    joining: Path | None = None
     try:
+        for cgroup_procs in spec.get("cgroup_procs", []):
+            # The workload joins in _child_setup; checked here, where a failure can still be reported clearly.
+            joining = Path(cgroup_procs).parent
+            if not os.access(cgroup_procs, os.W_OK):
+                raise PermissionError(13, "not writable")
+        joining = None
         child = subprocess.Popen(
             spec["argv"],
             env=spec["env"],
@@ -126,6 +134,8 @@ def main(spec_path: str) -> int:
     except OSError as err:
         reason = "StartError"
         message = f"{spec['argv'][0]}: {err.strerror}" if err.strerror else str(err)
+        if joining is not None:
+            message = f"cannot join cgroup {joining}: {err.strerror or err}"
         if isinstance(err, FileNotFoundError) and err.filename == spec["cwd"]:
             message = f"working directory {spec['cwd']}: {err.strerror}"
         write_json(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
+from nodeagent.cgroups import CgroupDriver
 from tests.cli.conftest import cli, cli_env
 from tests.helpers import eventually
 
@@ -115,6 +117,10 @@ async def start_agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -
         for a in started:
             a.kill(signal.SIGKILL)
             _kill_leftovers(a.data_dir)
+            driver = CgroupDriver.detect(a.node)
+            if driver is not None:
+                await eventually_async(functools.partial(_no_processes, driver), timeout=10)
+                driver.remove_all()
 
 
 @pytest.fixture
@@ -129,6 +135,15 @@ def _kill_leftovers(data_dir: Path) -> None:
     for pid in out.stdout.split():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(int(pid), signal.SIGKILL)
+
+
+async def _no_processes(driver: CgroupDriver) -> bool:
+    """Whether every cgroup of the driver's node is empty (killed processes take a moment to leave)."""
+    for root in driver.roots.values():
+        for procs in (root / driver.prefix).rglob("cgroup.procs"):
+            if procs.read_text().strip():
+                return False
+    return True
 
 
 async def eventually_async(condition: Callable[[], Any], timeout: float = 20.0) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
-from tests.e2e.conftest import AgentProcess, container_log, eventually_async, pod_manifest, wait_pod
+from nodeagent.cgroups import CgroupDriver
+from tests.e2e.conftest import AgentProcess, StartAgent, container_log, eventually_async, pod_manifest, wait_pod
 
 
 def _running(p: core_pb2.Pod) -> bool:
@@ -189,3 +194,43 @@ async def test_an_empty_dir_survives_a_restart_and_goes_with_the_pod(
     await client.delete(core_pb2.Pod, "scratch", namespace, grace_period_seconds=1)
     await eventually_async(lambda: _gone(client, namespace, "scratch"), timeout=20)
     await eventually_async(lambda: _async_bool(not volume.exists()), timeout=10)
+
+
+PYTHON = sys.executable
+_HOG = "import time; hog = bytearray(300 * 1024 * 1024); print('allocated', flush=True); time.sleep(60)"
+
+
+async def test_a_memory_limit_is_enforced_with_cgroups(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    if CgroupDriver.detect("probe") is None:
+        pytest.skip("no writable cgroup hierarchy with a memory controller on this host")
+    limits = {"resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}
+    await client.create(
+        pod_manifest("hog", namespace, agent.node, [PYTHON, "-c", _HOG], restartPolicy="Never", container=limits)
+    )
+    pod = await wait_pod(client, namespace, "hog", lambda p: p.status.phase == "Failed")
+    assert pod.status.resource_enforcement.startswith("cgroup-v")
+    term = pod.status.container_statuses[0].state.terminated
+    assert term.reason == "OOMKilled" and term.exit_code == 137 and term.signal == 9
+    assert "allocated" not in container_log(agent, pod)
+    # A pod within its limit runs, in its own cgroup with the limit set.
+    await client.create(pod_manifest("modest", namespace, agent.node, ["sleep", "300"], container=limits))
+    modest = await wait_pod(client, namespace, "modest", _running)
+    started = agent.data_dir / "pods" / modest.metadata.uid / "containers" / "main" / "started.json"
+    pid = json.loads(started.read_text())["pid"]
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    memory_line = next(line for line in lines if ":memory:" in line or line.startswith("0::"))
+    assert f"navarch/{agent.node}/{modest.metadata.uid}/main.0" in memory_line
+
+
+async def test_without_cgroups_memory_is_limited_by_rlimit(
+    client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    plain = await start_agent("--no-cgroups")
+    limits = {"resources": {"limits": {"memory": "64Mi"}}}
+    await client.create(
+        pod_manifest("hog", namespace, plain.node, [PYTHON, "-c", _HOG], restartPolicy="Never", container=limits)
+    )
+    pod = await wait_pod(client, namespace, "hog", lambda p: p.status.phase == "Failed")
+    assert pod.status.resource_enforcement == "rlimit"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 1
+    assert "MemoryError" in container_log(plain, pod)

@@ -1834,6 +1834,7 @@ class PodStatus(_message.Message):
     CONTAINER_STATUSES_FIELD_NUMBER: _builtins.int
     QOS_CLASS_FIELD_NUMBER: _builtins.int
     NOMINATED_NODE_NAME_FIELD_NUMBER: _builtins.int
+    RESOURCE_ENFORCEMENT_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Running, Succeeded, Failed, Unknown."""
     message: _builtins.str
@@ -1842,6 +1843,11 @@ class PodStatus(_message.Message):
     pod_ip: _builtins.str
     qos_class: _builtins.str
     nominated_node_name: _builtins.str
+    resource_enforcement: _builtins.str
+    """How the agent enforces the containers' resource limits on its host:
+    "cgroup-v2", "cgroup-v1", "rlimit" (memory only, as address space), or
+    "none" (no limits set, or nothing available). Navarch's own field.
+    """
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
     @_builtins.property
@@ -1867,10 +1873,11 @@ class PodStatus(_message.Message):
         container_statuses: _abc.Iterable[Global___ContainerStatus] | None = ...,
         qos_class: _builtins.str = ...,
         nominated_node_name: _builtins.str = ...,
+        resource_enforcement: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "nominated_node_name", b"nominated_node_name", "phase", b"phase", "pod_ip", b"pod_ip", "pod_ips", b"pod_ips", "qos_class", b"qos_class", "reason", b"reason", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "container_statuses", b"container_statuses", "host_ip", b"host_ip", "init_container_statuses", b"init_container_statuses", "message", b"message", "nominated_node_name", b"nominated_node_name", "phase", b"phase", "pod_ip", b"pod_ip", "pod_ips", b"pod_ips", "qos_class", b"qos_class", "reason", b"reason", "resource_enforcement", b"resource_enforcement", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
