@@ -46,6 +46,8 @@ class AgentConfig:
     """Rotate a container's log file beyond this size."""
     log_keep: int = 3
     """Rotated log files kept per container."""
+    volume_refresh: float = 10.0
+    """Seconds between refreshes of configMap and secret volumes."""
     cgroups: bool = True
     """Enforce limits with cgroups where the host allows (else setrlimit for memory)."""
     drain_on_exit: bool = False

@@ -103,6 +103,13 @@ async def serve(config: AgentConfig) -> None:
     help="Seconds between node Lease renewals.",
 )
 @click.option(
+    "--lease-duration",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="leaseDurationSeconds of the node Lease: past it without renewal the node counts as unreachable.",
+)
+@click.option(
     "--backoff-initial",
     type=click.FloatRange(min=0.01),
     default=10.0,
@@ -115,6 +122,13 @@ async def serve(config: AgentConfig) -> None:
     default=300.0,
     show_default=True,
     help="CrashLoopBackOff longest delay (seconds).",
+)
+@click.option(
+    "--volume-refresh",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between refreshes of configMap and secret volumes.",
 )
 @click.option("--log-max-bytes", type=click.IntRange(min=1024), default=10 * 1024 * 1024, show_default=True)
 @click.option("--log-keep", type=click.IntRange(min=0), default=3, show_default=True)
@@ -138,8 +152,10 @@ def main(
     listen: str,
     proxy_from: str,
     lease_interval: float,
+    lease_duration: int,
     backoff_initial: float,
     backoff_max: float,
+    volume_refresh: float,
     log_max_bytes: int,
     log_keep: int,
     drain_on_exit: bool,
@@ -169,9 +185,11 @@ def main(
         listen=listen,
         proxy_from=networks,
         lease_interval=lease_interval,
+        lease_duration=lease_duration,
         backoff_initial=backoff_initial,
         backoff_max=max(backoff_max, backoff_initial),
         log_max_bytes=log_max_bytes,
+        volume_refresh=volume_refresh,
         log_keep=log_keep,
         drain_on_exit=drain_on_exit,
         cgroups=cgroups,

@@ -205,6 +205,26 @@ class PodWorker:
             self.record.start_time = now_rfc3339()
         self._save()
         volumes = await self._prepare_volumes()
+        refresher = asyncio.create_task(self._refresh_volumes(), name=f"volumes-{self.pod.metadata.name}")
+        try:
+            await self._run_containers(volumes)
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+
+    async def _refresh_volumes(self) -> None:
+        """Keep configMap and secret volumes current with their objects (as the kubelet's sync does)."""
+        if not any(v.HasField("config_map") or v.HasField("secret") for v in self.pod.spec.volumes):
+            return
+        while True:
+            await asyncio.sleep(self.ctx.config.volume_refresh)
+            try:
+                await self.sandbox.prepare_volumes(self.ctx.client, self.pod)
+            except (ConfigError, ApiError) as err:
+                # Keep the last good content; the containers are already running with it.
+                log.warning("pod %s: refreshing volumes: %s", self.pod.metadata.name, getattr(err, "message", err))
+
+    async def _run_containers(self, volumes: dict[str, Any]) -> None:
         self.phase = "Pending"
         self._publish()
         policy = self.pod.spec.restart_policy or "Always"

@@ -16,6 +16,7 @@ A process that runs in the default working directory can therefore use ``./<moun
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -61,7 +62,8 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
     async def prepare_volumes(self, client: ApiClient, pod: core_pb2.Pod) -> dict[str, Path]:
-        """Make every volume available; returns volume name -> real directory."""
+        """Make every volume available (again: configMap and secret contents are refreshed, atomically per
+        file); returns volume name -> real directory."""
         out: dict[str, Path] = {}
         for vol in pod.spec.volumes:
             if vol.HasField("host_path"):
@@ -135,10 +137,18 @@ class Sandbox:
                 raise ConfigError(f'volume "{volume}": key "{key}" not found in {kind.lower()} "{name}"')
             path = target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                if path.read_bytes() == data[key] and (path.stat().st_mode & 0o777) == file_mode:
+                    continue  # unchanged: leave the file (and its mtime) alone
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_bytes(data[key])
             os.chmod(tmp, file_mode)
             os.replace(tmp, path)
+        # Keys removed from the object disappear from the volume too.
+        keep = {Path(rel).parts[0] for rel, _ in wanted.values()}
+        for entry in target.iterdir():
+            if entry.name not in keep and not entry.name.startswith(".") and entry.is_file():
+                entry.unlink(missing_ok=True)
 
     def link_mounts(self, container: core_pb2.Container, volumes: dict[str, Path]) -> dict[str, str]:
         """Symlink each mountPath under work/ and return the NAVARCH_VOLUME_* variables."""

@@ -136,7 +136,7 @@ def main(spec_path: str) -> int:
         message = f"{spec['argv'][0]}: {err.strerror}" if err.strerror else str(err)
         if joining is not None:
             message = f"cannot join cgroup {joining}: {err.strerror or err}"
-        if isinstance(err, FileNotFoundError) and err.filename == spec["cwd"]:
+        if err.filename == spec["cwd"]:
             message = f"working directory {spec['cwd']}: {err.strerror}"
         write_json(
             state_dir / EXIT,

@@ -125,8 +125,8 @@ async def start_agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -
 
 @pytest.fixture
 async def agent(start_agent: StartAgent) -> AgentProcess:
-    """One agent (small log files, so that rotation happens in tests)."""
-    return await start_agent("--log-max-bytes", "4096", "--log-keep", "2")
+    """One agent (small log files, so that rotation happens in tests; quick volume refreshes)."""
+    return await start_agent("--log-max-bytes", "4096", "--log-keep", "2", "--volume-refresh", "0.5")
 
 
 def _kill_leftovers(data_dir: Path) -> None:

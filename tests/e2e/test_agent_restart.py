@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 
-from controlplane.api.pb import core_pb2
+from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.client.client import ApiClient
 from nodeagent.supervisor import process_start_time
 from tests.e2e.conftest import AgentProcess, StartAgent, eventually_async, pod_manifest, wait_pod
@@ -92,3 +93,29 @@ async def test_stopping_the_agent_leaves_workloads_running_unless_draining(
     after = await client.get(core_pb2.Pod, "drained", namespace)
     assert after.status.phase == "Failed" and after.status.reason == "Terminated"
     assert after.status.container_statuses[0].state.terminated.signal == signal.SIGTERM
+
+
+async def test_a_node_without_heartbeat_shows_a_stale_lease(client: ApiClient, start_agent: StartAgent) -> None:
+    a = await start_agent("--lease-interval", "0.2", "--lease-duration", "2")
+
+    def renewed(lease: coordination_pb2.Lease) -> float:
+        return lease.spec.renew_time.ToNanoseconds() / 1e9
+
+    first = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
+    assert first.spec.holder_identity == a.node and first.spec.lease_duration_seconds == 2
+
+    async def advanced() -> bool:
+        lease = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
+        return renewed(lease) > renewed(first)
+
+    await eventually_async(advanced, timeout=10)
+    a.kill(signal.SIGKILL)
+    last = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
+
+    async def stale() -> bool:
+        # Stale: renewTime + leaseDurationSeconds is in the past (what the node-lifecycle controller acts on).
+        return time.time() > renewed(last) + last.spec.lease_duration_seconds
+
+    await eventually_async(stale, timeout=10)
+    again = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
+    assert renewed(again) == renewed(last)
