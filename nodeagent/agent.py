@@ -64,7 +64,7 @@ class Agent:
         """Serve, register, list the node's pods, adopt or clean up what the last agent left, and start working."""
         self.node.agent_port = transport.add_port(self.server, self.config.listen)
         await self.server.start()
-        await self.node.register()
+        await self.node.register_with_retry()
         self.recorder.start()
         self._records = self.state.load_all()
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)

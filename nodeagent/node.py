@@ -24,7 +24,14 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from controlplane.api.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
+from controlplane.api.errors import (
+    AlreadyExistsError,
+    ApiError,
+    ConflictError,
+    DeadlineError,
+    NotFoundError,
+    UnavailableError,
+)
 from controlplane.api.pb import coordination_pb2, core_pb2, meta_pb2
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient
@@ -189,11 +196,24 @@ class NodeManager:
             c.last_transition_time.CopyFrom(stamp)
         return out
 
+    async def register_with_retry(self, max_delay: float = 30.0) -> core_pb2.Node:
+        """``register``, retried with back-off while the API server cannot be reached (it may start later)."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.register()
+            except (UnavailableError, DeadlineError) as err:
+                log.warning("registering node %s: %s; retrying in %.1fs", self.config.node_name, err.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
     async def register(self) -> core_pb2.Node:
         """Create the Node, or take over an existing one of the same name."""
         desired = self.desired_node()
         try:
-            return await self.client.create(desired)
+            node = await self.client.create(desired)
+            self._remember(node)
+            return node
         except AlreadyExistsError:
             pass
         for _ in range(10):
