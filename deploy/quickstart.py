@@ -1,4 +1,5 @@
-"""Start etcd and navarch-apiserver on loopback, then create and list objects with grpcurl.
+"""Start etcd, navarch-apiserver and one node agent on loopback; create a Pod with grpcurl, watch it run,
+read its logs and exec into it with the navarch CLI.
 
 Run through ``bash deploy/quickstart.sh``, which prepares the virtual environment.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,7 +19,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from controlplane.launcher import processes
 from controlplane.launcher.etcd import EtcdCluster, free_port
+
+NODE = "local"
 
 
 def grpcurl(address: str, *args: str, data: Mapping[str, object] | None = None) -> str:
@@ -50,6 +55,21 @@ def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 3
     raise SystemExit("navarch-apiserver did not become ready in time")
 
 
+def wait_for(env: Mapping[str, str], args: list[str], wanted: str, daemon: processes.Daemon) -> None:
+    """Run ``navarch ARGS`` until it prints ``wanted`` (60 s at most)."""
+    deadline = time.monotonic() + 60
+    delay = 0.1
+    while time.monotonic() < deadline:
+        if not daemon.running():
+            raise SystemExit(f"{daemon.name} exited; see {daemon.log_path}")
+        out = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=30, env=env, check=False)
+        if out.stdout.strip() == wanted:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    raise SystemExit(f"navarch {' '.join(args)} never printed {wanted}; see {daemon.log_path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exit", action="store_true", help="stop everything after the demonstration")
@@ -60,22 +80,28 @@ def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="navarch-quickstart-"))
     etcd = EtcdCluster(1, base_dir=data_dir / "etcd").start()
     print(f"etcd            {etcd.endpoints[0]}   (data in {data_dir / 'etcd'})")
-    log = open(data_dir / "apiserver.log", "wb")  # noqa: SIM115 - handed to the child process
-    apiserver = subprocess.Popen(
-        ["navarch-apiserver", "--etcd-servers", etcd.endpoints[0], "--listen", address],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    apiserver = processes.apiserver(etcd.endpoints, address, data_dir / "apiserver.log").start()
+    agent = processes.agent([address], NODE, "127.0.0.1", data_dir / "agent", data_dir / "agent.log")
+    env = {**os.environ, "NAVARCH_SERVER": address}
     try:
-        wait_serving(address, apiserver)
-        print(f"apiserver       {address}   (log in {data_dir / 'apiserver.log'})\n")
+        assert apiserver.proc is not None
+        wait_serving(address, apiserver.proc)
+        print(f"apiserver       {address}   (log in {data_dir / 'apiserver.log'})")
+        agent.start()
+        wait_for(env, ["get", "node", NODE, "-o", "jsonpath={.status.conditions[0].status}"], "True", agent)
+        print(f"agent           node {NODE}   (log in {data_dir / 'agent.log'})\n")
         print(f"$ grpcurl -plaintext {address} list")
         print(grpcurl(address, "list"))
         pod = {
             "object": {
                 "pod": {
                     "metadata": {"name": "hello", "labels": {"app": "hello"}},
-                    "spec": {"containers": [{"name": "main", "command": ["sleep", "3600"]}]},
+                    "spec": {
+                        "nodeName": NODE,
+                        "containers": [
+                            {"name": "main", "command": ["sh", "-c", "echo hello from navarch; exec sleep 3600"]}
+                        ],
+                    },
                 }
             }
         }
@@ -91,9 +117,15 @@ def main() -> int:
             m = item["pod"]["metadata"]
             print(f"  {m['namespace']}/{m['name']}  phase={item['pod']['status']['phase']}")
         print(f"list resourceVersion {listed['resource_version']}\n")
-        env = {**os.environ, "NAVARCH_SERVER": address}
-        for args in (["get", "pods", "-o", "wide"], ["get", "namespaces"], ["cluster-info"]):
-            print(f"$ NAVARCH_SERVER={address} navarch {' '.join(args)}")
+        wait_for(env, ["get", "pod", "hello", "-o", "jsonpath={.status.phase}"], "Running", agent)
+        for args in (
+            ["get", "nodes"],
+            ["get", "pods", "-o", "wide"],
+            ["logs", "hello"],
+            ["exec", "hello", "--", "sh", "-c", "echo running in $PWD"],
+            ["cluster-info"],
+        ):
+            print(f"$ NAVARCH_SERVER={address} navarch {shlex.join(args)}")
             shown = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=30, env=env, check=False)
             print((shown.stdout + shown.stderr).rstrip() + "\n")
         if opts.exit:
@@ -105,9 +137,9 @@ def main() -> int:
         except KeyboardInterrupt:
             return 0
     finally:
-        apiserver.terminate()
-        apiserver.wait(timeout=15)
-        log.close()
+        agent.stop()
+        processes.kill_workloads(data_dir / "agent")
+        apiserver.stop()
         etcd.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
