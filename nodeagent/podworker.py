@@ -128,6 +128,7 @@ class PodWorker:
                     self.statuses[st.name].CopyFrom(st)
             self.reason, self.message = pod.status.reason, pod.status.message
         self._draining = False
+        self._vanished = False
         self._enforcement_fallback = False
 
     @property
@@ -146,7 +147,8 @@ class PodWorker:
             self._terminate.set()
 
     def gone(self) -> None:
-        """The Pod disappeared from the API (force-deleted or re-bound): stop everything."""
+        """The Pod disappeared from the API (deleted with grace 0, or re-bound): kill everything at once."""
+        self._vanished = True
         self._terminate.set()
 
     def drain(self) -> None:
@@ -547,6 +549,8 @@ class PodWorker:
     # --------------------------------------------------------- stopping
 
     def _grace_seconds(self) -> float:
+        if self._vanished:
+            return 0.0  # no object left to wait for: nobody may rely on this pod any more
         m = self.pod.metadata
         if m.HasField("deletion_grace_period_seconds"):
             return float(m.deletion_grace_period_seconds)

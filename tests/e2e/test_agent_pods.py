@@ -15,6 +15,7 @@ import pytest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from nodeagent.cgroups import CgroupDriver
+from nodeagent.supervisor import process_start_time
 from tests.e2e.conftest import AgentProcess, StartAgent, container_log, eventually_async, pod_manifest, wait_pod
 
 
@@ -146,8 +147,12 @@ async def test_graceful_deletion_sends_sigterm_then_sigkill(
     client: ApiClient, agent: AgentProcess, namespace: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "got-term"
+    prestop = tmp_path / "pre-stop"
     polite = f"trap 'echo term > {marker}; exit 0' TERM; echo trapped; while true; do sleep 0.1; done"
-    created = await client.create(pod_manifest("polite", namespace, agent.node, ["sh", "-c", polite]))
+    hook = {"preStop": {"exec": {"command": ["sh", "-c", f"echo prestop > {prestop}"]}}}
+    created = await client.create(
+        pod_manifest("polite", namespace, agent.node, ["sh", "-c", polite], container={"lifecycle": hook})
+    )
     await client.create(
         pod_manifest(
             "stubborn",
@@ -167,6 +172,27 @@ async def test_graceful_deletion_sends_sigterm_then_sigkill(
     assert marker.read_text().strip() == "term"
     await client.delete(core_pb2.Pod, "stubborn", namespace)  # its own grace period: 1 s, then SIGKILL
     await eventually_async(lambda: _gone(client, namespace, "stubborn"), timeout=20)
+    assert prestop.read_text().strip() == "prestop"  # the polite pod's preStop hook ran first
+
+
+async def test_grace_zero_kills_at_once(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    created = await client.create(
+        pod_manifest(
+            "doomed",
+            namespace,
+            agent.node,
+            ["sh", "-c", "trap '' TERM; echo ignoring; while true; do sleep 0.1; done"],
+            terminationGracePeriodSeconds=300,
+        )
+    )
+    await wait_pod(client, namespace, "doomed", _running)
+    started = agent.data_dir / "pods" / created.metadata.uid / "containers" / "main" / "started.json"
+    pid = json.loads(started.read_text())["pid"]
+    start = process_start_time(pid)
+    _, gone = await client.delete(core_pb2.Pod, "doomed", namespace, grace_period_seconds=0)
+    assert gone  # removed from the API at once
+    # Killed without waiting for the 300 s grace period the pod asked for.
+    await eventually_async(lambda: _async_bool(process_start_time(pid) != start), timeout=20)
 
 
 async def _gone(client: ApiClient, namespace: str, name: str) -> bool:
@@ -234,3 +260,48 @@ async def test_without_cgroups_memory_is_limited_by_rlimit(
     assert pod.status.resource_enforcement == "rlimit"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 1
     assert "MemoryError" in container_log(plain, pod)
+
+
+async def test_init_containers_run_in_order_before_the_main_containers(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    mount = {"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}
+
+    def step(name: str, script: str) -> dict[str, object]:
+        return {"name": name, "command": ["sh", "-c", script], **mount}
+
+    created = await client.create(
+        pod_manifest(
+            "ordered",
+            namespace,
+            agent.node,
+            ["sh", "-c", 'cat "$NAVARCH_VOLUME_SHARED/steps"; sleep 300'],
+            container=mount,
+            initContainers=[
+                step("first", 'sleep 0.3; echo first >> "$NAVARCH_VOLUME_SHARED/steps"'),
+                step("second", 'echo second >> "$NAVARCH_VOLUME_SHARED/steps"'),
+            ],
+            volumes=[{"name": "shared", "emptyDir": {}}],
+        )
+    )
+    pod = await wait_pod(client, namespace, "ordered", _running)
+    assert _cond(pod, "Initialized") == "True"
+    assert [s.state.terminated.reason for s in pod.status.init_container_statuses] == ["Completed", "Completed"]
+    await eventually_async(lambda: _async_bool(_log(agent, created) != ""))
+    assert [line.split(" ", 3)[3] for line in _log(agent, created).splitlines()] == ["first", "second"]
+
+    failing = await client.create(
+        pod_manifest(
+            "blocked",
+            namespace,
+            agent.node,
+            ["sh", "-c", "echo should not run"],
+            restartPolicy="Never",
+            initContainers=[{"name": "check", "command": ["sh", "-c", "exit 4"]}],
+        )
+    )
+    blocked = await wait_pod(client, namespace, "blocked", lambda p: p.status.phase == "Failed")
+    assert blocked.status.reason == "InitContainerFailed"
+    assert blocked.status.init_container_statuses[0].state.terminated.exit_code == 4
+    assert _cond(blocked, "Initialized") == "False"
+    assert _log(agent, failing) == ""  # the main container never ran

@@ -1,0 +1,113 @@
+"""Reading CRI-format container logs: rendering, tail across rotated files, following rotation and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from nodeagent.logs import ContainerLogState, LogOptions, follow, instance_files, prune_instances, read_instance
+from nodeagent.shim import RotatingLog
+from tests.helpers import eventually
+
+
+def test_records_render_lines_partials_timestamps_and_since() -> None:
+    full = b"2026-01-01T00:00:01.000000000Z stdout F hello world\n"
+    part = b"2026-01-01T00:00:02.000000000Z stderr P no newline\n"
+    assert LogOptions().render(full) == b"hello world\n"
+    assert LogOptions().render(part) == b"no newline"
+    assert LogOptions(timestamps=True).render(full) == b"2026-01-01T00:00:01.000000000Z hello world\n"
+    assert LogOptions(since="2026-01-01T00:00:01.5Z").render(full) is None
+    assert LogOptions(since="2026-01-01T00:00:01.5Z").render(part) == b"no newline"
+    assert LogOptions().render(b"garbage\n") is None
+
+
+def _write(log: RotatingLog, lines: range) -> None:
+    for i in lines:
+        log.write("stdout", f"line {i:04d}\n".encode())
+
+
+def test_tail_spans_rotated_files_in_order(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "0.log", max_bytes=300, keep=5)
+    _write(log, range(40))
+    log.close()
+    assert len(instance_files(tmp_path, 0)) > 2  # rotated several times
+    everything = read_instance(tmp_path, 0, LogOptions()).decode().splitlines()
+    assert everything == [f"line {i:04d}" for i in range(40 - len(everything), 40)]
+    assert read_instance(tmp_path, 0, LogOptions(tail=3)).decode().splitlines() == [
+        "line 0037",
+        "line 0038",
+        "line 0039",
+    ]
+
+
+def test_prune_keeps_the_current_and_previous_instances(tmp_path: Path) -> None:
+    for name in ("0.log", "0.log.1", "1.log", "2.log", "2.log.1", "shim.log"):
+        (tmp_path / name).write_text("x")
+    prune_instances(tmp_path, keep_from=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.log", "2.log", "2.log.1", "shim.log"]
+
+
+async def test_follow_reads_through_rotation_and_restarts_and_ends_when_final(tmp_path: Path) -> None:
+    state = ContainerLogState(instance=0, running=True, final=False)
+    first = RotatingLog(tmp_path / "0.log", max_bytes=200, keep=1)
+    _write(first, range(5))
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for chunk in follow(tmp_path, 0, LogOptions(), lambda: state):
+            received.extend(chunk.decode().splitlines())
+
+    reader = asyncio.create_task(consume())
+
+    async def seen(n: int) -> None:
+        await eventually(lambda: len(received) >= n)
+
+    await seen(5)
+    # About one rotation per batch (4 records fit a file). A follower keeps up with rotation as long as the
+    # shim does not rotate more than --log-keep times between two of its looks, as with Kubernetes.
+    for start in range(5, 30, 3):
+        end = min(start + 3, 30)
+        _write(first, range(start, end))
+        await seen(end)
+    first.close()
+    # The container restarts: instance 1 writes a new file, and the follower moves on to it.
+    state = ContainerLogState(instance=1, running=True, final=False)
+    second = RotatingLog(tmp_path / "1.log", max_bytes=10_000, keep=1)
+    _write(second, range(30, 35))
+    second.close()
+    await seen(35)
+    assert not reader.done()
+    state = ContainerLogState(instance=1, running=False, final=True)
+    async with asyncio.timeout(10):
+        await reader
+    # Rotation keeps one old file, so early lines are gone from disk, but the follower saw every one.
+    assert received == [f"line {i:04d}" for i in range(35)]
+    assert "line 0000" not in read_instance(tmp_path, 0, LogOptions()).decode()
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def test_follow_waits_for_a_record_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "0.log"
+    path.write_bytes(b"2026-01-01T00:00:01Z stdout F one\n2026-01-01T00:00:02Z stdout F tw")
+    state = ContainerLogState(instance=0, running=True, final=False)
+    chunks: list[bytes] = []
+
+    async def consume() -> None:
+        async for chunk in follow(tmp_path, 0, LogOptions(), lambda: state):
+            chunks.append(chunk)
+
+    reader = asyncio.create_task(consume())
+    await eventually(lambda: bool(chunks))
+    assert b"".join(chunks) == b"one\n"
+    _append(path, b"o\n")
+    await eventually(lambda: b"".join(chunks) == b"one\ntwo\n")
+    state = ContainerLogState(instance=0, running=False, final=True)
+    async with asyncio.timeout(10):
+        await reader
