@@ -1,0 +1,230 @@
+"""The scheduler: informers feed the cache and the queue; one loop decides, bindings are written concurrently.
+
+::
+
+    Pod informer ──unscheduled, ours──> SchedulingQueue ──pop──> Algorithm.decide(cache snapshot)
+         │ bound pods                                               │ node          │ none
+         v                                                          v               v
+    SchedulerCache <──────── assume ─────────────────────────── bind task    condition + Event,
+    Node informer ──> cache (+ queue.move_all)                  (Update guarded   park the pod
+                                                                by resourceVersion)
+
+A binding is an Update of the Pod that sets ``spec.nodeName``, guarded by the resourceVersion the scheduler
+saw while ``spec.nodeName`` was empty (the API server also refuses to change a set nodeName), so a pod is
+never bound twice even when two replicas race. A failed binding forgets the assumption and requeues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+
+from controlplane.api.errors import ApiError, ConflictError, NotFoundError
+from controlplane.api.pb import core_pb2, meta_pb2
+from controlplane.client.client import ApiClient
+from controlplane.client.events import NORMAL, WARNING, EventRecorder
+from controlplane.client.informer import Informer
+from controlplane.scheduler.algorithm import Algorithm, Decision
+from controlplane.scheduler.cache import SchedulerCache, counts
+from controlplane.scheduler.config import SchedulerConfig
+from controlplane.scheduler.queue import QueuedPod, SchedulingQueue
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = 60.0
+"""Seconds over which Status reports attempts and bindings per second."""
+
+
+class Rate:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self.total = 0
+        self._times: collections.deque[float] = collections.deque()
+
+    def record(self, n: int = 1) -> None:
+        """Count ``n`` events now."""
+        now = time.monotonic()
+        self.total += n
+        self._times.extend([now] * n)
+
+    def per_second(self) -> float:
+        """Events per second over the window (or since the first event, if more recent)."""
+        now = time.monotonic()
+        while self._times and self._times[0] < now - self.window:
+            self._times.popleft()
+        if not self._times:
+            return 0.0
+        return len(self._times) / max(1.0, min(self.window, now - self._times[0]))
+
+
+class Scheduler:
+    """Assigns unscheduled pods (of this scheduler's name) to nodes."""
+
+    def __init__(self, client: ApiClient, config: SchedulerConfig, identity: str) -> None:
+        self.client = client
+        self.config = config
+        self.identity = identity
+        self.algorithm = Algorithm(config)
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue(
+            backoff_initial=config.backoff_initial,
+            backoff_max=config.backoff_max,
+            retry=config.unschedulable_retry,
+        )
+        self.recorder = EventRecorder(client, "navarch-scheduler", identity)
+        self.pods: Informer[core_pb2.Pod] = Informer(client, core_pb2.Pod)
+        self.nodes: Informer[core_pb2.Node] = Informer(client, core_pb2.Node)
+        self.attempts = Rate()
+        self.bindings = Rate()
+        self._binds: set[asyncio.Task[None]] = set()
+        self._bind_slots = asyncio.Semaphore(config.bind_concurrency)
+        self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.nodes.add_event_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)
+
+    # ---------------------------------------------------------- handlers
+
+    def _responsible(self, pod: core_pb2.Pod) -> bool:
+        return (
+            not pod.spec.node_name
+            and (pod.spec.scheduler_name or "default-scheduler") == self.config.scheduler_name
+            and not pod.metadata.HasField("deletion_timestamp")
+            and pod.status.phase not in ("Succeeded", "Failed")
+        )
+
+    def _pod_added(self, pod: core_pb2.Pod) -> None:
+        if pod.spec.node_name:
+            self.cache.set_pod(pod)
+        elif self._responsible(pod):
+            self.queue.add(pod)
+
+    def _pod_updated(self, old: core_pb2.Pod, new: core_pb2.Pod) -> None:
+        if new.spec.node_name:
+            self.queue.delete(new.metadata.uid)
+            self.cache.set_pod(new)
+            if counts(old) and not counts(new):
+                self.queue.move_all()  # it finished: its resources are free
+        elif self._responsible(new):
+            self.queue.add(new)
+        else:
+            self.queue.delete(new.metadata.uid)
+
+    def _pod_deleted(self, pod: core_pb2.Pod) -> None:
+        self.queue.delete(pod.metadata.uid)
+        if self.cache.node_of(pod.metadata.uid) is not None:
+            self.cache.remove_pod(pod.metadata.uid)
+            self.queue.move_all()
+
+    def _node_changed(self, node: core_pb2.Node) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all()
+
+    def _node_deleted(self, node: core_pb2.Node) -> None:
+        self.cache.remove_node(node.metadata.name)
+
+    # --------------------------------------------------------------- run
+
+    async def run_informers(self) -> None:
+        """Keep the caches current (runs whether or not this replica leads)."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.nodes.run(), name="scheduler-node-informer")
+            tg.create_task(self.pods.run(), name="scheduler-pod-informer")
+
+    async def schedule_forever(self) -> None:
+        """Leader's work: pop, decide, assume, bind — until cancelled."""
+        self.recorder.start()
+        await self.nodes.wait_for_sync(60)
+        await self.pods.wait_for_sync(60)
+        # A new leader reads the pods afresh, so bindings written by a deposed leader are all counted.
+        fresh = await self.client.list(core_pb2.Pod)
+        for pod in fresh.items:
+            if pod.spec.node_name:
+                self.cache.set_pod(pod)
+        log.info("scheduling as %s (%d nodes)", self.config.scheduler_name, len(self.cache.nodes))
+        try:
+            while True:
+                qp = await self.queue.pop()
+                if qp is not None:
+                    self.schedule_one(qp)
+                    if self.attempts.total % 64 == 0:
+                        await asyncio.sleep(0)  # let bindings and informers run between bursts
+        finally:
+            for task in list(self._binds):
+                task.cancel()
+            await asyncio.gather(*self._binds, return_exceptions=True)
+            await self.recorder.stop()
+
+    def schedule_one(self, qp: QueuedPod) -> None:
+        """One cycle for one pod (synchronous: the cache cannot change under it)."""
+        self.attempts.record()
+        pod = qp.pod
+        decision = self.algorithm.decide(self.cache.snapshot(), pod)
+        if decision.node is None:
+            self._unschedulable(qp, decision)
+            return
+        self.cache.assume(pod, decision.node)
+        self.queue.done(qp)
+        task = asyncio.create_task(self._bind(qp, decision.node), name=f"bind-{pod.metadata.name}")
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _bind(self, qp: QueuedPod, node: str) -> None:
+        pod = qp.pod
+        bound = core_pb2.Pod()
+        bound.CopyFrom(pod)
+        bound.spec.node_name = node
+        async with self._bind_slots:
+            try:
+                await self.client.update(bound, timeout=self.config.bind_timeout)
+            except (ConflictError, NotFoundError):
+                # Changed or deleted meanwhile (or bound by another replica): the informer has the truth.
+                self.cache.forget(pod.metadata.uid)
+                return
+            except ApiError as err:
+                log.warning("binding %s/%s to %s failed: %s", pod.metadata.namespace, pod.metadata.name, node, err)
+                self.cache.forget(pod.metadata.uid)
+                self.queue.requeue(qp)
+                return
+        self.bindings.record()
+        self.recorder.event(
+            pod, NORMAL, "Scheduled", f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}"
+        )
+        if any(c.type == "PodScheduled" and c.status == "False" for c in pod.status.conditions):
+            await self._set_condition(bound, "True", "", "")
+
+    def _unschedulable(self, qp: QueuedPod, decision: Decision) -> None:
+        message = decision.message(len(self.cache.nodes)) if self.cache.nodes else "0/0 nodes are available."
+        self.queue.unschedulable(qp)
+        if message == qp.last_message:
+            return  # already reported: no write, no Event for an unchanged reason
+        qp.last_message = message
+        self.recorder.event(qp.pod, WARNING, "FailedScheduling", message)
+        task = asyncio.create_task(self._set_condition(qp.pod, "False", "Unschedulable", message))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _set_condition(self, pod: core_pb2.Pod, status: str, reason: str, message: str) -> None:
+        """Write the PodScheduled condition (status subresource; a conflict retries with the latest pod)."""
+        for _ in range(3):
+            try:
+                live = await self.client.get(core_pb2.Pod, pod.metadata.name, pod.metadata.namespace)
+                if live.metadata.uid != pod.metadata.uid:
+                    return
+                keep = [c for c in live.status.conditions if c.type != "PodScheduled"]
+                cond = meta_pb2.Condition(type="PodScheduled", status=status, reason=reason, message=message)
+                cond.last_transition_time.GetCurrentTime()
+                cond.last_transition_time.nanos = 0
+                del live.status.conditions[:]
+                live.status.conditions.extend([*keep, cond])
+                if status == "False" and not live.status.phase:
+                    live.status.phase = "Pending"
+                await self.client.update_status(live)
+                return
+            except ConflictError:
+                continue
+            except ApiError as err:
+                log.warning("pod %s: PodScheduled condition: %s", pod.metadata.name, err.message)
+                return
