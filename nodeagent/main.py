@@ -7,14 +7,17 @@ import ipaddress
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
 from controlplane.api.errors import ApiError
 from controlplane.api.quantity import parse_quantity
+from controlplane.client.client import ApiClient, ClientConfig
 from nodeagent.agent import Agent, default_node_name
 from nodeagent.config import AgentConfig
+from nodeagent.hollow import HollowNodes
 from nodeagent.node import address_towards
 
 log = logging.getLogger("navarch.agent")
@@ -74,6 +77,27 @@ async def serve(config: AgentConfig) -> None:
         await agent.stop()
 
 
+async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
+    """Run ``count`` hollow nodes until SIGINT/SIGTERM."""
+    client = ApiClient(ClientConfig(endpoints=config.servers))
+    nodes = HollowNodes(client, config, count, prefix)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(nodes.run(), name="hollow-nodes")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    finally:
+        for t in (task, stopper):
+            t.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+        await client.close()
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--server",
@@ -84,7 +108,7 @@ async def serve(config: AgentConfig) -> None:
 )
 @click.option("--node-name", default=None, help="Node name (default: the host name).")
 @click.option("--node-ip", default=None, help="Node IP (default: the address used to reach the API server).")
-@click.option("--data-dir", type=click.Path(file_okay=False), required=True, help="Sandboxes, logs and state.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Sandboxes, logs and state.")
 @click.option("--labels", default="", help="Extra node labels: k=v,...")
 @click.option("--taints", default="", help="Node taints: k=v:Effect,...")
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
@@ -139,6 +163,9 @@ async def serve(config: AgentConfig) -> None:
     show_default=True,
     help="Enforce limits with cgroups where writable (else setrlimit for memory).",
 )
+@click.option("--hollow", is_flag=True, help="Simulate --count nodes in this process (scale tests only).")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Hollow nodes to run.")
+@click.option("--name-prefix", default="hollow-", show_default=True, help="Hollow node names: PREFIX0, PREFIX1...")
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: str,
@@ -160,6 +187,9 @@ def main(
     log_keep: int,
     drain_on_exit: bool,
     cgroups: bool,
+    hollow: bool,
+    count: int,
+    name_prefix: str,
     verbose: bool,
 ) -> None:
     """Run pods bound to this node as supervised local processes."""
@@ -167,6 +197,10 @@ def main(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    if data_dir is None:
+        if not hollow:
+            raise click.UsageError("Missing option '--data-dir' (needed unless --hollow).")
+        data_dir = tempfile.mkdtemp(prefix="navarch-hollow-")
     networks = [n.strip() for n in proxy_from.split(",") if n.strip()]
     for net in networks:
         try:
@@ -196,7 +230,7 @@ def main(
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve_hollow(config, count, name_prefix) if hollow else serve(config))
     except ApiError as err:
         click.echo(f"navarch-agent: {err.message}", err=True)
         sys.exit(1)

@@ -1,9 +1,155 @@
-"""``navarch-scheduler``: not built yet (its own issue); says so rather than pretending."""
+"""``navarch-scheduler``: flags, the gRPC service, and (optionally) leader election around the scheduling loop.
 
+With ``--leader-elect`` every replica keeps its informers warm and serves Status/Explain; only the holder of
+the ``navarch-system/navarch-scheduler`` Lease schedules. A replica that loses the Lease exits (as
+kube-scheduler does), so it can never keep binding on a stale view; its supervisor restarts it as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
 import sys
 
+import click
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
-def main() -> None:
-    """Exit 2: the scheduler is not implemented yet."""
-    print("navarch-scheduler: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+from controlplane import transport
+from controlplane.api.errors import ApiError
+from controlplane.api.pb import scheduler_pb2, scheduler_pb2_grpc
+from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
+from controlplane.scheduler.config import ConfigError, load_config
+from controlplane.scheduler.scheduler import Scheduler
+from controlplane.scheduler.service import SchedulerService
+
+log = logging.getLogger("navarch.scheduler")
+
+LEASE_NAMESPACE = "navarch-system"
+LEASE_NAME = "navarch-scheduler"
+SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
+
+
+class LeadershipLost(Exception):
+    """This replica stopped leading."""
+
+
+async def serve(
+    servers: list[str],
+    listen: str,
+    config_path: str | None,
+    leader_elect: bool,
+    lease_duration: float,
+    **overrides: object,
+) -> None:
+    """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
+    config = load_config(config_path, **overrides)
+    identity = f"{socket.gethostname()}_{os.getpid()}"
+    client = ApiClient(ClientConfig(endpoints=servers))
+    scheduler = Scheduler(client, config, identity)
+    elector: LeaderElector | None = None
+    if leader_elect:
+        elector = LeaderElector(
+            client,
+            LeaderElectionConfig(
+                lease_namespace=LEASE_NAMESPACE,
+                lease_name=LEASE_NAME,
+                identity=identity,
+                lease_duration=lease_duration,
+                renew_deadline=lease_duration * 2 / 3,
+                retry_period=lease_duration / 7.5,
+            ),
+            on_started_leading=scheduler.schedule_forever,
+        )
+
+    def leader() -> tuple[str, bool]:
+        if elector is None:
+            return identity, True
+        return elector.leader, elector.is_leader()
+
+    server = transport.make_server()
+    scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, leader), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = transport.add_port(server, listen)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("scheduler %s serving on %s (port %d)", identity, listen, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(scheduler.run_informers(), name="informers")]
+    if elector is None:
+        tasks.append(asyncio.create_task(scheduler.schedule_forever(), name="schedule"))
+    else:
+        tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            raise LeadershipLost()
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(1.0)
+        await client.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", "servers", default="127.0.0.1:6443", show_default=True, help="API servers, comma separated.")
+@click.option("--listen", default="127.0.0.1:10259", show_default=True, help="Status and Explain endpoint.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration.")
+@click.option("--scheduler-name", default=None, help="Schedule pods with this schedulerName (default-scheduler).")
+@click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")
+@click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
+@click.option("--percentage-of-nodes-to-score", type=click.IntRange(0, 100), default=None)
+@click.option("-v", "--verbose", is_flag=True)
+def main(
+    servers: str,
+    listen: str,
+    config_path: str | None,
+    scheduler_name: str | None,
+    leader_elect: bool,
+    lease_duration: float,
+    percentage_of_nodes_to_score: int | None,
+    verbose: bool,
+) -> None:
+    """Assign unscheduled pods to nodes."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    try:
+        asyncio.run(
+            serve(
+                endpoints,
+                listen,
+                config_path,
+                leader_elect,
+                lease_duration,
+                scheduler_name=scheduler_name,
+                percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+            )
+        )
+    except ConfigError as err:
+        click.echo(f"navarch-scheduler: {err}", err=True)
+        sys.exit(2)
+    except LeadershipLost:
+        click.echo("navarch-scheduler: lost leadership; exiting so that a fresh standby takes its place", err=True)
+        sys.exit(1)
+    except ApiError as err:
+        click.echo(f"navarch-scheduler: {err.message}", err=True)
+        sys.exit(1)
