@@ -7,13 +7,14 @@ with a hash of (pod uid, node name), so a decision is reproducible and ties spre
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 from controlplane.api.pb import core_pb2
 from controlplane.scheduler.config import SchedulerConfig
 from controlplane.scheduler.framework import (
+    Code,
     CycleState,
     FilterPlugin,
     NodeInfo,
@@ -78,60 +79,105 @@ class Algorithm:
             return total
         return max(MIN_FEASIBLE_TO_FIND, total * pct // 100)
 
-    def _filter(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> Verdict:
-        for plugin in self.filters:
-            status = plugin.filter(state, pod, node)
-            if not status.ok:
-                return Verdict(node.name, status, plugin.name)
-        return Verdict(node.name)
-
-    def _score(self, state: CycleState, pod: core_pb2.Pod, feasible: list[Verdict], snapshot: Snapshot) -> None:
-        infos = [snapshot.by_name[v.node] for v in feasible]
-        for plugin, weight in self.scores:
-            raw = [plugin.score(state, pod, info) for info in infos]
-            for verdict, value in zip(feasible, normalize(plugin.normalize, raw), strict=True):
-                verdict.scores[plugin.name] = value
-                verdict.total += weight * value
+    def _active(self, state: CycleState, pod: core_pb2.Pod) -> tuple[list[FilterPlugin], list[tuple[ScorePlugin, int]]]:
+        """The plugins that can make a difference for this pod (the others are skipped this cycle)."""
+        return (
+            [f for f in self.filters if _applies(f, state, pod)],
+            [(s, w) for s, w in self.scores if _applies(s, state, pod)],
+        )
 
     @staticmethod
-    def _tiebreak(pod: core_pb2.Pod, node: str) -> bytes:
-        return hashlib.blake2b(f"{pod.metadata.uid}/{node}".encode(), digest_size=8).digest()
+    def _first_failure(
+        filters: list[FilterPlugin], state: CycleState, pod: core_pb2.Pod, node: NodeInfo
+    ) -> Verdict | None:
+        for plugin in filters:
+            status = plugin.filter(state, pod, node)
+            if status.code is not Code.SUCCESS:
+                return Verdict(node.name, status, plugin.name)
+        return None
 
-    def _select(self, pod: core_pb2.Pod, feasible: list[Verdict]) -> str | None:
-        if not feasible:
-            return None
-        best = max(feasible, key=lambda v: (round(v.total, 6), self._tiebreak(pod, v.node)))
-        return best.node
+    @staticmethod
+    def _totals(
+        scores: list[tuple[ScorePlugin, int]],
+        state: CycleState,
+        pod: core_pb2.Pod,
+        infos: list[NodeInfo],
+        detail: list[dict[str, float]] | None = None,
+    ) -> list[float]:
+        totals = [0.0] * len(infos)
+        for plugin, weight in scores:
+            normalized = normalize(plugin.normalize, [plugin.score(state, pod, info) for info in infos])
+            for i, value in enumerate(normalized):
+                totals[i] += weight * value
+                if detail is not None:
+                    detail[i][plugin.name] = value
+        return totals
+
+    @staticmethod
+    def _pick(pod: core_pb2.Pod, infos: list[NodeInfo], totals: list[float]) -> str:
+        best = max(totals)
+        ties = [info for info, total in zip(infos, totals, strict=True) if total >= best - 1e-9]
+        if len(ties) == 1:
+            return ties[0].name
+        # Mix a per-pod number with each node's: reproducible, spreads ties, and cheap for hundreds of nodes.
+        salt = zlib.crc32(pod.metadata.uid.encode())
+        return max(ties, key=lambda info: ((info.tiebreak ^ salt) * 2654435761) & 0xFFFFFFFF).name
 
     def decide(self, snapshot: Snapshot, pod: core_pb2.Pod) -> Decision:
-        """Filter (stopping once enough nodes are feasible), score, and pick."""
+        """Filter (stopping once enough nodes are feasible), score, and pick. The decision's verdicts are
+        the rejected nodes only (enough for the unschedulable message)."""
         nodes = snapshot.nodes
         total = len(nodes)
         if not total:
             return Decision(None, [], 0)
         want = self.feasible_to_find(total)
         state = CycleState(snapshot)
-        feasible: list[Verdict] = []
+        filters, scores = self._active(state, pod)
+        feasible: list[NodeInfo] = []
         rejected: list[Verdict] = []
         start = self._next_start % total
         evaluated = 0
         for i in range(total):
-            verdict = self._filter(state, pod, nodes[(start + i) % total])
+            node = nodes[(start + i) % total]
             evaluated += 1
-            (feasible if verdict.status.ok else rejected).append(verdict)
-            if len(feasible) >= want:
-                break
+            failure = self._first_failure(filters, state, pod, node)
+            if failure is None:
+                feasible.append(node)
+                if len(feasible) >= want:
+                    break
+            else:
+                rejected.append(failure)
         # Start the next search where this one stopped, so every node gets its turn (as Kubernetes does).
         self._next_start = (start + evaluated) % total
-        if len(feasible) > 1:
-            self._score(state, pod, feasible, snapshot)
-        return Decision(self._select(pod, feasible), feasible + rejected, evaluated)
+        if not feasible:
+            return Decision(None, rejected, evaluated)
+        if len(feasible) == 1:
+            return Decision(feasible[0].name, rejected, evaluated)
+        return Decision(self._pick(pod, feasible, self._totals(scores, state, pod, feasible)), rejected, evaluated)
 
     def explain(self, snapshot: Snapshot, pod: core_pb2.Pod) -> Decision:
         """Every node's verdict and scores, and the node ``decide`` would choose without sampling."""
         state = CycleState(snapshot)
-        verdicts = [self._filter(state, pod, node) for node in sorted(snapshot.nodes, key=lambda n: n.name)]
-        feasible = [v for v in verdicts if v.status.ok]
-        if feasible:
-            self._score(state, pod, feasible, snapshot)
-        return Decision(self._select(pod, feasible), verdicts, len(verdicts))
+        filters, scores = self._active(state, pod)
+        verdicts: list[Verdict] = []
+        feasible: list[NodeInfo] = []
+        for node in sorted(snapshot.nodes, key=lambda n: n.name):
+            failure = self._first_failure(filters, state, pod, node)
+            verdicts.append(failure or Verdict(node.name))
+            if failure is None:
+                feasible.append(node)
+        if not feasible:
+            return Decision(None, verdicts, len(verdicts))
+        by_name = {v.node: v for v in verdicts}
+        detail: list[dict[str, float]] = [by_name[n.name].scores for n in feasible]
+        totals = self._totals(scores, state, pod, feasible, detail)
+        for node, value in zip(feasible, totals, strict=True):
+            by_name[node.name].total = value
+        chosen = feasible[0].name if len(feasible) == 1 else self._pick(pod, feasible, totals)
+        return Decision(chosen, verdicts, len(verdicts))
+
+
+def _applies(plugin: FilterPlugin | ScorePlugin, state: CycleState, pod: core_pb2.Pod) -> bool:
+    """A plugin may declare ``applies(state, pod)``; without it, it always applies."""
+    check = getattr(plugin, "applies", None)
+    return True if check is None else bool(check(state, pod))

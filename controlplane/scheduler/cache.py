@@ -12,7 +12,7 @@ cache and assuming, so the live NodeInfos are the cycle's snapshot.
 from __future__ import annotations
 
 from controlplane.api.pb import core_pb2
-from controlplane.scheduler.framework import NodeInfo, Snapshot
+from controlplane.scheduler.framework import NodeInfo, Snapshot, has_required_anti_affinity
 
 
 def counts(pod: core_pb2.Pod) -> bool:
@@ -29,6 +29,7 @@ class SchedulerCache:
         self.assumed: set[str] = set()
         # Pods bound to nodes the cache does not know yet (the node informer may lag the pod informer).
         self._orphans: dict[str, core_pb2.Pod] = {}
+        self._anti_affinity: set[str] = set()  # placed pods with required anti-affinity
 
     # ------------------------------------------------------------ nodes
 
@@ -67,6 +68,7 @@ class SchedulerCache:
         """A pod is gone or no longer counts."""
         self._orphans.pop(uid, None)
         self.assumed.discard(uid)
+        self._anti_affinity.discard(uid)
         node = self._where.pop(uid, None)
         if node is not None and node in self.nodes:
             self.nodes[node].remove_pod(uid)
@@ -97,8 +99,10 @@ class SchedulerCache:
             return
         info.add_pod(pod)
         self._where[uid] = node_name
+        if has_required_anti_affinity(pod):
+            self._anti_affinity.add(uid)
 
     def snapshot(self) -> Snapshot:
         """The nodes as a scheduling cycle sees them (the live objects; see the module docstring)."""
         nodes = list(self.nodes.values())
-        return Snapshot(nodes, self.nodes)
+        return Snapshot(nodes, self.nodes, len(self._anti_affinity))

@@ -15,13 +15,16 @@ A scheduling cycle for one Pod::
 
 A filter plugin is one class with one method, ``filter(state, pod, node) -> Status``; a score plugin is one
 class with one method, ``score(state, pod, node) -> float``, plus a class attribute ``normalize`` saying how
-its raw values become 0..100 across the feasible nodes. Per-cycle work a plugin wants to do once (counting
+its raw values become 0..100 across the feasible nodes. A plugin may also have ``applies(state, pod)``
+(Kubernetes' "Skip" from PreFilter/PreScore): when it says False, the plugin sits the cycle out, which is what
+keeps a cycle over 1,000 nodes cheap for ordinary pods. Per-cycle work a plugin wants to do once (counting
 matching pods per topology domain, parsing selectors) is memoized in the ``CycleState``.
 """
 
 from __future__ import annotations
 
 import enum
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -128,6 +131,10 @@ def host_ports(pod: core_pb2.Pod) -> set[tuple[str, str, int]]:
 # ------------------------------------------------------------------ NodeInfo
 
 
+def _ready(node: core_pb2.Node) -> str:
+    return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
+
+
 class NodeInfo:
     """A node and the pods on it (bound or assumed), with their sums, as the scheduler's cache keeps them."""
 
@@ -136,6 +143,9 @@ class NodeInfo:
         self.name = node.metadata.name
         self.labels: dict[str, str] = dict(node.metadata.labels)
         self.allocatable = node_allocatable(node)
+        self.ready = _ready(node)
+        self.tiebreak = zlib.crc32(self.name.encode())
+        """A per-node number mixed with the pod's to break ties cheaply and reproducibly."""
         self.pods: dict[str, core_pb2.Pod] = {}
         self.requested = Resources()
         self.ports: set[tuple[str, str, int]] = set()
@@ -147,6 +157,7 @@ class NodeInfo:
         self.node = node
         self.labels = dict(node.metadata.labels)
         self.allocatable = node_allocatable(node)
+        self.ready = _ready(node)
         self.generation += 1
 
     def add_pod(self, pod: core_pb2.Pod) -> None:
@@ -172,11 +183,17 @@ class NodeInfo:
         """A copy a scheduling cycle may change (assume) without touching the cache."""
         copy = NodeInfo.__new__(NodeInfo)
         copy.node, copy.name, copy.labels, copy.allocatable = self.node, self.name, self.labels, self.allocatable
+        copy.ready, copy.tiebreak = self.ready, self.tiebreak
         copy.pods = dict(self.pods)
         copy.requested = Resources(self.requested.cpu, self.requested.memory, self.requested.pods)
         copy.ports = set(self.ports)
         copy.generation = self.generation
         return copy
+
+
+def has_required_anti_affinity(pod: core_pb2.Pod) -> bool:
+    """Whether a pod has required anti-affinity terms (which constrain every pod placed near it)."""
+    return bool(pod.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution)
 
 
 @dataclass
@@ -185,10 +202,14 @@ class Snapshot:
 
     nodes: list[NodeInfo]
     by_name: dict[str, NodeInfo] = field(default_factory=dict)
+    anti_affinity_pods: int | None = None
+    """How many placed pods have required anti-affinity (counted from the nodes if not given)."""
 
     def __post_init__(self) -> None:
         if not self.by_name:
             self.by_name = {n.name: n for n in self.nodes}
+        if self.anti_affinity_pods is None:
+            self.anti_affinity_pods = sum(1 for _, p in self.all_pods() if has_required_anti_affinity(p))
 
     def all_pods(self) -> Iterable[tuple[NodeInfo, core_pb2.Pod]]:
         """Every (node, pod) pair."""

@@ -180,8 +180,12 @@ class Scheduler:
             try:
                 await self.client.update(bound, timeout=self.config.bind_timeout)
             except (ConflictError, NotFoundError):
-                # Changed or deleted meanwhile (or bound by another replica): the informer has the truth.
+                # Changed, deleted, or bound by another replica meanwhile: retry with what the informer has now.
                 self.cache.forget(pod.metadata.uid)
+                latest = self.pods.store.get_by_name(pod.metadata.namespace, pod.metadata.name)
+                if latest is not None and latest.metadata.uid == pod.metadata.uid and self._responsible(latest):
+                    qp.pod = latest
+                    self.queue.requeue(qp)
                 return
             except ApiError as err:
                 log.warning("binding %s/%s to %s failed: %s", pod.metadata.namespace, pod.metadata.name, node, err)

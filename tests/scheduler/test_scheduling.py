@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ from controlplane import transport
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2, meta_pb2, scheduler_pb2, scheduler_pb2_grpc
 from controlplane.client.client import ApiClient
+from controlplane.scheduler.scheduler import Scheduler
 from controlplane.scheduler.service import SchedulerService
 from tests.e2e.conftest import eventually_async
 from tests.scheduler.conftest import StartHollow, StartScheduler
@@ -146,3 +148,40 @@ async def test_pods_for_another_scheduler_are_left_alone(
     theirs = await client.get(core_pb2.Pod, "theirs", namespace)
     assert not theirs.spec.node_name and not theirs.status.conditions
     assert scheduler.attempts.total == 1
+
+
+async def test_a_binding_that_loses_a_race_is_forgotten_and_the_pod_retried(
+    client: ApiClient, hollow: StartHollow, start_scheduler: StartScheduler, namespace: str
+) -> None:
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    await hollow(1)
+    scheduler = await start_scheduler(name, schedule=False)
+    created = await client.create(pod("raced", namespace, name))
+    await eventually_async(lambda: _queued(scheduler, created.metadata.uid), timeout=10)
+    qp = await scheduler.queue.pop(timeout=5)
+    assert qp is not None and qp.uid == created.metadata.uid
+    # Someone changes the pod after the scheduler took it, and the scheduler acts on the version it saw
+    # (as a second replica racing it would): its binding, guarded by that resourceVersion, must fail.
+    stale = core_pb2.Pod()
+    stale.CopyFrom(qp.pod)
+    live = await client.get(core_pb2.Pod, "raced", namespace)
+    live.metadata.labels["touched"] = "yes"
+    changed = await client.update(live)
+
+    async def informer_has_it() -> bool:
+        cached = scheduler.pods.store.get_by_name(namespace, "raced")
+        return cached is not None and cached.metadata.resource_version == changed.metadata.resource_version
+
+    await eventually_async(informer_has_it, timeout=10)
+    qp.pod = stale
+    scheduler.schedule_one(qp)
+    assert scheduler.cache.node_of(qp.uid) is not None  # assumed at once
+    await asyncio.gather(*list(scheduler._binds))
+    assert scheduler.cache.node_of(qp.uid) is None  # the failed binding was forgotten
+    assert not (await client.get(core_pb2.Pod, "raced", namespace)).spec.node_name
+    again = await scheduler.queue.pop(timeout=5)
+    assert again is not None and again.uid == qp.uid and again.pod.metadata.labels["touched"] == "yes"
+
+
+async def _queued(scheduler: Scheduler, uid: str) -> bool:
+    return uid in scheduler.queue

@@ -79,6 +79,15 @@ class InterPodAffinity:
 
     name: ClassVar[str] = "InterPodAffinity"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Pods with required (anti-)affinity, or any pod while placed pods have required anti-affinity."""
+        affinity = pod.spec.affinity
+        return bool(
+            affinity.pod_affinity.required_during_scheduling_ignored_during_execution
+            or affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+            or state.snapshot.anti_affinity_pods
+        )
+
     def filter(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> Status:
         """Reject nodes whose domain breaks a required (anti-)affinity rule."""
         prepared: _Prepared = state.memo("inter-pod-affinity", lambda: _prepare(state, pod))

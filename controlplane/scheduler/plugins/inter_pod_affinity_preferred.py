@@ -36,6 +36,14 @@ class InterPodAffinityPreferred:
     name: ClassVar[str] = "InterPodAffinityPreferred"
     normalize: ClassVar[Normalize] = "minmax"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with preferred pod (anti-)affinity."""
+        affinity = pod.spec.affinity
+        return bool(
+            affinity.pod_affinity.preferred_during_scheduling_ignored_during_execution
+            or affinity.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution
+        )
+
     def score(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> float:
         """Summed signed weights of the domains this node belongs to."""
         affinity = pod.spec.affinity

@@ -15,6 +15,10 @@ class NodeAffinityPreferred:
     name: ClassVar[str] = "NodeAffinityPreferred"
     normalize: ClassVar[Normalize] = "max"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with preferred node affinity."""
+        return bool(pod.spec.affinity.node_affinity.preferred_during_scheduling_ignored_during_execution)
+
     def score(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> float:
         """Summed weights of matching terms."""
         terms = pod.spec.affinity.node_affinity.preferred_during_scheduling_ignored_during_execution

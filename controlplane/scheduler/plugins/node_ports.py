@@ -23,6 +23,10 @@ class NodePorts:
 
     name: ClassVar[str] = "NodePorts"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods that ask for host ports."""
+        return any(p.host_port for c in pod.spec.containers for p in c.ports)
+
     def filter(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> Status:
         """Reject the node if any requested host port is taken there."""
         wanted: set[tuple[str, str, int]] = state.memo("host-ports", lambda: host_ports(pod))

@@ -17,7 +17,6 @@ class NodeReady:
         """Reject cordoned and not-Ready nodes."""
         if node.node.spec.unschedulable:
             return unresolvable("node(s) were unschedulable")
-        ready = next((c.status for c in node.node.status.conditions if c.type == "Ready"), "Unknown")
-        if ready != "True":
+        if node.ready != "True":
             return unresolvable("node(s) were not ready")
         return SUCCESS

@@ -14,6 +14,12 @@ class NodeSelection:
 
     name: ClassVar[str] = "NodeSelection"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with a nodeSelector or required node affinity."""
+        return bool(pod.spec.node_selector) or pod.spec.affinity.node_affinity.HasField(
+            "required_during_scheduling_ignored_during_execution"
+        )
+
     def filter(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> Status:
         """Reject nodes the pod's selector or required affinity excludes."""
         spec = pod.spec

@@ -45,6 +45,10 @@ class OwnerSpread:
     name: ClassVar[str] = "OwnerSpread"
     normalize: ClassVar[Normalize] = "none"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with a controlling owner."""
+        return bool(controller_uid(pod))
+
     def score(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> float:
         """0..100: 100 where the owner has no pods yet."""
         owner = controller_uid(pod)

@@ -43,6 +43,10 @@ class PodTopologySpread:
 
     name: ClassVar[str] = "PodTopologySpread"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with DoNotSchedule constraints."""
+        return bool(constraints(pod, "DoNotSchedule"))
+
     def filter(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> Status:
         """Reject nodes where placing the pod would exceed a hard constraint's maxSkew."""
         hard = constraints(pod, "DoNotSchedule")

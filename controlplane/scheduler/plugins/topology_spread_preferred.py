@@ -16,6 +16,10 @@ class PodTopologySpreadPreferred:
     name: ClassVar[str] = "PodTopologySpreadPreferred"
     normalize: ClassVar[Normalize] = "reverse"
 
+    def applies(self, state: CycleState, pod: core_pb2.Pod) -> bool:
+        """Only pods with ScheduleAnyway constraints."""
+        return bool(constraints(pod, "ScheduleAnyway"))
+
     def score(self, state: CycleState, pod: core_pb2.Pod, node: NodeInfo) -> float:
         """Matching pods in the node's domain, summed over the soft constraints."""
         soft = constraints(pod, "ScheduleAnyway")
