@@ -159,6 +159,7 @@ class WatchCache:
         self._watchers: set[CacheWatcher] = set()
         self._advanced = asyncio.Condition()
         self._watch: EtcdWatch | None = None
+        self._progress_trusted_from = 0
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------ feeding
@@ -173,6 +174,18 @@ class WatchCache:
                     await self._relist()
                     need_list = False
                 self._watch = self.store.watch(self.info, self.revision + 1)
+                # etcd before 3.5.8 may send a progress notification to a watch that is still catching up,
+                # naming a revision whose events it has not delivered yet. Until this watch has delivered
+                # everything up to the revision current at its start, progress notifications are ignored.
+                current = await self.store.client.current_revision()
+                self._progress_trusted_from = current if current > self.revision else 0
+                if current > self.revision and await self.store.unchanged_between(
+                    self.info, len(self.objects), self.revision, current
+                ):
+                    # Nothing of this kind changed meanwhile (the usual case for a quiet kind): current at once.
+                    self.revision = current
+                    self._progress_trusted_from = 0
+                    await self._notify_advanced()
                 async with asyncio.TaskGroup() as tg:
                     ticker = tg.create_task(self._request_progress(), name=f"progress-{self.info.plural}")
                     try:
@@ -242,7 +255,8 @@ class WatchCache:
                 self._window_start = self._history.popleft().revision
             for watcher in list(self._watchers):
                 watcher.offer(ev)
-        self.revision = max(self.revision, batch.revision)
+        if batch.events or self.revision >= self._progress_trusted_from:
+            self.revision = max(self.revision, batch.revision)
 
     async def _notify_advanced(self) -> None:
         async with self._advanced:
@@ -267,6 +281,8 @@ class WatchCache:
         current = await self.store.client.current_revision()
         if self.revision >= current:
             return True
+        if self.revision < self._progress_trusted_from:
+            return False  # catching up after a reconnect: progress notifications cannot prove freshness yet
         self.request_progress()
         return await self.wait_for_revision(current, timeout)
 

@@ -157,6 +157,19 @@ class Store:
         read_at = revision or int(resp.header.revision)
         return StoredList(items, read_at, bool(resp.more), max(0, int(resp.count) - len(items)))
 
+    async def unchanged_between(self, info: KindInfo, keys: int, after: int, until: int) -> bool:
+        """Whether no object of a kind was created, changed or deleted in revisions ``(after, until]``,
+        given that ``keys`` objects existed at ``after`` (one keys-only read at ``until``)."""
+        prefix = kind_prefix(info)
+        resp = await self.client.call(
+            lambda t: self.client.kv.get(
+                prefix, range_end=prefix_end(prefix), revision=until, keys_only=True, timeout=t
+            ),
+            f"check {prefix}",
+        )
+        # A create or change shows as a newer mod_revision; a delete (without a create) as a smaller count.
+        return len(resp.kvs) == keys and all(kv.mod_revision <= after for kv in resp.kvs)
+
     async def compact(self, revision: int) -> None:
         """Discard history before ``revision`` (used by operators and tests)."""
         await self.client.call(lambda t: self.client.kv.compact(revision, physical=True, timeout=t), "compact")

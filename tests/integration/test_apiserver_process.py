@@ -183,7 +183,7 @@ def test_apiserver_keeps_serving_through_an_etcd_blip() -> None:
 
 
 def test_placeholder_components_say_not_implemented() -> None:
-    for name in ("navarch-scheduler", "navarch-controller-manager"):
+    for name in ("navarch-controller-manager",):
         result = subprocess.run(
             [str(BIN / name)], capture_output=True, text=True, timeout=30, check=False, env={**os.environ}
         )
