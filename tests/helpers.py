@@ -99,6 +99,15 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> No
             delay = min(delay * 2, 0.2)
 
 
+async def eventually_async(condition: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Like ``eventually`` for async conditions."""
+    delay = 0.02
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.3)
+
+
 async def next_events(stream: Any, count: int, timeout: float = 10.0, *, skip_bookmarks: bool = True) -> list[Any]:
     """Read ``count`` events from a watch stream."""
     out: list[Any] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 from collections.abc import AsyncIterator
 
@@ -14,22 +13,19 @@ from cli.commands.common import namespace_option
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_name
+from controlplane.api.durations import parse_duration
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
-_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """A Go-style duration (30s, 5m, 1h30m) in seconds."""
     if value is None:
         return None
-    text = value.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise click.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h30m)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _write(data: bytes) -> None:

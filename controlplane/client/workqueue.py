@@ -46,6 +46,10 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._queue)
 
+    def delayed(self) -> int:
+        """Items waiting out a delay (``add_after`` / ``add_rate_limited``)."""
+        return len(self._waiting)
+
     @property
     def shutting_down(self) -> bool:
         """True once ``shutdown`` was called."""

@@ -1,9 +1,199 @@
-"""``navarch-controller-manager``: not built yet (its own issue); says so rather than pretending."""
+"""``navarch-controller-manager``: flags, the gRPC service, and (optionally) leader election around the
+controllers.
 
+With ``--leader-elect`` every replica serves Status; only the holder of the
+``navarch-system/navarch-controller-manager`` Lease runs controllers. A replica that loses the Lease exits
+(as kube-controller-manager does) so it can never act on a stale view; its supervisor restarts it as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
 import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane import transport
+from controlplane.api.durations import parse_duration
+from controlplane.api.errors import ApiError
+from controlplane.api.pb import controllermanager_pb2, controllermanager_pb2_grpc
+from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
+from controlplane.controllers.config import ControllerManagerConfig
+from controlplane.controllers.manager import ControllerManager, UnknownControllerError, enabled_controllers
+from controlplane.controllers.registry import CONTROLLERS
+from controlplane.controllers.service import ControllerManagerService
+
+log = logging.getLogger("navarch.controller-manager")
+
+LEASE_NAMESPACE = "navarch-system"
+LEASE_NAME = "navarch-controller-manager"
+SERVICE = controllermanager_pb2.DESCRIPTOR.services_by_name["ControllerManager"].full_name
 
 
-def main() -> None:
-    """Exit 2: the controller manager is not implemented yet."""
-    print("navarch-controller-manager: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+class LeadershipLost(Exception):
+    """This replica stopped leading."""
+
+
+async def serve(
+    servers: list[str],
+    listen: str,
+    names: list[str],
+    config: ControllerManagerConfig,
+    leader_elect: bool,
+    lease_duration: float,
+) -> None:
+    """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
+    identity = f"{socket.gethostname()}_{os.getpid()}"
+    client = ApiClient(ClientConfig(endpoints=servers))
+    manager = ControllerManager(client, config, names, identity)
+    elector: LeaderElector | None = None
+    if leader_elect:
+        elector = LeaderElector(
+            client,
+            LeaderElectionConfig(
+                lease_namespace=LEASE_NAMESPACE,
+                lease_name=LEASE_NAME,
+                identity=identity,
+                lease_duration=lease_duration,
+                renew_deadline=lease_duration * 2 / 3,
+                retry_period=lease_duration / 7.5,
+            ),
+            on_started_leading=manager.run,
+        )
+
+    def leader() -> tuple[str, bool]:
+        if elector is None:
+            return identity, True
+        return elector.leader, elector.is_leader()
+
+    server = transport.make_server()
+    controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
+        ControllerManagerService(manager, leader), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = transport.add_port(server, listen)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("controller manager %s serving on %s (port %d); controllers: %s", identity, listen, port, ", ".join(names))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    work = asyncio.create_task(manager.run() if elector is None else elector.run(), name="controllers")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            if work.exception() is not None:
+                raise work.exception()  # type: ignore[misc]
+            raise LeadershipLost()
+    finally:
+        for task in (work, stopper):
+            task.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(1.0)
+        await client.close()
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for name, cls in reversed(CONTROLLERS.items()):
+        fn = click.option(
+            f"--concurrent-{name}-syncs",
+            f"concurrent_{name.replace('-', '_')}",
+            type=click.IntRange(min=1),
+            default=cls.default_workers,
+            show_default=True,
+            help=f"Workers of the {name} controller.",
+        )(fn)
+    return fn
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", "servers", default="127.0.0.1:6443", show_default=True, help="API servers, comma separated.")
+@click.option("--listen", default="127.0.0.1:10257", show_default=True, help="Status endpoint.")
+@click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader runs controllers.")
+@click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
+@click.option(
+    "--controllers",
+    default="*",
+    show_default=True,
+    help=f"Controllers to run: '*' for all, 'name' to add, '-name' to remove. Known: {', '.join(CONTROLLERS)}.",
+)
+@_concurrency_options
+@click.option("--node-monitor-grace-period", default="40s", show_default=True, callback=_duration)
+@click.option("--node-monitor-period", default="5s", show_default=True, callback=_duration)
+@click.option("--node-startup-grace-period", default="60s", show_default=True, callback=_duration)
+@click.option("--node-eviction-rate", type=float, default=0.1, show_default=True, help="Nodes/s tainted per zone.")
+@click.option("--secondary-node-eviction-rate", type=float, default=0.01, show_default=True)
+@click.option("--unhealthy-zone-threshold", type=click.FloatRange(0, 1), default=0.55, show_default=True)
+@click.option("--large-cluster-size-threshold", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--job-backoff", default="10s", show_default=True, callback=_duration, help="First Job retry delay.")
+@click.option("-v", "--verbose", is_flag=True)
+def main(
+    servers: str,
+    listen: str,
+    leader_elect: bool,
+    lease_duration: float,
+    controllers: str,
+    node_monitor_grace_period: float,
+    node_monitor_period: float,
+    node_startup_grace_period: float,
+    node_eviction_rate: float,
+    secondary_node_eviction_rate: float,
+    unhealthy_zone_threshold: float,
+    large_cluster_size_threshold: int,
+    job_backoff: float,
+    verbose: bool,
+    **concurrency: int,
+) -> None:
+    """Run Navarch's controllers (ReplicaSet, Deployment, DaemonSet, Job, node lifecycle, Endpoints,
+    Namespace, garbage collector)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        names = enabled_controllers(controllers)
+    except UnknownControllerError as err:
+        click.echo(f"navarch-controller-manager: {err}", err=True)
+        sys.exit(2)
+    config = ControllerManagerConfig(
+        concurrent_syncs={name: concurrency[f"concurrent_{name.replace('-', '_')}"] for name in CONTROLLERS},
+        node_monitor_grace_period=node_monitor_grace_period,
+        node_monitor_period=node_monitor_period,
+        node_startup_grace_period=node_startup_grace_period,
+        node_eviction_rate=node_eviction_rate,
+        secondary_node_eviction_rate=secondary_node_eviction_rate,
+        unhealthy_zone_threshold=unhealthy_zone_threshold,
+        large_cluster_size_threshold=large_cluster_size_threshold,
+        job_backoff_base=job_backoff,
+    )
+    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    try:
+        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration))
+    except LeadershipLost:
+        click.echo("navarch-controller-manager: lost leadership; exiting so that a fresh standby takes over", err=True)
+        sys.exit(1)
+    except ApiError as err:
+        click.echo(f"navarch-controller-manager: {err.message}", err=True)
+        sys.exit(1)

@@ -23,7 +23,7 @@ from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
 from nodeagent.cgroups import CgroupDriver
 from tests.cli.conftest import cli, cli_env
-from tests.helpers import eventually
+from tests.helpers import eventually, eventually_async
 
 AGENT = str(Path(sys.executable).parent / "navarch-agent")
 
@@ -144,15 +144,6 @@ async def _no_processes(driver: CgroupDriver) -> bool:
             if procs.read_text().strip():
                 return False
     return True
-
-
-async def eventually_async(condition: Callable[[], Any], timeout: float = 20.0) -> None:
-    """Like ``eventually`` for async conditions."""
-    delay = 0.02
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.3)
 
 
 def pod_manifest(name: str, namespace: str, node: str, command: list[str], **spec: Any) -> core_pb2.Pod:

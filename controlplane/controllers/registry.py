@@ -1,0 +1,15 @@
+"""Every controller by name (the names ``--controllers`` and ``--concurrent-<name>-syncs`` use)."""
+
+from __future__ import annotations
+
+from controlplane.controllers.base import Controller
+from controlplane.controllers.deployment import DeploymentController
+from controlplane.controllers.replicaset import ReplicaSetController
+
+CONTROLLERS: dict[str, type[Controller]] = {
+    c.name: c
+    for c in (
+        ReplicaSetController,
+        DeploymentController,
+    )
+}
