@@ -29,7 +29,7 @@ from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.intstr import surge_and_unavailable
 from controlplane.controllers.ownership import claim, controller_of, controller_ref
-from controlplane.controllers.podcontrol import pod_is_active, pod_is_available
+from controlplane.controllers.podcontrol import next_available_in, pod_is_active, pod_is_available
 from controlplane.controllers.replicaset import set_condition
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,10 @@ class DeploymentController(Controller):
             new, progressed = await self._recreate(d, new, olds)
         else:
             new, progressed = await self._rolling(d, new, olds, surge, unavailable)
+        if new is not None and d.metadata.annotations.get(REVISION) != new.metadata.annotations.get(REVISION):
+            annotated = copy(d)
+            annotated.metadata.annotations[REVISION] = new.metadata.annotations.get(REVISION, "")
+            d = await self.client.update(annotated)  # what `rollout history`/`undo` read as "current"
         all_sets = [*olds, *([new] if new is not None else [])]
         complete = (
             new is not None
@@ -349,6 +353,11 @@ class DeploymentController(Controller):
         stamp = meta_pb2.Condition()
         stamp.last_update_time.FromDatetime(now.replace(microsecond=0))
         available = sum(self._available(rs, d.spec.min_ready_seconds) for rs in sets)
+        if d.spec.min_ready_seconds:
+            pods = [p for rs in sets for p in self.pods.store.by_index("owner", rs.metadata.uid)]
+            wait = next_available_in(pods, d.spec.min_ready_seconds, now.timestamp())
+            if wait is not None:
+                self.queue.add_after(object_key(d), wait + 0.1)
         status = apps_pb2.DeploymentStatus(
             observed_generation=d.metadata.generation,
             replicas=sum(rs.status.replicas for rs in sets),

@@ -75,3 +75,13 @@ def pod_is_available(pod: core_pb2.Pod, min_ready_seconds: int, now: float) -> b
     if since is None:
         return False
     return min_ready_seconds <= 0 or since + min_ready_seconds <= now
+
+
+def next_available_in(pods: list[core_pb2.Pod], min_ready_seconds: int, now: float) -> float | None:
+    """Seconds until the next ready-but-not-yet-available pod becomes available (no event says so)."""
+    waits = [
+        since + min_ready_seconds - now
+        for p in pods
+        if (since := ready_since(p)) is not None and since + min_ready_seconds > now
+    ]
+    return min(waits) if waits else None

@@ -22,6 +22,7 @@ from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.ownership import claim, controller_of
 from controlplane.controllers.podcontrol import (
+    next_available_in,
     pod_from_template,
     pod_is_active,
     pod_is_available,
@@ -213,13 +214,9 @@ class ReplicaSetController(Controller):
             conditions = set_condition(list(rs.status.conditions), failure)
         status.conditions.extend(conditions)
         # A pod that is ready but not yet available becomes available without any event: look again then.
-        waits = [
-            since + rs.spec.min_ready_seconds - now
-            for p in pods
-            if (since := ready_since(p)) is not None and since + rs.spec.min_ready_seconds > now
-        ]
-        if waits:
-            self.queue.add_after(object_key(rs), min(waits) + 0.1)
+        wait = next_available_in(pods, rs.spec.min_ready_seconds, now)
+        if wait is not None:
+            self.queue.add_after(object_key(rs), wait + 0.1)
         if status == rs.status:
             return
         rs.status.CopyFrom(status)

@@ -75,7 +75,9 @@ def _stamp() -> Any:
     return ts
 
 
-async def set_pod_state(client: ApiClient, pod: core_pb2.Pod, phase: str, *, ready: bool = False, node: str = "") -> None:
+async def set_pod_state(
+    client: ApiClient, pod: core_pb2.Pod, phase: str, *, ready: bool = False, node: str = ""
+) -> None:
     """Write a pod's status as an agent would (phase, Ready condition)."""
     for _ in range(10):
         current = await client.get(core_pb2.Pod, pod.metadata.name, pod.metadata.namespace)
@@ -99,3 +101,7 @@ async def pods_of(client: ApiClient, namespace: str, *, active_only: bool = True
     if active_only:
         pods = [p for p in pods if not p.metadata.HasField("deletion_timestamp")]
     return pods
+
+
+# Hollow nodes and an in-process scheduler: a whole cluster without processes, for rollout tests.
+from tests.scheduler.conftest import hollow, start_scheduler  # noqa: E402,F401

@@ -35,7 +35,9 @@ async def count_is(client: ApiClient, namespace: str, n: int) -> bool:
     return len(await pods_of(client, namespace)) == n
 
 
-async def test_replicaset_creates_then_scales_down_and_up(client: ApiClient, namespace: str, start_manager: StartManager) -> None:
+async def test_replicaset_creates_then_scales_down_and_up(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
     await start_manager(["replicaset"])
     rs = await client.create(replicaset("web", namespace, 5))
     await eventually_async(lambda: count_is(client, namespace, 5))
@@ -54,7 +56,9 @@ async def test_replicaset_creates_then_scales_down_and_up(client: ApiClient, nam
     await eventually_async(observed)
 
 
-async def test_scale_down_deletes_unready_pods_first(client: ApiClient, namespace: str, start_manager: StartManager) -> None:
+async def test_scale_down_deletes_unready_pods_first(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
     await start_manager(["replicaset"])
     await client.create(replicaset("web", namespace, 3))
     await eventually_async(lambda: count_is(client, namespace, 3))
