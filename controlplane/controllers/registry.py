@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from controlplane.controllers.base import Controller
 from controlplane.controllers.deployment import DeploymentController
+from controlplane.controllers.job import JobController
 from controlplane.controllers.replicaset import ReplicaSetController
 
 CONTROLLERS: dict[str, type[Controller]] = {
@@ -11,5 +12,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
     for c in (
         ReplicaSetController,
         DeploymentController,
+        JobController,
     )
 }

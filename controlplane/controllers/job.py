@@ -1,0 +1,270 @@
+"""Job controller: run pods until ``completions`` succeed, at most ``parallelism`` at a time.
+
+reconcile(ns/name):
+    finished ──> delete after ttlSecondsAfterFinished (if set); nothing else
+    failures > backoffLimit ──> Failed (BackoffLimitExceeded), active pods deleted
+    past activeDeadlineSeconds ──> Failed (DeadlineExceeded), active pods deleted
+    succeeded >= completions ──> Complete
+    otherwise ──> create pods up to min(parallelism, remaining), no sooner than the back-off after the last
+                  failure (base * 2^(failures-1), capped), or delete extras if parallelism shrank
+
+Failed pods are kept (they are the record of failures, as in Kubernetes); with restartPolicy OnFailure
+the containers' restarts count as failures too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime
+from typing import ClassVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from controlplane.api.errors import ApiError, NotFoundError
+from controlplane.api.pb import batch_pb2, core_pb2, meta_pb2
+from controlplane.api.selectors import from_label_selector_message
+from controlplane.client.events import NORMAL, WARNING
+from controlplane.client.indexer import object_key
+from controlplane.controllers.base import Controller, ControllerContext, copy
+from controlplane.controllers.expectations import Expectations
+from controlplane.controllers.ownership import claim, controller_of
+from controlplane.controllers.podcontrol import pod_from_template, pod_is_ready, slow_start
+from controlplane.controllers.replicaset import set_condition
+
+log = logging.getLogger(__name__)
+
+
+def _finished_condition(job: batch_pb2.Job) -> meta_pb2.Condition | None:
+    for c in job.status.conditions:
+        if c.type in ("Complete", "Failed") and c.status == "True":
+            return c
+    return None
+
+
+def _seconds(ts: Timestamp) -> float:
+    return float(ts.seconds) + ts.nanos / 1e9
+
+
+def _finish_time(pod: core_pb2.Pod) -> float:
+    times = [
+        _seconds(c.state.terminated.finished_at)
+        for c in pod.status.container_statuses
+        if c.state.HasField("terminated")
+    ]
+    return max(times) if times else _seconds(pod.metadata.creation_timestamp)
+
+
+class JobController(Controller):
+    """Runs Jobs' pods to completion."""
+
+    name: ClassVar[str] = "job"
+    default_workers = 5
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(ctx)
+        self.jobs = ctx.informers.informer(batch_pb2.Job)
+        self.pods = ctx.informers.informer(core_pb2.Pod)
+        self.expectations = Expectations(ctx.config.expectations_timeout)
+        self.jobs.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.pods.add_event_handler(self._pod_added, lambda old, new: self._pod_updated(new), self._pod_deleted)
+
+    def _owner_key(self, pod: core_pb2.Pod) -> str | None:
+        ref = controller_of(pod)
+        if ref is None or ref.kind != "Job":
+            return None
+        key = f"{pod.metadata.namespace}/{ref.name}"
+        job = self.jobs.store.get(key)
+        return key if job is not None and job.metadata.uid == ref.uid else None
+
+    def _pod_added(self, pod: core_pb2.Pod) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+
+    def _pod_updated(self, pod: core_pb2.Pod) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            if pod.metadata.HasField("deletion_timestamp"):
+                self.expectations.deletion_observed(key, pod.metadata.uid)
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: core_pb2.Pod) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, pod.metadata.uid)
+            self.queue.add(key)
+
+    def _now(self) -> datetime:
+        return self.ctx.now().replace(microsecond=0)
+
+    async def reconcile(self, key: str) -> None:
+        cached = self.jobs.store.get(key)
+        if cached is None:
+            self.expectations.forget(key)
+            return
+        job = copy(cached)
+        if job.metadata.HasField("deletion_timestamp"):
+            return
+        finished = _finished_condition(job)
+        if finished is not None:
+            await self._delete_when_expired(job, finished)
+            return
+        now = self._now()
+        if not job.status.HasField("start_time"):
+            job.status.start_time.FromDatetime(now)
+        selector = from_label_selector_message(job.spec.selector)
+        candidates = [p for p in self.pods.store.by_index("namespace", job.metadata.namespace)]
+        pods = await claim(self.client, job, candidates, lambda p: selector.matches(p.metadata.labels))
+        active = [
+            p
+            for p in pods
+            if p.status.phase not in ("Succeeded", "Failed") and not p.metadata.HasField("deletion_timestamp")
+        ]
+        succeeded = sum(1 for p in pods if p.status.phase == "Succeeded")
+        failed_pods = [p for p in pods if p.status.phase == "Failed"]
+        failures = len(failed_pods)
+        if job.spec.template.spec.restart_policy == "OnFailure":
+            failures += sum(c.restart_count for p in active for c in p.status.container_statuses)
+        # Counts never go back (a failed pod deleted by hand is still a failure that happened).
+        succeeded = max(succeeded, job.status.succeeded)
+        failures = max(failures, job.status.failed)
+        completions = job.spec.completions if job.spec.HasField("completions") else None
+        parallelism = job.spec.parallelism if job.spec.HasField("parallelism") else 1
+
+        failure: tuple[str, str] | None = None
+        if failures > job.spec.backoff_limit:
+            failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        elif job.spec.HasField("active_deadline_seconds"):
+            elapsed = now.timestamp() - _seconds(job.status.start_time)
+            if elapsed >= job.spec.active_deadline_seconds:
+                failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+            else:
+                self.queue.add_after(key, job.spec.active_deadline_seconds - elapsed + 0.1)
+        complete = (succeeded >= completions) if completions is not None else (succeeded > 0 and not active)
+
+        error: ApiError | None = None
+        if failure is not None:
+            await self._delete_pods(key, job, active)
+            active = []
+        elif not complete and not job.spec.suspend and self.expectations.satisfied(key):
+            try:
+                active = await self._manage(
+                    key, job, active, succeeded, failed_pods, failures, completions, parallelism
+                )
+            except ApiError as err:
+                error = err
+        elif complete and active:
+            await self._delete_pods(key, job, active)  # enough completions: the rest are not needed
+            active = []
+        elif job.spec.suspend and active:
+            await self._delete_pods(key, job, active)
+            active = []
+
+        status = copy(job.status)
+        status.active = len(active)
+        status.succeeded = succeeded
+        status.failed = failures
+        status.ready = sum(1 for p in active if pod_is_ready(p))
+        conditions = list(status.conditions)
+        if failure is not None:
+            cond = meta_pb2.Condition(type="Failed", status="True", reason=failure[0], message=failure[1])
+            cond.last_transition_time.FromDatetime(now)
+            cond.last_probe_time.FromDatetime(now)
+            conditions = set_condition(conditions, cond)
+            self.recorder.event(job, WARNING, failure[0], failure[1])
+        elif complete and not active:
+            cond = meta_pb2.Condition(type="Complete", status="True")
+            cond.last_transition_time.FromDatetime(now)
+            cond.last_probe_time.FromDatetime(now)
+            conditions = set_condition(conditions, cond)
+            status.completion_time.FromDatetime(now)
+            self.recorder.event(job, NORMAL, "Completed", "Job completed")
+        del status.conditions[:]
+        status.conditions.extend(conditions)
+        if status != job.status:
+            job.status.CopyFrom(status)
+            with contextlib.suppress(NotFoundError):
+                job = await self.client.update_status(job)
+            finished = _finished_condition(job)
+            if finished is not None:
+                await self._delete_when_expired(job, finished)
+        if error is not None:
+            raise error
+
+    async def _manage(
+        self,
+        key: str,
+        job: batch_pb2.Job,
+        active: list[core_pb2.Pod],
+        succeeded: int,
+        failed_pods: list[core_pb2.Pod],
+        failures: int,
+        completions: int | None,
+        parallelism: int,
+    ) -> list[core_pb2.Pod]:
+        if completions is None:
+            want = parallelism if succeeded == 0 else 0
+        else:
+            want = min(parallelism, completions - succeeded)
+        if len(active) > want:
+            extra = sorted(active, key=lambda p: (1 if p.spec.node_name else 0, 1 if pod_is_ready(p) else 0))
+            await self._delete_pods(key, job, extra[: len(active) - want])
+            return extra[len(active) - want :]
+        missing = min(want - len(active), self.config.burst_replicas)
+        if missing <= 0:
+            return active
+        if failed_pods:
+            delay = min(self.config.job_backoff_base * 2 ** (len(failed_pods) - 1), self.config.job_backoff_max)
+            wait = max(_finish_time(p) for p in failed_pods) + delay - self.ctx.now().timestamp()
+            if wait > 0:
+                self.queue.add_after(key, wait)  # back off before retrying after a failure
+                return active
+        self.expectations.expect_creations(key, missing)
+
+        async def create_one() -> None:
+            pod = pod_from_template(
+                job.spec.template, job, generate_name=f"{job.metadata.name}-", namespace=job.metadata.namespace
+            )
+            try:
+                created = await self.client.create(pod)
+            except ApiError:
+                self.expectations.creation_observed(key)
+                raise
+            self.recorder.event(job, NORMAL, "SuccessfulCreate", f"Created pod: {created.metadata.name}")
+
+        done, err = await slow_start(missing, create_one)
+        for _ in range(missing - done - (1 if err else 0)):
+            self.expectations.creation_observed(key)
+        if err is not None:
+            self.recorder.event(job, WARNING, "FailedCreate", f"Error creating: {err}")
+            raise err
+        return active + [core_pb2.Pod()] * done  # counted as active until the cache shows them
+
+    async def _delete_pods(self, key: str, job: batch_pb2.Job, pods: list[core_pb2.Pod]) -> None:
+        self.expectations.expect_deletions(key, [p.metadata.uid for p in pods])
+        for p in pods:
+            try:
+                await self.client.delete(core_pb2.Pod, p.metadata.name, p.metadata.namespace, uid=p.metadata.uid)
+                self.recorder.event(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
+            except NotFoundError:
+                self.expectations.deletion_observed(key, p.metadata.uid)
+
+    async def _delete_when_expired(self, job: batch_pb2.Job, finished: meta_pb2.Condition) -> None:
+        if not job.spec.HasField("ttl_seconds_after_finished"):
+            return
+        expires = _seconds(finished.last_transition_time) + job.spec.ttl_seconds_after_finished
+        left = expires - self.ctx.now().timestamp()
+        if left > 0:
+            self.queue.add_after(object_key(job), left + 0.1)
+            return
+        with contextlib.suppress(NotFoundError):
+            # Background propagation: the garbage collector removes its pods.
+            await self.client.delete(
+                batch_pb2.Job,
+                job.metadata.name,
+                job.metadata.namespace,
+                uid=job.metadata.uid,
+                propagation_policy="Background",
+            )

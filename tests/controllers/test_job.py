@@ -1,0 +1,118 @@
+"""Job controller against a real API server; the test plays the agent by writing pod phases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.api.errors import NotFoundError
+from controlplane.api.objects import from_manifest
+from controlplane.api.pb import batch_pb2
+from controlplane.client.client import ApiClient
+from tests.controllers.conftest import StartManager, pods_of, set_pod_state
+from tests.helpers import eventually_async
+
+
+def job(name: str, namespace: str, **spec: Any) -> batch_pb2.Job:
+    return from_manifest(  # type: ignore[return-value]
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "command": ["true"]}]},
+                },
+                **spec,
+            },
+        }
+    )
+
+
+async def condition(client: ApiClient, namespace: str, type_: str, reason: str = "") -> bool:
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    return any(
+        c.type == type_ and c.status == "True" and (not reason or c.reason == reason) for c in j.status.conditions
+    )
+
+
+async def running_pods(client: ApiClient, namespace: str) -> list[Any]:
+    return [p for p in await pods_of(client, namespace) if p.status.phase in ("Pending", "Running")]
+
+
+async def test_job_runs_completions_with_bounded_parallelism(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"])
+    await client.create(job("work", namespace, completions=3, parallelism=2))
+    finished = 0
+    while finished < 3:
+
+        async def some_running() -> bool:
+            return len(await running_pods(client, namespace)) > 0
+
+        await eventually_async(some_running)
+        running = await running_pods(client, namespace)
+        assert len(running) <= 2
+        await set_pod_state(client, running[0], "Succeeded")
+        finished += 1
+    await eventually_async(lambda: condition(client, namespace, "Complete"))
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    assert j.status.succeeded == 3 and j.status.active == 0
+    assert j.status.HasField("completion_time")
+    assert len(await pods_of(client, namespace)) == 3
+
+
+async def test_job_fails_after_backoff_limit_failures(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"], job_backoff_base=0.2)
+    await client.create(job("work", namespace, backoffLimit=1))
+    for attempt in range(2):
+
+        async def new_pod(n: int = attempt) -> bool:
+            return len(await pods_of(client, namespace)) == n + 1 and len(await running_pods(client, namespace)) == 1
+
+        await eventually_async(new_pod)
+        (pod,) = await running_pods(client, namespace)
+        await set_pod_state(client, pod, "Failed")
+    await eventually_async(lambda: condition(client, namespace, "Failed", "BackoffLimitExceeded"))
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    assert j.status.failed == 2
+    assert len(await pods_of(client, namespace)) == 2, "no retry after the limit"
+
+
+async def test_job_past_its_active_deadline_fails_and_stops_its_pods(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"])
+    await client.create(job("work", namespace, activeDeadlineSeconds=1, parallelism=2, completions=2))
+    await eventually_async(lambda: condition(client, namespace, "Failed", "DeadlineExceeded"), timeout=15)
+
+    async def stopped() -> bool:
+        return await running_pods(client, namespace) == []
+
+    await eventually_async(stopped)
+
+
+async def test_finished_job_is_deleted_after_its_ttl(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"])
+    await client.create(job("work", namespace, ttlSecondsAfterFinished=1))
+
+    async def one_pod() -> bool:
+        return len(await running_pods(client, namespace)) == 1
+
+    await eventually_async(one_pod)
+    (pod,) = await running_pods(client, namespace)
+    await set_pod_state(client, pod, "Succeeded")
+    await eventually_async(lambda: condition(client, namespace, "Complete"))
+
+    async def gone() -> bool:
+        try:
+            await client.get(batch_pb2.Job, "work", namespace)
+        except NotFoundError:
+            return True
+        return False
+
+    await eventually_async(gone, timeout=15)
