@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from controlplane.controllers.base import Controller
 from controlplane.controllers.deployment import DeploymentController
+from controlplane.controllers.endpoints import EndpointsController
+from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.job import JobController
+from controlplane.controllers.namespace import NamespaceController
 from controlplane.controllers.replicaset import ReplicaSetController
 
 CONTROLLERS: dict[str, type[Controller]] = {
@@ -13,5 +16,8 @@ CONTROLLERS: dict[str, type[Controller]] = {
         ReplicaSetController,
         DeploymentController,
         JobController,
+        EndpointsController,
+        NamespaceController,
+        GarbageCollector,
     )
 }
