@@ -284,10 +284,14 @@ class NodeManager:
 
     async def run(self) -> None:
         """Heartbeat and conditions until cancelled (errors are logged and retried next round)."""
+        cut_off = False
         while True:
             try:
                 await self.renew_lease()
-                await self.update_conditions()
+                # Back after a failure: the node lifecycle controller may have marked us Unknown meanwhile.
+                await self.update_conditions(force=cut_off)
+                cut_off = False
             except ApiError as err:
                 log.warning("node heartbeat: %s", err.message)
+                cut_off = True
             await asyncio.sleep(self.config.lease_interval)

@@ -61,6 +61,12 @@ def pod_matches_node_selection(pod: core_pb2.Pod, node: core_pb2.Node) -> bool:
     return True
 
 
+TAINT_UNREACHABLE = "node.navarch.io/unreachable"
+"""NoExecute taint of a node whose agent stopped renewing its Lease (Ready=Unknown)."""
+TAINT_NOT_READY = "node.navarch.io/not-ready"
+"""NoExecute taint of a node whose agent reports Ready=False."""
+
+
 def tolerates(toleration: core_pb2.Toleration, taint: core_pb2.Taint) -> bool:
     """Whether one toleration covers one taint."""
     if toleration.effect and toleration.effect != taint.effect:

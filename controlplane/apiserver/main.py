@@ -49,6 +49,10 @@ class ApiServerConfig:
     """How long to wait for etcd at start before giving up."""
     etcd_health_interval: float = 5.0
     """Seconds between etcd health checks (reported as the ``etcd`` health service)."""
+    default_not_ready_toleration_seconds: int = 30
+    """How long a pod without its own toleration stays on a node reporting Ready=False."""
+    default_unreachable_toleration_seconds: int = 30
+    """How long a pod without its own toleration stays on a node whose agent went silent."""
 
 
 class ApiServer:
@@ -68,7 +72,12 @@ class ApiServer:
             )
             for info in kinds.KINDS
         }
-        self.registry = Registry(self.store, self.caches)
+        self.registry = Registry(
+            self.store,
+            self.caches,
+            not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
+        )
         self.proxy = PodProxy(self.registry)
         self.server = transport.make_server()
         self.port = 0
@@ -175,6 +184,20 @@ async def serve(config: ApiServerConfig) -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds to wait for etcd at start before exiting.",
 )
+@click.option(
+    "--default-not-ready-toleration-seconds",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Toleration of node.navarch.io/not-ready:NoExecute added to pods without one.",
+)
+@click.option(
+    "--default-unreachable-toleration-seconds",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Toleration of node.navarch.io/unreachable:NoExecute added to pods without one.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: str,
@@ -186,6 +209,8 @@ def main(
     etcd_server_name: str | None,
     insecure_allow_non_loopback: bool,
     etcd_startup_timeout: float,
+    default_not_ready_toleration_seconds: int,
+    default_unreachable_toleration_seconds: int,
     verbose: bool,
 ) -> None:
     """Serve the Navarch API, backed by etcd."""
@@ -214,6 +239,8 @@ def main(
         listen=listen,
         watch_cache_window=watch_cache_window,
         startup_timeout=etcd_startup_timeout,
+        default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
     )
     try:
         asyncio.run(serve(config))

@@ -31,7 +31,9 @@ from controlplane.api.errors import (
 )
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, from_manifest, merge_patch, meta, to_manifest
+from controlplane.api.pb import core_pb2
 from controlplane.api.selectors import parse_field_selector, parse_label_selector
+from controlplane.apiserver.admission import add_default_tolerations
 from controlplane.apiserver.strategy import Strategy, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
@@ -79,8 +81,18 @@ class ListResult:
 class Registry:
     """Generic create/get/list/update/patch/delete/watch over the store and the watch caches."""
 
-    def __init__(self, store: Store, caches: dict[str, WatchCache], *, now: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        caches: dict[str, WatchCache],
+        *,
+        now: Callable[[], datetime] | None = None,
+        not_ready_toleration_seconds: int = 30,
+        unreachable_toleration_seconds: int = 30,
+    ):
         self.store = store
+        self.not_ready_toleration_seconds = not_ready_toleration_seconds
+        self.unreachable_toleration_seconds = unreachable_toleration_seconds
         self.caches = caches
         self._now = now or (lambda: datetime.now(UTC))
         self._strategies = {info.kind: for_kind(info) for info in kinds.KINDS}
@@ -115,6 +127,12 @@ class Registry:
         m.ClearField("deletion_timestamp")
         m.ClearField("deletion_grace_period_seconds")
         self.strategy(info).prepare_for_create(obj)
+        if isinstance(obj, core_pb2.Pod):
+            add_default_tolerations(
+                obj,
+                not_ready_seconds=self.not_ready_toleration_seconds,
+                unreachable_seconds=self.unreachable_toleration_seconds,
+            )
         validation.validate(obj)
         if info.namespaced:
             await self._require_active_namespace(m.namespace, obj)

@@ -8,7 +8,9 @@ from controlplane.controllers.endpoints import EndpointsController
 from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.job import JobController
 from controlplane.controllers.namespace import NamespaceController
+from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.controllers.replicaset import ReplicaSetController
+from controlplane.controllers.tainteviction import TaintEvictionController
 
 CONTROLLERS: dict[str, type[Controller]] = {
     c.name: c
@@ -19,5 +21,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         EndpointsController,
         NamespaceController,
         GarbageCollector,
+        NodeLifecycleController,
+        TaintEvictionController,
     )
 }
