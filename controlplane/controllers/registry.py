@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from controlplane.controllers.base import Controller
+from controlplane.controllers.daemonset import DaemonSetController
 from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.endpoints import EndpointsController
 from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.job import JobController
 from controlplane.controllers.namespace import NamespaceController
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.podgc import PodGCController
 from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.controllers.tainteviction import TaintEvictionController
 
@@ -17,11 +19,13 @@ CONTROLLERS: dict[str, type[Controller]] = {
     for c in (
         ReplicaSetController,
         DeploymentController,
+        DaemonSetController,
         JobController,
         EndpointsController,
         NamespaceController,
         GarbageCollector,
         NodeLifecycleController,
         TaintEvictionController,
+        PodGCController,
     )
 }

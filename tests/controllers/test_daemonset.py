@@ -1,0 +1,128 @@
+"""DaemonSet controller with hollow nodes (which report bound pods Running and Ready) on a real API server."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from controlplane.api.errors import NotFoundError
+from controlplane.api.objects import from_manifest
+from controlplane.api.pb import apps_pb2, core_pb2
+from controlplane.client.client import ApiClient
+from controlplane.controllers.daemonset import HASH_LABEL
+from controlplane.controllers.podcontrol import pod_is_ready
+from tests.controllers.conftest import StartManager, pods_of
+from tests.controllers.test_deployment import PodHistory
+from tests.helpers import eventually_async
+from tests.scheduler.conftest import StartHollow
+
+
+def daemonset(name: str, namespace: str, *, version: str = "1", **spec: Any) -> apps_pb2.DaemonSet:
+    return from_manifest(  # type: ignore[return-value]
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [
+                            {"name": "main", "command": ["sleep", "3600"], "env": [{"name": "V", "value": version}]}
+                        ],
+                        **spec.pop("pod", {}),
+                    },
+                },
+                **spec,
+            },
+        }
+    )
+
+
+async def nodes_with_pods(client: ApiClient, namespace: str) -> list[str]:
+    return sorted(p.spec.node_name for p in await pods_of(client, namespace))
+
+
+async def all_nodes(client: ApiClient) -> list[str]:
+    return sorted(n.metadata.name for n in (await client.list(core_pb2.Node)).items)
+
+
+async def test_daemonset_follows_nodes_joining_tainted_and_leaving(
+    client: ApiClient, namespace: str, hollow: StartHollow, start_manager: StartManager
+) -> None:
+    await hollow(2)
+    await start_manager(["daemonset"])
+    await client.create(daemonset("agent", namespace))
+
+    async def one_per_node() -> bool:
+        return await nodes_with_pods(client, namespace) == await all_nodes(client)
+
+    await eventually_async(one_per_node)
+    await hollow(1)  # a node joins
+    await eventually_async(one_per_node)
+    assert len(await pods_of(client, namespace)) == 3
+    victim, tainted, *_ = await all_nodes(client)
+    node = await client.get(core_pb2.Node, tainted)
+    node.spec.taints.add(key="dedicated", value="db", effect="NoSchedule")
+    await client.update(node)
+
+    async def left_tainted() -> bool:
+        return tainted not in await nodes_with_pods(client, namespace) and len(await pods_of(client, namespace)) == 2
+
+    await eventually_async(left_tainted)
+    with contextlib.suppress(NotFoundError):  # a node leaves the cluster
+        await client.delete(core_pb2.Node, victim)
+
+    async def left_deleted() -> bool:
+        return victim not in await nodes_with_pods(client, namespace) and len(await pods_of(client, namespace)) == 1
+
+    await eventually_async(left_deleted)
+    ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
+    assert ds.status.desired_number_scheduled in (1, 2)  # the hollow node may re-register the deleted node
+
+
+async def test_daemonset_node_selector_limits_placement(
+    client: ApiClient, namespace: str, hollow: StartHollow, start_manager: StartManager
+) -> None:
+    await hollow(1, labels={"role": "edge"})
+    await hollow(2, labels={"role": "core"})
+    await start_manager(["daemonset"])
+    await client.create(daemonset("edge", namespace, pod={"nodeSelector": {"role": "edge"}}))
+
+    async def only_edge() -> bool:
+        nodes = await nodes_with_pods(client, namespace)
+        if len(nodes) != 1:
+            return False
+        node = await client.get(core_pb2.Node, nodes[0])
+        return node.metadata.labels.get("role") == "edge"
+
+    await eventually_async(only_edge)
+
+
+@pytest.mark.parametrize("max_unavailable", [1, 2])
+async def test_daemonset_rolling_update_keeps_max_unavailable(
+    client: ApiClient, namespace: str, hollow: StartHollow, start_manager: StartManager, max_unavailable: int
+) -> None:
+    await hollow(4)
+    await start_manager(["daemonset"])
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}}
+    await client.create(daemonset("agent", namespace, updateStrategy=strategy))
+
+    async def settled(version: str) -> bool:
+        pods = await pods_of(client, namespace)
+        return len(pods) == 4 and all(p.spec.containers[0].env[0].value == version and pod_is_ready(p) for p in pods)
+
+    await eventually_async(lambda: settled("1"))
+    async with PodHistory(client, namespace).running() as history:
+        history.samples.clear()
+        ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
+        ds.spec.template.spec.containers[0].env[0].value = "2"
+        await client.update(ds)
+        await eventually_async(lambda: settled("2"), timeout=30)
+    assert min(ready for _, ready, _ in history.samples) >= 4 - max_unavailable
+    ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
+    assert ds.status.updated_number_scheduled == 4
+    assert len({p.metadata.labels[HASH_LABEL] for p in await pods_of(client, namespace)}) == 1
