@@ -139,7 +139,8 @@ class ContainerProcess:
         try:
             if alive(self.shim_pid, self.shim_start):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done, 5.0)  # re-check now and then in case of a missed wake-up
+                    async with asyncio.timeout(5.0):  # re-check now and then in case of a missed wake-up
+                        await done
         finally:
             loop.remove_reader(fd)
             os.close(fd)

@@ -168,7 +168,10 @@ class WatchCache:
         """Keep the cache in sync with etcd until cancelled."""
         backoff = 0.1
         need_list = True
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError()  # a cancellation some library call swallowed: stop anyway
             try:
                 if need_list:
                     await self._relist()

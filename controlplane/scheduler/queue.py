@@ -169,7 +169,8 @@ class SchedulingQueue:
                 return None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
+                async with asyncio.timeout(max(0.0, wait)):  # not wait_for: it can swallow a cancellation
+                    await self._wake.wait()
 
     def _flush(self, now: float) -> None:
         while self._backoff and self._backoff[0][0] <= now:

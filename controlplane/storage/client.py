@@ -144,7 +144,10 @@ class EtcdClient:
             left = deadline - time.monotonic()
             attempt = max(0.05, min(self.config.attempt_timeout, left))
             try:
-                return await asyncio.wait_for(op(attempt), attempt + 0.5)
+                # asyncio.timeout, not wait_for: wait_for (3.11) can swallow a cancellation that arrives as
+                # the call completes, leaving its caller's loop running after shutdown.
+                async with asyncio.timeout(attempt + 0.5):
+                    return await op(attempt)
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.OUT_OF_RANGE:
                     raise GoneError(f"the requested revision has been compacted: {err.details()}") from err

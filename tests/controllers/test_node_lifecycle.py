@@ -15,7 +15,7 @@ from controlplane.api.objects import from_manifest
 from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.api.placement import TAINT_UNREACHABLE
 from controlplane.client.client import ApiClient
-from controlplane.controllers.nodelifecycle import LEASE_NAMESPACE, ZONE_LABEL, ready_status
+from controlplane.controllers.nodelifecycle import LEASE_NAMESPACE, ZONE_LABEL, NodeLifecycleController, ready_status
 from tests.controllers.conftest import StartManager
 from tests.helpers import eventually_async
 from tests.scheduler.conftest import StartHollow
@@ -29,9 +29,9 @@ async def silent_node(client: ApiClient) -> AsyncIterator[Any]:
     made: list[str] = []
 
     async def make(name: str, zone: str = "") -> core_pb2.Node:
-        node = from_manifest(
-            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {ZONE_LABEL: zone}}}
-        )
+        node = core_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = name
+        node.metadata.labels[ZONE_LABEL] = zone
         node = await client.create(node)
         node.status.conditions.add(type="Ready", status="True", reason="AgentReady")
         node = await client.update_status(node)
@@ -131,7 +131,8 @@ async def test_mostly_failed_small_zone_is_not_evicted(
     controller = manager.controllers[0]
 
     async def partial() -> bool:
-        return controller.zone_states.get("zone-a") == "PartialDisruption"  # type: ignore[attr-defined]
+        assert isinstance(controller, NodeLifecycleController)
+        return controller.zone_states.get("zone-a") == "PartialDisruption"
 
     await eventually_async(partial, timeout=5)
     syncs = controller.syncs

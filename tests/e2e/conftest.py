@@ -35,6 +35,7 @@ class AgentProcess:
     data_dir: Path
     server: str
     extra: list[str] = field(default_factory=list)
+    node_ip: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -49,11 +50,11 @@ class AgentProcess:
                 "--node-name",
                 self.node,
                 "--node-ip",
-                "127.0.0.1",
+                self.node_ip,
                 "--data-dir",
                 str(self.data_dir),
                 "--listen",
-                "127.0.0.1:0",
+                f"{self.node_ip}:0",
                 "--lease-interval",
                 "1",
                 "--backoff-initial",
@@ -90,13 +91,13 @@ StartAgent = Callable[..., Coroutine[Any, Any, AgentProcess]]
 
 @pytest.fixture
 async def start_agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -> AsyncIterator[StartAgent]:
-    """``await start_agent(*flags)``: a fresh node with its own agent, Ready; every process it started is gone
-    after the test."""
+    """``await start_agent(*flags, node_ip=...)``: a fresh node with its own agent, Ready; every process it
+    started is gone after the test."""
     started: list[AgentProcess] = []
 
-    async def start(*extra: str) -> AgentProcess:
+    async def start(*extra: str, node_ip: str = "127.0.0.1") -> AgentProcess:
         node = f"node-{uuid.uuid4().hex[:8]}"
-        a = AgentProcess(node, tmp_path / node, f"127.0.0.1:{apiserver.port}", list(extra))
+        a = AgentProcess(node, tmp_path / node, f"127.0.0.1:{apiserver.port}", list(extra), node_ip)
         started.append(a)
         a.start()
 
