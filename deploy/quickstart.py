@@ -1,5 +1,6 @@
-"""Start etcd, navarch-apiserver and one node agent on loopback; create a Pod with grpcurl, watch it run,
-read its logs and exec into it with the navarch CLI.
+"""Start etcd, navarch-apiserver, one node agent, the scheduler and the controller manager on loopback;
+create a Pod with grpcurl, watch it run, read its logs and exec into it with the navarch CLI; then apply a
+Deployment, follow its rollout and scale it.
 
 Run through ``bash deploy/quickstart.sh``, which prepares the virtual environment.
 """
@@ -70,6 +71,32 @@ def wait_for(env: Mapping[str, str], args: list[str], wanted: str, daemon: proce
     raise SystemExit(f"navarch {' '.join(args)} never printed {wanted}; see {daemon.log_path}")
 
 
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: main
+        command: ["sh", "-c", "echo serving; exec sleep 3600"]
+"""
+
+
+def show(env: Mapping[str, str], address: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a navarch command as a user would type it, and print what it printed."""
+    print(f"$ NAVARCH_SERVER={address} navarch {shlex.join(args)}")
+    shown = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=90, env=env, check=False)
+    print((shown.stdout + shown.stderr).rstrip() + "\n")
+    return shown
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exit", action="store_true", help="stop everything after the demonstration")
@@ -82,6 +109,13 @@ def main() -> int:
     print(f"etcd            {etcd.endpoints[0]}   (data in {data_dir / 'etcd'})")
     apiserver = processes.apiserver(etcd.endpoints, address, data_dir / "apiserver.log").start()
     agent = processes.agent([address], NODE, "127.0.0.1", data_dir / "agent", data_dir / "agent.log")
+    status_port = "0" if opts.port == 0 else None
+    scheduler = processes.scheduler(
+        [address], f"127.0.0.1:{status_port or 10259}", data_dir / "scheduler.log", "--leader-elect"
+    )
+    controllers = processes.controller_manager(
+        [address], f"127.0.0.1:{status_port or 10257}", data_dir / "controller-manager.log", "--leader-elect"
+    )
     env = {**os.environ, "NAVARCH_SERVER": address}
     try:
         assert apiserver.proc is not None
@@ -89,7 +123,11 @@ def main() -> int:
         print(f"apiserver       {address}   (log in {data_dir / 'apiserver.log'})")
         agent.start()
         wait_for(env, ["get", "node", NODE, "-o", "jsonpath={.status.conditions[0].status}"], "True", agent)
-        print(f"agent           node {NODE}   (log in {data_dir / 'agent.log'})\n")
+        print(f"agent           node {NODE}   (log in {data_dir / 'agent.log'})")
+        scheduler.start()
+        print(f"scheduler       (log in {data_dir / 'scheduler.log'})")
+        controllers.start()
+        print(f"controllers     (log in {data_dir / 'controller-manager.log'})\n")
         print(f"$ grpcurl -plaintext {address} list")
         print(grpcurl(address, "list"))
         pod = {
@@ -123,11 +161,25 @@ def main() -> int:
             ["get", "pods", "-o", "wide"],
             ["logs", "hello"],
             ["exec", "hello", "--", "sh", "-c", "echo running in $PWD"],
+        ):
+            show(env, address, args)
+        manifest = data_dir / "web.yaml"
+        manifest.write_text(DEPLOYMENT)
+        print(f"$ cat web.yaml\n{DEPLOYMENT}")
+        for args in (
+            ["apply", "-f", str(manifest)],
+            ["rollout", "status", "deployment", "web", "--timeout", "60"],
+            ["get", "deployments"],
+            ["get", "replicasets", "-l", "app=web"],
+            ["scale", "deployment", "web", "--replicas", "3"],
+            ["rollout", "status", "deployment", "web", "--timeout", "60"],
+            ["get", "pods", "-l", "app=web", "-o", "wide"],
             ["cluster-info"],
         ):
-            print(f"$ NAVARCH_SERVER={address} navarch {shlex.join(args)}")
-            shown = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=30, env=env, check=False)
-            print((shown.stdout + shown.stderr).rstrip() + "\n")
+            shown = show(env, address, args)
+            if shown.returncode != 0:
+                print("the deployment did not roll out; see the logs above the demonstration", file=sys.stderr)
+                return 1
         if opts.exit:
             return 0
         print("The cluster is running. Press Ctrl-C to stop it.")
@@ -137,11 +189,14 @@ def main() -> int:
         except KeyboardInterrupt:
             return 0
     finally:
+        controllers.stop()
+        scheduler.stop()
         agent.stop()
         processes.kill_workloads(data_dir / "agent")
         apiserver.stop()
         etcd.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not os.environ.get("NAVARCH_QUICKSTART_KEEP"):
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -154,6 +154,8 @@ class WatchCache:
         self.progress_interval = progress_interval
         self.objects: dict[str, Message] = {}
         self.revision = 0
+        self.event_revision = 0
+        """The revision up to which the cache is proven by events or reads (progress notifications excluded)."""
         self._window_start = 0  # history holds every event with revision > _window_start
         self._history: collections.deque[CacheEvent] = collections.deque()
         self._watchers: set[CacheWatcher] = set()
@@ -187,6 +189,7 @@ class WatchCache:
                 ):
                     # Nothing of this kind changed meanwhile (the usual case for a quiet kind): current at once.
                     self.revision = current
+                    self.event_revision = current
                     self._progress_trusted_from = 0
                     await self._notify_advanced()
                 async with asyncio.TaskGroup() as tg:
@@ -228,6 +231,7 @@ class WatchCache:
             watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
         self.objects = objects
         self.revision = page.revision
+        self.event_revision = page.revision
         self._window_start = page.revision
         self._history.clear()
         self.ready.set()
@@ -258,6 +262,8 @@ class WatchCache:
                 self._window_start = self._history.popleft().revision
             for watcher in list(self._watchers):
                 watcher.offer(ev)
+        if batch.events:
+            self.event_revision = max(self.event_revision, batch.revision)
         if batch.events or self.revision >= self._progress_trusted_from:
             self.revision = max(self.revision, batch.revision)
 
@@ -279,15 +285,42 @@ class WatchCache:
         return True
 
     async def wait_fresh(self, timeout: float = 3.0) -> bool:
-        """Wait until the cache is as current as etcd is now (a consistent read); False on timeout."""
+        """Wait until the cache is as current as etcd is now (a consistent read); False on timeout.
+
+        Progress notifications cannot prove it: etcd before 3.5.8 may announce a revision while events up to
+        it are still on their way. So one keys-only read at etcd's current revision gives this kind's object
+        count and newest mod_revision, and the cache is current once its events reach that revision with the
+        same count (a pending delete would leave it one object too many; a pending write, behind)."""
         await asyncio.wait_for(self.ready.wait(), timeout)
         current = await self.store.client.current_revision()
-        if self.revision >= current:
+        if self.event_revision >= current:
             return True
-        if self.revision < self._progress_trusted_from:
-            return False  # catching up after a reconnect: progress notifications cannot prove freshness yet
-        self.request_progress()
-        return await self.wait_for_revision(current, timeout)
+        count, newest = await self.store.key_summary(self.info, current)
+
+        def caught_up() -> bool:
+            if self.event_revision >= current:
+                return True  # events arrive in order: everything up to ``current`` is in
+            return self.event_revision >= newest and len(self.objects) == count
+
+        if not caught_up():
+            try:
+                async with asyncio.timeout(timeout), self._advanced:
+                    await self._advanced.wait_for(caught_up)
+            except TimeoutError:
+                log.warning(
+                    "watch cache %s: not current after %.1fs (events to %d, etcd at %d); reading etcd",
+                    self.info.plural,
+                    timeout,
+                    self.event_revision,
+                    current,
+                )
+                return False
+        if self.event_revision < current:
+            # Proven: nothing of this kind is pending up to ``current``.
+            self.event_revision = current
+            self.revision = max(self.revision, current)
+            await self._notify_advanced()
+        return True
 
     @property
     def oldest_revision(self) -> int:

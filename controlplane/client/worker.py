@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeVar
 
+from controlplane.api.errors import ConflictError
 from controlplane.client.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,11 @@ async def process_queue(
                 log.error("%s: giving up on %s after %d retries: %s", queue.name, key, max_retries, err)
                 queue.forget(key)
             else:
-                log.warning("%s: reconcile %s failed (retry %d): %s", queue.name, key, queue.num_requeues(key) + 1, err)
+                # A conflict is optimistic concurrency at work (the cache lagged a write), not a problem.
+                level = logging.DEBUG if isinstance(err, ConflictError) else logging.WARNING
+                log.log(
+                    level, "%s: reconcile %s failed (retry %d): %s", queue.name, key, queue.num_requeues(key) + 1, err
+                )
                 queue.add_rate_limited(key)
         else:
             queue.forget(key)

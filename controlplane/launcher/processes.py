@@ -57,6 +57,18 @@ def apiserver(etcd_endpoints: Sequence[str], listen: str, log_path: Path, *extra
     return Daemon("apiserver", argv, log_path)
 
 
+def scheduler(servers: Sequence[str], listen: str, log_path: Path, *extra: str) -> Daemon:
+    """A ``navarch-scheduler`` daemon (not started)."""
+    argv = [str(BIN / "navarch-scheduler"), "--server", ",".join(servers), "--listen", listen, *extra]
+    return Daemon("scheduler", argv, log_path)
+
+
+def controller_manager(servers: Sequence[str], listen: str, log_path: Path, *extra: str) -> Daemon:
+    """A ``navarch-controller-manager`` daemon (not started)."""
+    argv = [str(BIN / "navarch-controller-manager"), "--server", ",".join(servers), "--listen", listen, *extra]
+    return Daemon("controller-manager", argv, log_path)
+
+
 def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, log_path: Path, *extra: str) -> Daemon:
     """A ``navarch-agent`` daemon listening on ``node_ip`` (port chosen by the OS), not started."""
     argv = [

@@ -170,6 +170,17 @@ class Store:
         # A create or change shows as a newer mod_revision; a delete (without a create) as a smaller count.
         return len(resp.kvs) == keys and all(kv.mod_revision <= after for kv in resp.kvs)
 
+    async def key_summary(self, info: KindInfo, revision: int) -> tuple[int, int]:
+        """(how many objects of a kind exist, their newest mod_revision) at ``revision`` (a keys-only read)."""
+        prefix = kind_prefix(info)
+        resp = await self.client.call(
+            lambda t: self.client.kv.get(
+                prefix, range_end=prefix_end(prefix), revision=revision, keys_only=True, timeout=t
+            ),
+            f"summarize {prefix}",
+        )
+        return len(resp.kvs), max((int(kv.mod_revision) for kv in resp.kvs), default=0)
+
     async def compact(self, revision: int) -> None:
         """Discard history before ``revision`` (used by operators and tests)."""
         await self.client.call(lambda t: self.client.kv.compact(revision, physical=True, timeout=t), "compact")
