@@ -120,3 +120,17 @@ async def next_events(stream: Any, count: int, timeout: float = 10.0, *, skip_bo
                 continue
             out.append(ev)
     return out
+
+
+async def change(client: Any, kind: Any, name: str, namespace: str, mutate: Callable[[Any], None]) -> Any:
+    """Read, change and write an object, again on a conflict (controllers write the same objects)."""
+    from controlplane.api.errors import ConflictError
+
+    for _ in range(20):
+        obj = await client.get(kind, name, namespace)
+        mutate(obj)
+        try:
+            return await client.update(obj)
+        except ConflictError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{name}: could not update it for the conflicts")

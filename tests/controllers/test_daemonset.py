@@ -15,7 +15,7 @@ from controlplane.controllers.daemonset import HASH_LABEL
 from controlplane.controllers.podcontrol import pod_is_ready
 from tests.controllers.conftest import StartManager, pods_of
 from tests.controllers.test_deployment import PodHistory
-from tests.helpers import eventually_async
+from tests.helpers import change, eventually_async
 from tests.scheduler.conftest import StartHollow
 
 
@@ -42,6 +42,10 @@ def daemonset(name: str, namespace: str, *, version: str = "1", **spec: Any) -> 
     )
 
 
+def set_version(obj: Any, version: str) -> None:
+    obj.spec.template.spec.containers[0].env[0].value = version
+
+
 async def nodes_with_pods(client: ApiClient, namespace: str) -> list[str]:
     return sorted(p.spec.node_name for p in await pods_of(client, namespace))
 
@@ -65,9 +69,13 @@ async def test_daemonset_follows_nodes_joining_tainted_and_leaving(
     await eventually_async(one_per_node)
     assert len(await pods_of(client, namespace)) == 3
     victim, tainted, *_ = await all_nodes(client)
-    node = await client.get(core_pb2.Node, tainted)
-    node.spec.taints.add(key="dedicated", value="db", effect="NoSchedule")
-    await client.update(node)
+    await change(
+        client,
+        core_pb2.Node,
+        tainted,
+        "",
+        lambda n: n.spec.taints.add(key="dedicated", value="db", effect="NoSchedule"),
+    )
 
     async def left_tainted() -> bool:
         return tainted not in await nodes_with_pods(client, namespace) and len(await pods_of(client, namespace)) == 2
@@ -118,9 +126,7 @@ async def test_daemonset_rolling_update_keeps_max_unavailable(
     await eventually_async(lambda: settled("1"))
     async with PodHistory(client, namespace).running() as history:
         history.samples.clear()
-        ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
-        ds.spec.template.spec.containers[0].env[0].value = "2"
-        await client.update(ds)
+        await change(client, apps_pb2.DaemonSet, "agent", namespace, lambda ds: set_version(ds, "2"))
         await eventually_async(lambda: settled("2"), timeout=30)
     assert min(ready for _, ready, _ in history.samples) >= 4 - max_unavailable
     ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)

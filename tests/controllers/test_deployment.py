@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from controlplane.controllers.deployment import REVISION
 from controlplane.controllers.ownership import controller_of
 from controlplane.controllers.podcontrol import pod_is_ready
 from tests.controllers.conftest import StartManager, pods_of
-from tests.helpers import eventually_async
+from tests.helpers import change, eventually_async
 from tests.scheduler.conftest import StartHollow, StartScheduler
 
 
@@ -51,6 +52,11 @@ async def cluster_parts(hollow: StartHollow, start_scheduler: StartScheduler, st
     await hollow(3)
     await start_scheduler("default-scheduler")
     await start_manager(["replicaset", "deployment"])
+
+
+def set_version(obj: Any, version: str) -> None:
+    """Change the first container's V variable (a new pod template)."""
+    obj.spec.template.spec.containers[0].env[0].value = version
 
 
 class PodHistory:
@@ -134,9 +140,7 @@ async def test_recreate_stops_every_old_pod_before_starting_new_ones(client: Api
     await client.create(deployment("web", namespace, 3, strategy={"type": "Recreate"}))
     await eventually_async(lambda: rolled_out(client, "web", namespace, "1"), timeout=30)
     async with PodHistory(client, namespace).running() as history:
-        d = await client.get(apps_pb2.Deployment, "web", namespace)
-        d.spec.template.spec.containers[0].env[0].value = "2"
-        await client.update(d)
+        await change(client, apps_pb2.Deployment, "web", namespace, lambda d: set_version(d, "2"))
         await eventually_async(lambda: rolled_out(client, "web", namespace, "2"), timeout=30)
     assert all(len(v) <= 1 for _, _, v in history.samples), "old and new pods overlapped"
 
@@ -148,13 +152,10 @@ async def test_undo_reuses_the_old_replica_set_as_the_next_revision(client: ApiC
     d = await client.get(apps_pb2.Deployment, "web", namespace)
     first_template = apps_pb2.Deployment().spec.template
     first_template.CopyFrom(d.spec.template)
-    d.spec.template.spec.containers[0].env[0].value = "2"
-    await client.update(d)
+    await change(client, apps_pb2.Deployment, "web", namespace, lambda d: set_version(d, "2"))
     await eventually_async(lambda: rolled_out(client, "web", namespace, "2"), timeout=30)
     # What `navarch rollout undo` does: put the previous revision's template back.
-    d = await client.get(apps_pb2.Deployment, "web", namespace)
-    d.spec.template.CopyFrom(first_template)
-    await client.update(d)
+    await change(client, apps_pb2.Deployment, "web", namespace, lambda d: d.spec.template.CopyFrom(first_template))
     await eventually_async(lambda: rolled_out(client, "web", namespace, "1"), timeout=30)
     sets = (await client.list(apps_pb2.ReplicaSet, namespace)).items
     assert len(sets) == 2, "the old template's ReplicaSet was reused, not recreated"
@@ -173,11 +174,13 @@ async def test_undo_reuses_the_old_replica_set_as_the_next_revision(client: ApiC
 async def test_paused_deployment_scales_but_does_not_roll_out_until_resumed(client: ApiClient, namespace: str) -> None:
     await client.create(deployment("web", namespace, 2))
     await eventually_async(lambda: rolled_out(client, "web", namespace, "1"), timeout=30)
-    d = await client.get(apps_pb2.Deployment, "web", namespace)
-    d.spec.paused = True
-    d.spec.replicas = 3
-    d.spec.template.spec.containers[0].env[0].value = "2"
-    await client.update(d)
+
+    def pause_scale_and_change(d: apps_pb2.Deployment) -> None:
+        d.spec.paused = True
+        d.spec.replicas = 3
+        set_version(d, "2")
+
+    await change(client, apps_pb2.Deployment, "web", namespace, pause_scale_and_change)
 
     async def scaled_old() -> bool:
         pods = await pods_of(client, namespace)
@@ -195,9 +198,11 @@ async def test_paused_deployment_scales_but_does_not_roll_out_until_resumed(clie
 async def test_progress_deadline_exceeded_when_new_pods_cannot_run(client: ApiClient, namespace: str) -> None:
     await client.create(deployment("web", namespace, 2, progressDeadlineSeconds=2))
     await eventually_async(lambda: rolled_out(client, "web", namespace, "1"), timeout=30)
-    d = await client.get(apps_pb2.Deployment, "web", namespace)
-    d.spec.template.spec.node_selector["no-such-label"] = "x"  # unschedulable
-    await client.update(d)
+
+    def unschedulable(d: apps_pb2.Deployment) -> None:
+        d.spec.template.spec.node_selector["no-such-label"] = "x"
+
+    await change(client, apps_pb2.Deployment, "web", namespace, unschedulable)
 
     async def stalled() -> bool:
         got = await client.get(apps_pb2.Deployment, "web", namespace)
@@ -215,10 +220,8 @@ async def test_progress_deadline_exceeded_when_new_pods_cannot_run(client: ApiCl
 async def test_revision_history_limit_deletes_the_oldest_idle_replica_sets(client: ApiClient, namespace: str) -> None:
     await client.create(deployment("web", namespace, 1, revisionHistoryLimit=1))
     for version in ("1", "2", "3"):
-        d = await client.get(apps_pb2.Deployment, "web", namespace)
-        d.spec.template.spec.containers[0].env[0].value = version
-        await client.update(d)
-        await eventually_async(lambda v=version: rolled_out(client, "web", namespace, v), timeout=30)  # type: ignore[misc]
+        await change(client, apps_pb2.Deployment, "web", namespace, functools.partial(set_version, version=version))
+        await eventually_async(functools.partial(rolled_out, client, "web", namespace, version), timeout=30)
 
     async def pruned() -> bool:
         sets = (await client.list(apps_pb2.ReplicaSet, namespace)).items

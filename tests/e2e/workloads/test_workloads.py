@@ -17,6 +17,7 @@ from tests.cli.conftest import Cli
 from tests.controllers.test_deployment import PodHistory
 from tests.e2e.conftest import eventually_async
 from tests.e2e.workloads.conftest import StartAgents, processes, wait_processes
+from tests.helpers import change
 
 
 def marker() -> str:
@@ -81,10 +82,12 @@ async def test_deployment_runs_scales_rolls_out_and_undoes(
     await eventually_async(lambda: rolled_out("1", 2), timeout=30)
     async with PodHistory(client, namespace).running() as history:
         history.samples.clear()
-        d = await client.get(apps_pb2.Deployment, "web", namespace)
-        d.spec.template.spec.containers[0].command[:] = v2.split()
-        d.spec.template.spec.containers[0].env[0].value = "2"
-        await client.update(d)
+
+        def new_version(d: apps_pb2.Deployment) -> None:
+            d.spec.template.spec.containers[0].command[:] = v2.split()
+            d.spec.template.spec.containers[0].env[0].value = "2"
+
+        await change(client, apps_pb2.Deployment, "web", namespace, new_version)
         await eventually_async(lambda: rolled_out("2", 2), timeout=60)
     await wait_processes(v2, 2)
     await wait_processes(v1, 0)
@@ -187,9 +190,9 @@ async def test_daemonset_follows_agents_joining_and_leaving(
     for p in await running_pods(client, namespace):  # drain the node, then take it out of the cluster
         if p.spec.node_name == leaving.node:
             await client.delete(core_pb2.Pod, p.metadata.name, namespace)
-    node = await client.get(core_pb2.Node, leaving.node)
-    node.spec.taints.add(key="retiring", effect="NoExecute")
-    await client.update(node)
+    await change(
+        client, core_pb2.Node, leaving.node, "", lambda n: n.spec.taints.add(key="retiring", effect="NoExecute")
+    )
     await wait_processes(cmd, 2)
     leaving.kill(signal.SIGTERM)
     await client.delete(core_pb2.Node, leaving.node)
