@@ -27,7 +27,7 @@ from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.deployment import template_hash
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.intstr import scaled_value
-from controlplane.controllers.ownership import claim, controller_of
+from controlplane.controllers.ownership import claim, claim_candidates, controller_of
 from controlplane.controllers.podcontrol import pod_from_template, pod_is_available, pod_is_ready
 
 HASH_LABEL = "controller-revision-hash"
@@ -116,7 +116,7 @@ class DaemonSetController(Controller):
             return
         ds = copy(cached)
         selector = from_label_selector_message(ds.spec.selector)
-        candidates = list(self.pods.store.by_index("namespace", ds.metadata.namespace))
+        candidates = claim_candidates(self.pods.store, ds)
         pods = await claim(self.client, ds, candidates, lambda p: selector.matches(p.metadata.labels))
         template = daemon_pod_template(ds)
         current_hash = template.metadata.labels[HASH_LABEL]

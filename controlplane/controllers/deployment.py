@@ -28,7 +28,7 @@ from controlplane.client.events import NORMAL
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.intstr import surge_and_unavailable
-from controlplane.controllers.ownership import claim, controller_of, controller_ref
+from controlplane.controllers.ownership import claim, claim_candidates, controller_of, controller_ref
 from controlplane.controllers.podcontrol import next_available_in, pod_is_active, pod_is_available
 from controlplane.controllers.replicaset import set_condition
 
@@ -202,11 +202,10 @@ class DeploymentController(Controller):
         if cached is None:
             return
         d = copy(cached)
-        ns = d.metadata.namespace
         selector = from_label_selector_message(d.spec.selector)
         if selector.empty:
             return  # validation refuses this; nothing sensible to manage
-        candidates = list(self.sets.store.by_index("namespace", ns))
+        candidates = claim_candidates(self.sets.store, d)
         sets = await claim(self.client, d, candidates, lambda rs: selector.matches(rs.metadata.labels))
         sets = [copy(rs) for rs in sets if not rs.metadata.HasField("deletion_timestamp")]
         new = next((rs for rs in sets if same_template(rs.spec.template, d.spec.template)), None)

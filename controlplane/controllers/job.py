@@ -28,7 +28,7 @@ from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
-from controlplane.controllers.ownership import claim, controller_of
+from controlplane.controllers.ownership import claim, claim_candidates, controller_of
 from controlplane.controllers.podcontrol import pod_from_template, pod_is_ready, slow_start
 from controlplane.controllers.replicaset import set_condition
 
@@ -115,7 +115,7 @@ class JobController(Controller):
         if not job.status.HasField("start_time"):
             job.status.start_time.FromDatetime(now)
         selector = from_label_selector_message(job.spec.selector)
-        candidates = [p for p in self.pods.store.by_index("namespace", job.metadata.namespace)]
+        candidates = claim_candidates(self.pods.store, job)
         pods = await claim(self.client, job, candidates, lambda p: selector.matches(p.metadata.labels))
         active = [
             p

@@ -92,3 +92,17 @@ async def claim(
         if adopted is not None:
             owned.append(adopted)  # type: ignore[arg-type]
     return owned
+
+
+def orphans_by_namespace(obj: Message) -> list[str]:
+    """Index function: the namespace of an object no controller owns (candidates for adoption)."""
+    return [] if controller_of(obj) is not None else [meta(obj).namespace]
+
+
+def claim_candidates(store: Any, owner: Message) -> list[Any]:
+    """What ``owner`` may claim from an informer's store: what it owns plus its namespace's orphans — without
+    scanning every object of the namespace (the ``owner`` and ``orphans`` indexes)."""
+    if "orphans" not in store.indexers:
+        store.add_indexer("orphans", orphans_by_namespace)
+    m = meta(owner)
+    return [*store.by_index("owner", m.uid), *store.by_index("orphans", m.namespace)]

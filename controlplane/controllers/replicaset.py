@@ -20,7 +20,7 @@ from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
-from controlplane.controllers.ownership import claim, controller_of
+from controlplane.controllers.ownership import claim, claim_candidates, controller_of
 from controlplane.controllers.podcontrol import (
     next_available_in,
     pod_from_template,
@@ -137,9 +137,8 @@ class ReplicaSetController(Controller):
             self.expectations.forget(key)
             return
         rs = copy(cached)
-        namespace = rs.metadata.namespace
         selector = from_label_selector_message(rs.spec.selector)
-        candidates = [p for p in self.pods.store.by_index("namespace", namespace) if pod_is_active(p)]
+        candidates = [p for p in claim_candidates(self.pods.store, rs) if pod_is_active(p)]
         pods = await claim(self.client, rs, candidates, lambda p: selector.matches(p.metadata.labels))
         error: ApiError | None = None
         if self.expectations.satisfied(key) and not rs.metadata.HasField("deletion_timestamp"):
