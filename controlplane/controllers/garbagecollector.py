@@ -88,8 +88,15 @@ class GarbageCollector(Controller):
             self.queue.add(self._key(obj))
 
     def _updated(self, old: Message, new: Message) -> None:
-        self._changed(new)
-        self._owners_waiting(new)
+        o, n = meta(old), meta(new)
+        # Status churn changes nothing here: only references, deletion and finalizers do.
+        if (
+            o.owner_references != n.owner_references
+            or o.HasField("deletion_timestamp") != n.HasField("deletion_timestamp")
+            or o.finalizers != n.finalizers
+        ):
+            self._changed(new)
+            self._owners_waiting(new)
 
     def _deleted(self, obj: Message) -> None:
         for d in self._dependents(meta(obj).uid):
