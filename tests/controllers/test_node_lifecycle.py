@@ -137,8 +137,9 @@ async def test_mostly_failed_small_zone_is_not_evicted(
     await eventually_async(partial, timeout=5)
     syncs = controller.syncs
     await eventually_async(lambda: asyncio.sleep(0, result=controller.syncs > syncs + 6), timeout=10)
-    # Two nodes down is still a normal zone (Kubernetes needs more than 2); from the third on, nothing.
-    assert sum([await tainted(client, f"zone-a-{i}") for i in range(6)]) == 2
+    # Two nodes down is still a normal zone (Kubernetes needs more than 2), so up to two may be tainted
+    # (the second only if a token came before the third went silent); from the third on, nothing.
+    assert 1 <= sum([await tainted(client, f"zone-a-{i}") for i in range(6)]) <= 2
 
 
 async def test_every_node_silent_taints_nothing(
