@@ -43,14 +43,16 @@ def daemon_pod_template(ds: apps_pb2.DaemonSet) -> core_pb2.PodTemplateSpec:
     return t
 
 
-def should_run(template: core_pb2.PodTemplateSpec, node: core_pb2.Node) -> bool:
-    """Whether a daemon pod belongs on this node."""
+def should_run(template: core_pb2.PodTemplateSpec, node: core_pb2.Node, *, running: bool = False) -> bool:
+    """Whether a daemon pod belongs on this node. A pod already ``running`` there stays despite NoSchedule
+    taints (they keep new pods away; only NoExecute evicts)."""
     if node.metadata.HasField("deletion_timestamp"):
         return False
     pod = core_pb2.Pod(spec=template.spec)
     if not pod_matches_node_selection(pod, node):
         return False
-    return not untolerated(template.spec.tolerations, node.spec.taints, ("NoSchedule", "NoExecute"))
+    effects = ("NoExecute",) if running else ("NoSchedule", "NoExecute")
+    return not untolerated(template.spec.tolerations, node.spec.taints, effects)
 
 
 class DaemonSetController(Controller):
@@ -128,7 +130,7 @@ class DaemonSetController(Controller):
         now = self.ctx.now().timestamp()
         to_create: list[str] = []
         to_delete: list[core_pb2.Pod] = []
-        desired = [name for name, node in nodes.items() if should_run(template, node)]
+        desired = [name for name, node in nodes.items() if should_run(template, node, running=bool(by_node.get(name)))]
         for name in desired:
             running = [p for p in by_node.get(name, []) if p.status.phase != "Failed"]
             to_delete.extend(p for p in by_node.get(name, []) if p.status.phase == "Failed")

@@ -175,29 +175,39 @@ class NodeLifecycleController(Controller):
         return updated
 
     async def _sync_taints(self, node: core_pb2.Node) -> None:
+        """NoSchedule taints follow the Ready condition at once (they only keep new pods away); NoExecute
+        taints, which evict, are rate-limited per zone and withheld when every zone is down."""
         status = ready_status(node)
-        want = {"False": NOT_READY, "Unknown": UNREACHABLE}.get(status)
-        if self._all_zones_down():
-            want = None  # every node down at once: our own network is the likelier culprit
+        key = {"False": NOT_READY, "Unknown": UNREACHABLE}.get(status)
+        want_execute = None if self._all_zones_down() else key
         ours = {NOT_READY, UNREACHABLE}
-        have = [t for t in node.spec.taints if t.key in ours and t.effect == "NoExecute"]
-        if [t.key for t in have] == ([want] if want else []):
+
+        def have(effect: str) -> list[core_pb2.Taint]:
+            return [t for t in node.spec.taints if t.key in ours and t.effect == effect]
+
+        wanted = [key] if key else []
+        schedule_ok = [t.key for t in have("NoSchedule")] == wanted
+        execute_ok = [t.key for t in have("NoExecute")] == ([want_execute] if want_execute else [])
+        if schedule_ok and execute_ok:
             return
-        if want is not None and not any(t.key == want for t in have):
+        add_execute = want_execute is not None and not any(t.key == want_execute for t in have("NoExecute"))
+        if add_execute:
             self._update_zone_states()
-            if self._all_zones_down():
-                return
             zone = node.metadata.labels.get(ZONE_LABEL, "")
             bucket = self._buckets.setdefault(zone, _Bucket(self.config.node_eviction_rate, at=self.ctx.monotonic()))
-            wait = bucket.take(self.ctx.monotonic())
+            wait = float("inf") if self._all_zones_down() else bucket.take(self.ctx.monotonic())
             if wait > 0:
+                want_execute = None  # not yet: keep what is there (if anything), look again soon
                 self.queue.add_after(node.metadata.name, min(wait, self.config.node_monitor_period))
-                return
-        kept = [t for t in node.spec.taints if not (t.key in ours and t.effect == "NoExecute")]
-        if want is not None:
-            taint = next((t for t in have if t.key == want), None)
+                if schedule_ok:
+                    return
+        kept = [t for t in node.spec.taints if t.key not in ours]
+        for effect, want in (("NoSchedule", key), ("NoExecute", want_execute)):
+            if want is None:
+                continue
+            taint = next((t for t in have(effect) if t.key == want), None)
             if taint is None:
-                taint = core_pb2.Taint(key=want, effect="NoExecute")
+                taint = core_pb2.Taint(key=want, effect=effect)
                 taint.time_added.FromDatetime(self.ctx.now().replace(microsecond=0))
             kept.append(taint)
         del node.spec.taints[:]
@@ -206,7 +216,7 @@ class NodeLifecycleController(Controller):
             await self.client.update(node)
         except NotFoundError:
             return
-        if want is not None:
+        if add_execute and want_execute is not None:
             self.recorder.event(
-                node, NORMAL, "TaintManagerEviction", f"Node {node.metadata.name} tainted {want}:NoExecute"
+                node, NORMAL, "NodeTainted", f"Node {node.metadata.name} tainted {want_execute}:NoExecute"
             )

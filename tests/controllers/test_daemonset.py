@@ -74,7 +74,7 @@ async def test_daemonset_follows_nodes_joining_tainted_and_leaving(
         core_pb2.Node,
         tainted,
         "",
-        lambda n: n.spec.taints.add(key="dedicated", value="db", effect="NoSchedule"),
+        lambda n: n.spec.taints.add(key="dedicated", value="db", effect="NoExecute"),
     )
 
     async def left_tainted() -> bool:

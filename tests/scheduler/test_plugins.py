@@ -166,7 +166,15 @@ CASES = {
         "TaintToleration",
         [
             node("gpu", taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
-            node("gone", taints=[{"key": "node.navarch.io/unreachable", "effect": "NoExecute"}]),
+            # As the node lifecycle controller taints a silent node; the pod's default toleration (added at
+            # admission) covers only the NoExecute half.
+            node(
+                "gone",
+                taints=[
+                    {"key": "node.navarch.io/unreachable", "effect": "NoSchedule"},
+                    {"key": "node.navarch.io/unreachable", "effect": "NoExecute"},
+                ],
+            ),
         ],
         pod(tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]),
         "gpu",

@@ -67,8 +67,6 @@ async def test_deployment_runs_scales_rolls_out_and_undoes(
     await wait_processes(v1, 5)
     await client.patch(apps_pb2.Deployment, "web", {"spec": {"replicas": 2}}, namespace)
     await wait_processes(v1, 2)
-    nodes = {p.spec.node_name for p in await running_pods(client, namespace)}
-    assert len(nodes) == 2, "two replicas are spread over two nodes"
 
     async def rolled_out(version: str, count: int) -> bool:
         d = await client.get(apps_pb2.Deployment, "web", namespace)
