@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from cli.commands import cluster, config_cmd, nodes, pods, resources, rollout
+from cli.commands import cluster, config_cmd, local, nodes, pods, resources, rollout
 from cli.context import Options
 
 
@@ -38,5 +38,7 @@ for _command in [
     cluster.api_resources,
     cluster.cluster_info,
     cluster.completion,
+    local.up,
+    local.down,
 ]:
     main.add_command(_command)

@@ -468,7 +468,7 @@ class PodWorker:
         self, c: core_pb2.Container, proc: ContainerProcess, env: dict[str, str], cwd: str
     ) -> list[asyncio.Task[None]]:
         ports = {p.name: (self._ports.get(p.name) or p.container_port) for p in c.ports if p.name}
-        host = "127.0.0.1"
+        host = self.ctx.config.node_ip  # the pod's IP, as Kubernetes probes it
         tasks: list[asyncio.Task[None]] = []
         has_startup = c.HasField("startup_probe")
         self._started_probe[c.name] = not has_startup
@@ -607,7 +607,7 @@ class PodWorker:
                 getattr(probe, field).CopyFrom(getattr(hook, field))
         probe.timeout_seconds = max(1, int(deadline - asyncio.get_running_loop().time()))
         env, cwd = await self._environment(c, {})
-        ok, message = await check(probe, host="127.0.0.1", ports={}, env=env, cwd=cwd)
+        ok, message = await check(probe, host=self.ctx.config.node_ip, ports={}, env=env, cwd=cwd)
         if not ok:
             self.ctx.recorder.event(self.pod, WARNING, "FailedPreStopHook", f"PreStopHook failed: {message}")
 

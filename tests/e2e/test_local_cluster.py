@@ -1,0 +1,70 @@
+"""``navarch up`` / ``navarch down`` as a new user runs them: a whole cluster from one command, the examples
+running on it, and nothing left behind after ``down --purge``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from controlplane.launcher.etcd import free_port
+from tests.e2e.conftest import eventually_async
+
+NAVARCH = str(Path(sys.executable).parent / "navarch")
+EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+
+
+def navarch(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([NAVARCH, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """Processes of the cluster (their command lines name its data dir) or of the example workload."""
+    found = []
+    for pattern in (str(data_dir), "http.server 8080 --bind 127.0.0.[23]"):
+        out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False)
+        found += [line for line in out.stdout.splitlines() if "pgrep" not in line]
+    return found
+
+
+async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cluster"
+    env = {**os.environ, "NAVARCH_CONFIG": str(tmp_path / "config")}
+    env.pop("NAVARCH_SERVER", None)
+    port = str(free_port())
+    try:
+        up = await asyncio.to_thread(navarch, env, "up", "--agents", "2", "--port", port, "--data-dir", str(data_dir))
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "node-1 on 127.0.0.2" in up.stdout and "node-2 on 127.0.0.3" in up.stdout
+        config = yaml.safe_load((tmp_path / "config").read_text())
+        assert config["current-context"] == "navarch-local"
+        again = await asyncio.to_thread(navarch, env, "up", "--port", port, "--data-dir", str(data_dir))
+        assert again.returncode != 0 and "already running" in again.stderr
+        nodes = await asyncio.to_thread(navarch, env, "get", "nodes", "-o", "wide")
+        assert nodes.stdout.count(" Ready ") == 2, nodes.stdout
+
+        applied = await asyncio.to_thread(navarch, env, "apply", "-f", str(EXAMPLES))
+        assert applied.returncode == 0, applied.stderr
+        status = await asyncio.to_thread(navarch, env, "rollout", "status", "deployment", "web", "--timeout", "90")
+        assert status.returncode == 0, status.stdout + status.stderr
+
+        async def job_done() -> bool:
+            got = await asyncio.to_thread(navarch, env, "get", "job", "hello", "-o", "jsonpath={.status.succeeded}")
+            return got.stdout.strip() == "3"
+
+        await eventually_async(job_done, timeout=60)
+        endpoints = await asyncio.to_thread(navarch, env, "get", "endpoints", "web")
+        assert "127.0.0.2:8080" in endpoints.stdout and "127.0.0.3:8080" in endpoints.stdout
+        for ip in ("127.0.0.2", "127.0.0.3"):  # each replica answers on its node's address
+            with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
+                assert resp.status == 200
+    finally:
+        down = await asyncio.to_thread(navarch, env, "down", "--purge", "--data-dir", str(data_dir))
+    assert down.returncode == 0, down.stderr
+    assert not data_dir.exists()
+    assert leftovers(data_dir) == []
