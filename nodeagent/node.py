@@ -284,13 +284,18 @@ class NodeManager:
 
     async def run(self) -> None:
         """Heartbeat and conditions until cancelled (errors are logged and retried next round)."""
+        loop = asyncio.get_running_loop()
         cut_off = False
+        last_ok = loop.time()
         while True:
             try:
                 await self.renew_lease()
-                # Back after a failure: the node lifecycle controller may have marked us Unknown meanwhile.
-                await self.update_conditions(force=cut_off)
+                # Back after a failure or a long silence (a call that hung while the network was cut): the
+                # node lifecycle controller may have marked us Unknown meanwhile, so say Ready again at once.
+                silent = loop.time() - last_ok > 2 * self.config.lease_interval + 1
+                await self.update_conditions(force=cut_off or silent)
                 cut_off = False
+                last_ok = loop.time()
             except ApiError as err:
                 log.warning("node heartbeat: %s", err.message)
                 cut_off = True

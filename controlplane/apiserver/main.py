@@ -126,9 +126,13 @@ class ApiServer:
             try:
                 await self.etcd.ping(timeout=min(3.0, self.config.etcd_health_interval))
                 status = serving
+                if self.etcd.unhealthy is not None:
+                    log.info("etcd answers again")
+                self.etcd.unhealthy = None
             except UnavailableError as err:
                 log.warning("etcd health check failed: %s", err.message)
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
+                self.etcd.unhealthy = err.message
             await self.health.set(ETCD_HEALTH, status)
 
     async def stop(self, grace: float = 2.0) -> None:

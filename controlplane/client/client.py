@@ -112,6 +112,7 @@ class ApiClient:
         deadline = time.monotonic() + (timeout or self.config.timeout)
         delay = self.config.initial_backoff
         attempts = 0
+        etcd_down: grpc.aio.AioRpcError | None = None
         while True:
             attempts += 1
             left = deadline - time.monotonic()
@@ -120,6 +121,10 @@ class ApiClient:
                 return await rpc(attempt)
             except grpc.aio.AioRpcError as err:
                 code = err.code()
+                if code == grpc.StatusCode.UNAVAILABLE and "etcd" in (err.details() or ""):
+                    etcd_down = err  # the server's own diagnosis beats a later "no answer in time"
+                elif etcd_down is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    err = etcd_down
                 retryable = code == grpc.StatusCode.UNAVAILABLE or (
                     code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline
                 )

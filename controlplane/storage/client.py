@@ -78,6 +78,9 @@ class EtcdClient:
         self._kv: KVService | None = None
         self._maintenance: MaintenanceService | None = None
         self._watch_channel: grpc.aio.Channel | None = None
+        self.unhealthy: str | None = None
+        """Why the last health check failed (None: healthy). While set, calls give up after one attempt, so
+        that clients hear "etcd is unavailable" in seconds rather than time out (e.g. without a quorum)."""
 
     def _channel(self) -> grpc.aio.Channel:
         manager = ConnectionManager(list(self.config.endpoints))
@@ -139,6 +142,8 @@ class EtcdClient:
         Raises ``UnavailableError`` when the deadline passes, ``GoneError`` for a compacted revision.
         """
         deadline = time.monotonic() + (timeout or self.config.request_timeout)
+        if self.unhealthy is not None:
+            deadline = min(deadline, time.monotonic() + self.config.attempt_timeout)
         delay = 0.05
         while True:
             left = deadline - time.monotonic()
@@ -157,6 +162,12 @@ class EtcdClient:
             except (EtcdConnectionError, EtcdTransientError, TimeoutError) as err:
                 last = str(err) or type(err).__name__
             if time.monotonic() + delay >= deadline:
+                if self.unhealthy is not None:
+                    raise UnavailableError(
+                        f"etcd is unavailable ({what}): {last}; its health check has been failing, so the cluster "
+                        "may have lost its quorum (a majority of members must be up) — no reads or writes until it "
+                        "is back"
+                    )
                 raise UnavailableError(f"etcd is unavailable ({what}): {last}")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
