@@ -27,6 +27,23 @@ BIN = Path(sys.executable).parent
 LEASE_SECONDS = 4
 
 
+FIGURES: list[str] = []
+"""Recovery times the tests measured, printed at the end of the run (CI's log keeps them)."""
+
+
+def record(line: str) -> None:
+    """Keep a measured figure for the summary (and print it, for runs with -s)."""
+    FIGURES.append(line)
+    print(f"\n{line}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("multihost recovery times")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = netns_available()
     for item in items:

@@ -8,7 +8,7 @@ import random
 import subprocess
 import time
 
-from tests.multihost.conftest import LEASE_SECONDS, MultiHostCluster
+from tests.multihost.conftest import LEASE_SECONDS, MultiHostCluster, record
 
 
 def marker() -> str:
@@ -73,8 +73,8 @@ def test_killing_the_active_scheduler_and_controller_manager_mid_rollout(cluster
     assert d["status"]["updatedReplicas"] == 30 == d["status"]["availableReplicas"]
     pods = [p for p in c.get_json("pods", "-l", "app=roll")["items"] if not p["metadata"].get("deletionTimestamp")]
     assert len(pods) == 30
-    print(
-        f"\nleader takeover {takeover:.1f}s (lease {LEASE_SECONDS}s); rollout finished {recovered:.1f}s after the kill"
+    record(
+        f"leader takeover {takeover:.1f}s (lease {LEASE_SECONDS}s); rollout finished {recovered:.1f}s after the kill"
     )
     c.navarch("delete", "deployment", "roll")
     c.wait("roll's processes to stop", lambda: processes(v1) + processes(v2) == 0, timeout=120)
@@ -129,8 +129,8 @@ def test_cut_off_worker_pods_move_and_stale_processes_stop_when_it_heals(cluster
 
     c.wait("the healed worker to be Ready and untainted", victim_ready, timeout=90)
     back = time.monotonic() - healed_at
-    print(
-        f"\ncut worker: replica elsewhere after {moved:.1f}s; stale process stopped {cleaned:.1f}s after heal; "
+    record(
+        f"cut worker: replica elsewhere after {moved:.1f}s; stale process stopped {cleaned:.1f}s after heal; "
         f"node Ready and untainted {back:.1f}s after heal"
     )
     c.navarch("delete", "deployment", "spread")
@@ -161,7 +161,7 @@ def test_one_etcd_member_down_costs_no_call_and_it_catches_up(cluster: MultiHost
 
     took = c.wait("the restarted member to catch up", caught_up, timeout=60)
     down_for = time.monotonic() - stopped_at
-    print(f"\netcd member down {down_for:.1f}s without a failed call; caught up {took:.1f}s after restart")
+    record(f"etcd member down {down_for:.1f}s without a failed call; caught up {took:.1f}s after restart")
     c.navarch("delete", "deployment", "quorum")
     for i in range(10):
         c.navarch("delete", "configmap", f"cm-{i}")
@@ -183,7 +183,7 @@ def test_killed_api_server_clients_fail_over_and_watches_miss_nothing(cluster: M
     assert nodes.stdout.count(" Ready ") == 3
     c.start_apiserver(victim)
     total = time.monotonic() - killed_at
-    print(f"\nAPI server killed: a new deployment ran {took:.1f}s later through the others ({total:.1f}s in all)")
+    record(f"API server killed: a new deployment ran {took:.1f}s later through the others ({total:.1f}s in all)")
     c.navarch("delete", "deployment", "failover")
     c.wait("failover's processes to stop", lambda: processes(cmd) == 0, timeout=120)
 
@@ -205,7 +205,7 @@ def test_rolling_agent_restart_restarts_no_workload(cluster: MultiHostCluster) -
 
         c.wait(f"w-{h.name} Ready again", ready, timeout=60)
     assert pids(cmd) == before, "a workload process was restarted"
-    print(f"\nrolling agent restart over 3 workers took {time.monotonic() - began:.1f}s; no workload restarted")
+    record(f"rolling agent restart over 3 workers took {time.monotonic() - began:.1f}s; no workload restarted")
     c.navarch("delete", "deployment", "steady")
     c.wait("steady's processes to stop", lambda: processes(cmd) == 0, timeout=120)
 
@@ -231,7 +231,7 @@ def test_loss_of_quorum_is_unavailable_workloads_keep_running_and_it_recovers(cl
 
     took = c.wait("the API to answer again", answering, timeout=120)
     assert pids(cmd) == before
-    print(f"\nquorum lost: {out.stderr.strip()}")
-    print(f"quorum lost: workloads untouched; the API answered again {took:.1f}s after the restore")
+    record(f"quorum lost: {out.stderr.strip()}")
+    record(f"quorum lost: workloads untouched; the API answered again {took:.1f}s after the restore")
     c.navarch("delete", "deployment", "survivor")
     c.wait("survivor's processes to stop", lambda: processes(cmd) == 0, timeout=120)
