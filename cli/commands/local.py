@@ -140,7 +140,7 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, data_dir: Path
 def down(purge: bool, timeout: float, data_dir: Path) -> None:
     """Stop the local cluster started by `navarch up` (its workloads too)."""
     data_dir = data_dir.resolve()
-    state = read_state(data_dir)
+    state = running_supervisor(data_dir)
     pid = state.get("pid") if state else None
     if isinstance(pid, int) and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)

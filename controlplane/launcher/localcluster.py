@@ -63,9 +63,9 @@ def pid_alive(pid: int) -> bool:
 def running_supervisor(data_dir: Path) -> dict[str, Any] | None:
     """The state of a cluster whose supervisor is alive, else None."""
     state = read_state(data_dir)
-    if state is None or not isinstance(state.get("pid"), int) or not pid_alive(state["pid"]):
+    if state is None or state.get("phase") == "stopped" or not isinstance(state.get("pid"), int):
         return None
-    return state
+    return state if pid_alive(state["pid"]) else None
 
 
 @dataclass
@@ -175,7 +175,7 @@ class LocalCluster:
         for name, _ in self.nodes:
             processes.kill_workloads(self.data_dir / "agents" / name)
         self.etcd.stop()
-        state_path(self.data_dir).unlink(missing_ok=True)
+        self._write_state("stopped")  # kept: a later `up` reuses etcd's ports (its peer URLs are in its data)
 
 
 def main(argv: list[str] | None = None) -> int:

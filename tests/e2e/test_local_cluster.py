@@ -63,6 +63,14 @@ async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path
         for ip in ("127.0.0.2", "127.0.0.3"):  # each replica answers on its node's address
             with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
                 assert resp.status == 200
+        # down keeps the data: the next up brings back the same objects, on the same etcd ports.
+        stopped = await asyncio.to_thread(navarch, env, "down", "--data-dir", str(data_dir))
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert leftovers(data_dir) == []
+        up = await asyncio.to_thread(navarch, env, "up", "--agents", "2", "--port", port, "--data-dir", str(data_dir))
+        assert up.returncode == 0, up.stdout + up.stderr
+        kept = await asyncio.to_thread(navarch, env, "get", "deployment", "web")
+        assert kept.returncode == 0 and "web" in kept.stdout
     finally:
         down = await asyncio.to_thread(navarch, env, "down", "--purge", "--data-dir", str(data_dir))
     assert down.returncode == 0, down.stderr
