@@ -16,6 +16,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import UnavailableError
 from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
@@ -53,6 +54,8 @@ class ApiServerConfig:
     """How long a pod without its own toleration stays on a node reporting Ready=False."""
     default_unreachable_toleration_seconds: int = 30
     """How long a pod without its own toleration stays on a node whose agent went silent."""
+    service_ranges: ServiceRanges = field(default_factory=ServiceRanges)
+    """Where Services' cluster IPs and node ports come from."""
 
 
 class ApiServer:
@@ -77,6 +80,7 @@ class ApiServer:
             self.caches,
             not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
+            service_ranges=config.service_ranges,
         )
         self.proxy = PodProxy(self.registry)
         self.server = transport.make_server()
@@ -202,6 +206,15 @@ async def serve(config: ApiServerConfig) -> None:
     type=click.IntRange(min=0),
     help="Toleration of node.navarch.io/unreachable:NoExecute added to pods without one.",
 )
+@click.option(
+    "--service-cluster-ip-range",
+    default="127.77.0.0/16",
+    show_default=True,
+    help="CIDR (inside 127.0.0.0/8, so agents need no network set-up) for Services' cluster IPs.",
+)
+@click.option(
+    "--service-node-port-range", default="30000-32767", show_default=True, help="Ports for NodePort Services."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: str,
@@ -215,6 +228,8 @@ def main(
     etcd_startup_timeout: float,
     default_not_ready_toleration_seconds: int,
     default_unreachable_toleration_seconds: int,
+    service_cluster_ip_range: str,
+    service_node_port_range: str,
     verbose: bool,
 ) -> None:
     """Serve the Navarch API, backed by etcd."""
@@ -231,6 +246,11 @@ def main(
     if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
         click.echo("navarch-apiserver: --etcd-certfile and --etcd-keyfile go together, with --etcd-cafile", err=True)
         sys.exit(2)
+    try:
+        ranges = parse_service_ranges(service_cluster_ip_range, service_node_port_range)
+    except ValueError as err:
+        click.echo(f"navarch-apiserver: {err}", err=True)
+        sys.exit(2)
     endpoints = [e.strip() for e in etcd_servers.split(",") if e.strip()]
     config = ApiServerConfig(
         etcd=EtcdConfig(
@@ -245,6 +265,7 @@ def main(
         startup_timeout=etcd_startup_timeout,
         default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
+        service_ranges=ranges,
     )
     try:
         asyncio.run(serve(config))

@@ -34,6 +34,7 @@ from controlplane.api.objects import describe, from_manifest, merge_patch, meta,
 from controlplane.api.pb import core_pb2
 from controlplane.api.selectors import parse_field_selector, parse_label_selector
 from controlplane.apiserver.admission import add_default_tolerations
+from controlplane.apiserver.allocator import ServiceAllocator, ServiceRanges, claims_of
 from controlplane.apiserver.strategy import Strategy, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
@@ -89,8 +90,10 @@ class Registry:
         now: Callable[[], datetime] | None = None,
         not_ready_toleration_seconds: int = 30,
         unreachable_toleration_seconds: int = 30,
+        service_ranges: ServiceRanges | None = None,
     ):
         self.store = store
+        self.allocator = ServiceAllocator(store, service_ranges)
         self.not_ready_toleration_seconds = not_ready_toleration_seconds
         self.unreachable_toleration_seconds = unreachable_toleration_seconds
         self.caches = caches
@@ -138,7 +141,23 @@ class Registry:
             await self._require_active_namespace(m.namespace, obj)
         if dry:
             return obj
+        if isinstance(obj, core_pb2.Service):
+            taken_ips, taken_ports = self._service_resources()
+            return await self.allocator.create(obj, taken_ips, taken_ports)
         return await self.store.create(info, obj)
+
+    def _service_resources(self) -> tuple[set[str], set[str]]:
+        """Cluster IPs and node ports the cache shows in use (a hint: etcd claims decide)."""
+        ips: set[str] = set()
+        ports: set[str] = set()
+        for svc in self.caches["Service"].list(Filter()):
+            ips.add(svc.spec.cluster_ip)  # type: ignore[attr-defined]
+            ports.update(str(p.node_port) for p in svc.spec.ports if p.node_port)  # type: ignore[attr-defined]
+        return ips, ports
+
+    @staticmethod
+    def _claims(obj: Message) -> list[str]:
+        return claims_of(obj) if isinstance(obj, core_pb2.Service) else []
 
     async def _require_active_namespace(self, namespace: str, obj: Message) -> None:
         ns_info = kinds.lookup("Namespace")
@@ -347,7 +366,8 @@ class Registry:
                 return new  # no-op writes are not stored (and emit no watch event)
             try:
                 if self._finalized(info, new):
-                    meta(new).resource_version = str(await self.store.delete(info, new, old_rv))
+                    revision = await self.store.delete(info, new, old_rv, release=self._claims(old))
+                    meta(new).resource_version = str(revision)
                     return new
                 return await self.store.update(info, new, old_rv)
             except ConflictError:
@@ -428,7 +448,7 @@ class Registry:
                 if dry:
                     return old, True
                 try:
-                    revision = await self.store.delete(info, old, old_rv)
+                    revision = await self.store.delete(info, old, old_rv, release=self._claims(old))
                 except ConflictError:
                     continue
                 meta(old).resource_version = str(revision)

@@ -147,10 +147,34 @@ class JobStrategy(Strategy):
 class ServiceStrategy(Strategy):
     """Services: ClusterIP type, TCP, targetPort = port by default; clusterIP immutable."""
 
+    def prepare_for_update(self, new: Message, old: Message) -> None:
+        super().prepare_for_update(new, old)
+        n: core_pb2.Service = new  # type: ignore[assignment]
+        o: core_pb2.Service = old  # type: ignore[assignment]
+        # An update that leaves out what was allocated keeps it (as Kubernetes does for clusterIP).
+        if not n.spec.cluster_ip:
+            n.spec.cluster_ip = o.spec.cluster_ip
+            del n.spec.cluster_ips[:]
+            n.spec.cluster_ips.extend(o.spec.cluster_ips)
+        if n.spec.type == o.spec.type:
+            allocated = {(p.port, p.protocol): p.node_port for p in o.spec.ports}
+            for p in n.spec.ports:
+                if not p.node_port:
+                    p.node_port = allocated.get((p.port, p.protocol), 0)
+
     def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
-        n, o = new.spec.cluster_ip, old.spec.cluster_ip  # type: ignore[attr-defined]
-        if o and n != o:
-            errs.add("spec.clusterIP", f"field is immutable (is {o!r})")
+        n: core_pb2.Service = new  # type: ignore[assignment]
+        o: core_pb2.Service = old  # type: ignore[assignment]
+        if o.spec.cluster_ip and n.spec.cluster_ip != o.spec.cluster_ip:
+            errs.add("spec.clusterIP", f"field is immutable (is {o.spec.cluster_ip!r})")
+        # Node ports are claimed when the Service is created; changing them needs a new Service.
+        if sorted(p.node_port for p in n.spec.ports) != sorted(p.node_port for p in o.spec.ports) or (
+            n.spec.type != o.spec.type and "NodePort" in (n.spec.type, o.spec.type)
+        ):
+            errs.add(
+                "spec.ports",
+                "node ports and a change to or from type NodePort need a new Service (delete it and create it again)",
+            )
 
 
 class ConfigDataStrategy(Strategy):

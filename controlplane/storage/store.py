@@ -7,7 +7,7 @@ with ``ConflictError`` if the key has moved since.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from etcd3aio._protobuf import Compare, TxnResponse
@@ -20,6 +20,23 @@ from controlplane.storage.client import EtcdClient
 from controlplane.storage.codec import decode, encode
 from controlplane.storage.keys import kind_prefix, object_key, prefix_end
 from controlplane.storage.watch import EtcdWatch
+
+CLAIMS_PREFIX = "/registry/claims/"
+"""Keys that make a resource unique across API servers: ``serviceips/<ip>``, ``nodeports/<port>``."""
+
+
+def claim_key(claim: str) -> str:
+    """The etcd key of a claim."""
+    return CLAIMS_PREFIX + claim
+
+
+class ClaimTakenError(ConflictError):
+    """A claim asked for at create time is held by another object."""
+
+    def __init__(self, claim: str, holder: str) -> None:
+        super().__init__(f"{claim} is already held by {holder}")
+        self.claim = claim
+        self.holder = holder
 
 
 @dataclass
@@ -42,17 +59,22 @@ class Store:
     def __init__(self, client: EtcdClient) -> None:
         self.client = client
 
-    async def create(self, info: KindInfo, obj: Message) -> Message:
-        """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion."""
+    async def create(self, info: KindInfo, obj: Message, *, claims: Sequence[str] = ()) -> Message:
+        """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion.
+
+        ``claims`` are keys (under ``/registry/claims/``) that must not exist and are created in the same
+        transaction, holding the object's key: unique resources such as a Service's cluster IP. A taken
+        claim raises ``ClaimTakenError`` naming it, and nothing is written."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
         value = encode(obj)
+        claim_keys = [claim_key(c) for c in claims]
         txn = _Attempts(
             lambda t: kv.txn(
-                compare=[kv.txn_compare_create_revision(key, 0)],
-                success=[kv.txn_op_put(key, value)],
-                failure=[kv.txn_op_get(key)],
+                compare=[kv.txn_compare_create_revision(k, 0) for k in (key, *claim_keys)],
+                success=[kv.txn_op_put(key, value), *(kv.txn_op_put(c, key.encode()) for c in claim_keys)],
+                failure=[kv.txn_op_get(k) for k in (key, *claim_keys)],
                 timeout=t,
             )
         )
@@ -61,8 +83,23 @@ class Store:
             # A retried attempt may find its own earlier, applied write: the uid makes the bytes unique.
             if txn.retried and _holds(resp, value):
                 return self._with_revision(info, obj, _mod_revision(resp))
-            raise AlreadyExistsError(f"{describe(obj)} already exists")
+            if resp.responses and resp.responses[0].response_range.kvs:
+                raise AlreadyExistsError(f"{describe(obj)} already exists")
+            for claim, answer in zip(claims, resp.responses[1:], strict=False):
+                if answer.response_range.kvs:
+                    holder = answer.response_range.kvs[0].value.decode(errors="replace")
+                    raise ClaimTakenError(claim, holder)
+            raise ConflictError(f"{describe(obj)}: the write raced another; try again")
         return self._with_revision(info, obj, int(resp.header.revision))
+
+    async def claimed(self, prefix: str) -> set[str]:
+        """Every claim under ``prefix`` (e.g. ``serviceips/``), without the prefix."""
+        start = claim_key(prefix)
+        resp = await self.client.call(
+            lambda t: self.client.kv.get(start, range_end=prefix_end(start), keys_only=True, timeout=t),
+            f"list claims {prefix}",
+        )
+        return {kv.key.decode()[len(start) :] for kv in resp.kvs}
 
     @staticmethod
     def _with_revision(info: KindInfo, obj: Message, revision: int) -> Message:
@@ -102,15 +139,16 @@ class Store:
             raise self._conflict(info, obj, resp)
         return self._with_revision(info, obj, int(resp.header.revision))
 
-    async def delete(self, info: KindInfo, obj: Message, expected_revision: int) -> int:
-        """Delete an object if its key's mod_revision is still ``expected_revision``; returns the revision."""
+    async def delete(self, info: KindInfo, obj: Message, expected_revision: int, *, release: Sequence[str] = ()) -> int:
+        """Delete an object if its key's mod_revision is still ``expected_revision`` (and, in the same
+        transaction, the claims it held); returns the revision."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
         resp = await self.client.call(
             lambda t: kv.txn(
                 compare=[_mod_revision_equals(key, expected_revision)],
-                success=[kv.txn_op_delete(key)],
+                success=[kv.txn_op_delete(key), *(kv.txn_op_delete(claim_key(c)) for c in release)],
                 failure=[kv.txn_op_get(key)],
                 timeout=t,
             ),
