@@ -25,6 +25,7 @@ from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.node import NodeManager
 from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
+from nodeagent.proxy import ServiceProxy
 from nodeagent.sandbox import Sandbox
 from nodeagent.state import PodRecord, StateStore
 
@@ -70,6 +71,9 @@ class Agent:
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
         self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
         self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
+        if self.config.service_proxy:
+            proxy = ServiceProxy(self.client, self.config.node_ip, self.config.proxy_balance)
+            self._tasks.append(asyncio.create_task(proxy.run(), name="service-proxy"))
         await self.informer.wait_for_sync(60)
         bound = {p.metadata.uid for p in self.informer.store.objects()}
         for uid, record in list(self._records.items()):

@@ -51,4 +51,8 @@ class AgentConfig:
     cgroups: bool = True
     """Enforce limits with cgroups where the host allows (else setrlimit for memory)."""
     drain_on_exit: bool = False
+    service_proxy: bool = True
+    """Serve Services' cluster IPs and node ports on this node (the node proxy)."""
+    proxy_balance: str = "round-robin"
+    """How the node proxy picks a backend: round-robin or least-connections."""
     """Stop every pod when the agent stops (default: leave workloads running)."""

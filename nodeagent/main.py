@@ -158,6 +158,19 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--log-keep", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--drain-on-exit", is_flag=True, help="Stop every pod when the agent stops.")
 @click.option(
+    "--service-proxy/--no-service-proxy",
+    default=True,
+    show_default=True,
+    help="Serve Services' cluster IPs and node ports on this node.",
+)
+@click.option(
+    "--proxy-balance",
+    type=click.Choice(["round-robin", "least-connections"]),
+    default="round-robin",
+    show_default=True,
+    help="How the node proxy picks a Service backend.",
+)
+@click.option(
     "--cgroups/--no-cgroups",
     default=True,
     show_default=True,
@@ -186,6 +199,8 @@ def main(
     log_max_bytes: int,
     log_keep: int,
     drain_on_exit: bool,
+    service_proxy: bool,
+    proxy_balance: str,
     cgroups: bool,
     hollow: bool,
     count: int,
@@ -226,6 +241,8 @@ def main(
         volume_refresh=volume_refresh,
         log_keep=log_keep,
         drain_on_exit=drain_on_exit,
+        service_proxy=service_proxy,
+        proxy_balance=proxy_balance,
         cgroups=cgroups,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)

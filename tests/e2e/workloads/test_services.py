@@ -1,0 +1,133 @@
+"""Services through the node proxy, end to end: real agents (each serving every cluster IP), real HTTP
+servers as replicas, the controller manager keeping Endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from controlplane.api.objects import from_manifest
+from controlplane.api.pb import apps_pb2, core_pb2
+from controlplane.client.client import ApiClient
+from tests.e2e.conftest import eventually_async
+from tests.e2e.workloads.conftest import StartAgents
+
+# Answers every GET with its pod's name (the replica that served the request).
+SERVER = (
+    "import http.server as h,os;n=os.environ['POD_NAME'].encode();"
+    "H=type('H',(h.BaseHTTPRequestHandler,),{'do_GET':lambda s:(s.send_response(200),"
+    "s.send_header('Content-Length',str(len(n))),s.end_headers(),s.wfile.write(n)),"
+    "'log_message':lambda *a:None});h.HTTPServer((os.environ['POD_IP'],int(os.environ['PORT'])),H).serve_forever()"
+)
+
+
+def web(namespace: str, replicas: int, port: int) -> Any:
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "PORT", "value": str(port)},
+    ]
+    return from_manifest(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [
+                            {
+                                "name": "http",
+                                "command": ["python3", "-c", SERVER],
+                                "env": env,
+                                "ports": [{"name": "http", "containerPort": port, "hostPort": port}],
+                                "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
+
+
+def get(host: str, port: int, timeout: float = 5.0) -> str:
+    """One HTTP GET over a fresh connection; the body."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].decode()
+
+
+async def ready_endpoints(client: ApiClient, namespace: str) -> int:
+    try:
+        ep = await client.get(core_pb2.Endpoints, "web", namespace)
+    except Exception:
+        return 0
+    return sum(len(s.addresses) for s in ep.subsets)
+
+
+async def test_cluster_ip_reaches_every_replica_from_every_node_and_refuses_without_endpoints(
+    client: ApiClient, namespace: str, agents: StartAgents
+) -> None:
+    await agents(3)
+    port = 18080
+    await client.create(web(namespace, 3, port))
+    svc = await client.create(
+        from_manifest(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                },
+            }
+        )
+    )
+    ip = svc.spec.cluster_ip
+
+    async def three_ready() -> bool:
+        return await ready_endpoints(client, namespace) == 3
+
+    await eventually_async(three_ready, timeout=60)
+    pods = {p.metadata.name for p in (await client.list(core_pb2.Pod, namespace)).items}
+
+    async def all_replicas_answer() -> bool:
+        try:
+            seen = {await asyncio.to_thread(get, ip, 80) for _ in range(30)}
+        except OSError:
+            return False
+        return seen == pods
+
+    await eventually_async(all_replicas_answer, timeout=30)
+    node_port = svc.spec.ports[0].node_port
+    for node_ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # the NodePort answers on every node's IP
+        assert await asyncio.to_thread(get, node_ip, node_port) in pods
+
+    await client.patch(apps_pb2.Deployment, "web", {"spec": {"replicas": 0}}, namespace)
+
+    async def none_ready() -> bool:
+        return await ready_endpoints(client, namespace) == 0
+
+    await eventually_async(none_ready, timeout=60)
+
+    async def refused() -> bool:
+        try:
+            await asyncio.to_thread(get, ip, 80, 2.0)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    await eventually_async(refused, timeout=10)
