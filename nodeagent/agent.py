@@ -41,7 +41,11 @@ class Agent:
         self.state = StateStore(config.data_dir)
         self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
         self.cgroups = CgroupDriver.detect(config.node_name) if config.cgroups else None
+        self.proxy = ServiceProxy(self.client, config.node_ip, config.proxy_balance) if config.service_proxy else None
         self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups)
+        if self.proxy is not None:
+            services = self.proxy.services.store
+            self.ctx.services = lambda namespace: services.by_index("namespace", namespace)
         self.node = NodeManager(self.client, config, agent_port=0)
         self.server = transport.make_server()
         podaccess_pb2_grpc.add_AgentServicer_to_server(
@@ -71,9 +75,8 @@ class Agent:
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
         self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
         self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
-        if self.config.service_proxy:
-            proxy = ServiceProxy(self.client, self.config.node_ip, self.config.proxy_balance)
-            self._tasks.append(asyncio.create_task(proxy.run(), name="service-proxy"))
+        if self.proxy is not None:
+            self._tasks.append(asyncio.create_task(self.proxy.run(), name="service-proxy"))
         await self.informer.wait_for_sync(60)
         bound = {p.metadata.uid for p in self.informer.store.objects()}
         for uid, record in list(self._records.items()):

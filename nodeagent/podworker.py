@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +43,7 @@ from nodeagent.cgroups import CgroupDriver, Limits
 from nodeagent.config import AgentConfig
 from nodeagent.logs import ContainerLogState, instance_log, prune_instances
 from nodeagent.probes import ProbeRunner, check
-from nodeagent.sandbox import ConfigError, Sandbox, container_env, env_name, expand
+from nodeagent.sandbox import ConfigError, Sandbox, container_env, env_name, expand, service_env
 from nodeagent.shim import now_rfc3339
 from nodeagent.state import ContainerRecord, PodRecord, StateStore
 from nodeagent.supervisor import ContainerProcess, ExitStatus
@@ -59,6 +61,8 @@ class AgentContext:
     recorder: EventRecorder
     ports: PortAllocator
     cgroups: CgroupDriver | None
+    services: Callable[[str], list[core_pb2.Service]] = dataclasses.field(default=lambda namespace: [])
+    """The Services of a namespace as the agent knows them (for the pods' service environment variables)."""
 
 
 class PortAllocator:
@@ -400,6 +404,8 @@ class PodWorker:
                 if port.name:
                     extra[f"PORT_{env_name(port.name)}"] = str(self._ports.get(key, port.container_port))
         extra["NAVARCH_SANDBOX"] = str(self.sandbox.root)
+        if self.pod.spec.enable_service_links:
+            extra = {**service_env(self.ctx.services(self.pod.metadata.namespace)), **extra}
         cfg = self.ctx.config
         env = await container_env(
             self.ctx.client, self.pod, c, node_name=cfg.node_name, node_ip=cfg.node_ip, extra=extra

@@ -227,6 +227,23 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(sub, text)
 
 
+def service_env(services: list[core_pb2.Service]) -> dict[str, str]:
+    """Kubernetes' service environment variables: ``WEB_SERVICE_HOST``, ``WEB_SERVICE_PORT`` (the first
+    port) and ``WEB_SERVICE_PORT_<NAME>`` per named port, for Services with a cluster IP."""
+    env: dict[str, str] = {}
+    for svc in services:
+        ip = svc.spec.cluster_ip
+        if not ip or ip == "None" or not svc.spec.ports:
+            continue
+        prefix = env_name(svc.metadata.name)
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(svc.spec.ports[0].port)
+        for port in svc.spec.ports:
+            if port.name:
+                env[f"{prefix}_SERVICE_PORT_{env_name(port.name)}"] = str(port.port)
+    return env
+
+
 async def container_env(
     client: ApiClient,
     pod: core_pb2.Pod,

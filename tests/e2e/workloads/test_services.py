@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from controlplane.api.objects import from_manifest
@@ -113,6 +115,25 @@ async def test_cluster_ip_reaches_every_replica_from_every_node_and_refuses_with
     node_port = svc.spec.ports[0].node_port
     for node_ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # the NodePort answers on every node's IP
         assert await asyncio.to_thread(get, node_ip, node_port) in pods
+
+    # A pod started after the Service exists gets its environment variables.
+    out = Path(tempfile.mkdtemp()) / "env"
+    probe = {
+        "name": "main",
+        "command": ["sh", "-c", f'echo "$WEB_SERVICE_HOST $WEB_SERVICE_PORT $WEB_SERVICE_PORT_HTTP" > {out}'],
+    }
+    await client.create(
+        from_manifest(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "env-check", "namespace": namespace},
+                "spec": {"restartPolicy": "Never", "containers": [probe]},
+            }
+        )
+    )
+    await eventually_async(lambda: asyncio.sleep(0, result=out.exists() and out.read_text().strip() != ""), timeout=30)
+    assert out.read_text().split() == [ip, "80", "80"]
 
     await client.patch(apps_pb2.Deployment, "web", {"spec": {"replicas": 0}}, namespace)
 
