@@ -58,6 +58,8 @@ class Listener:
     active: dict[Backend, int] = field(default_factory=dict)
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _affinity: dict[str, tuple[Backend, float]] = field(default_factory=dict)
+    _connections: set[asyncio.Task[None]] = field(default_factory=set)
+    """In-flight connection handlers: held here so that none is garbage-collected mid-copy."""
 
     async def start(self) -> None:
         """Listen (sharing the address with other agents on this machine)."""
@@ -91,6 +93,10 @@ class Listener:
         return backends[start:] + backends[:start]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if peer else ""
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
