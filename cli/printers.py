@@ -225,14 +225,15 @@ def table(
     all_namespaces: bool = False,
     show_labels: bool = False,
     headers: bool = True,
+    extra_columns: Sequence[Column] = (),
 ) -> str:
-    """The kubectl-style table of objects of one kind."""
+    """The kubectl-style table of objects of one kind (``extra_columns`` from data beside the objects)."""
     if kind.kind == "Event":
         head = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
         rows = [_event_row(e) for e in objects]  # type: ignore[arg-type]
     else:
         base, extra = COLUMNS.get(kind.kind, ([("AGE", _age)], []))
-        cols = base + (extra if wide else [])
+        cols = base[:-1] + list(extra_columns) + base[-1:] + (extra if wide else [])
         head = ["NAME", *(c[0] for c in cols)]
         rows = [[meta(o).name, *(fn(o) for _, fn in cols)] for o in objects]
     if all_namespaces and kind.namespaced:

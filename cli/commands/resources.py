@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -24,6 +25,7 @@ from cli.kinds_args import complete_kind, complete_name, kind_info, split_kind_n
 from controlplane.api import kinds
 from controlplane.api.errors import InvalidError, NotFoundError
 from controlplane.api.objects import from_manifest, meta, to_manifest
+from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ObjectList
 
 LAST_APPLIED = "navarch.io/last-applied-configuration"
@@ -43,6 +45,12 @@ def _ref(obj: Message) -> str:
 # --------------------------------------------------------------------- get
 
 
+async def _ready_endpoints(client: ApiClient, namespace: str) -> dict[str, int]:
+    """Ready addresses per Service (``namespace/name``), from the Endpoints objects."""
+    listed = await client.list(core_pb2.Endpoints, namespace)
+    return {f"{e.metadata.namespace}/{e.metadata.name}": sum(len(s.addresses) for s in e.subsets) for e in listed.items}
+
+
 def _print(
     objs: list[Message],
     info: kinds.KindInfo,
@@ -52,10 +60,17 @@ def _print(
     all_namespaces: bool,
     show_labels: bool,
     headers: bool = True,
+    extra_columns: Sequence[printers.Column] = (),
 ) -> None:
     if output in ("", "wide"):
         text = printers.table(
-            objs, info, wide=output == "wide", all_namespaces=all_namespaces, show_labels=show_labels, headers=headers
+            objs,
+            info,
+            wide=output == "wide",
+            all_namespaces=all_namespaces,
+            show_labels=show_labels,
+            headers=headers,
+            extra_columns=extra_columns,
         )
         if text:
             click.echo(text)
@@ -107,7 +122,19 @@ def get(
                 where = "" if not info.namespaced or all_namespaces else f" in {ns} namespace"
                 click.echo(f"No resources found{where}.", err=True)
                 return
-        _print(objs, info, output, as_list=not wanted, all_namespaces=all_namespaces, show_labels=show_labels)
+        extra: list[printers.Column] = []
+        if info.kind == "Service" and output in ("", "wide"):
+            ready = await _ready_endpoints(client, "" if all_namespaces else ns)
+            extra.append(("ENDPOINTS", lambda o: str(ready.get(f"{meta(o).namespace}/{meta(o).name}", 0))))
+        _print(
+            objs,
+            info,
+            output,
+            as_list=not wanted,
+            all_namespaces=all_namespaces,
+            show_labels=show_labels,
+            extra_columns=extra,
+        )
         if not watch:
             return
         sel = selector
@@ -145,6 +172,26 @@ def _kv_block(title: str, values: dict[str, str]) -> list[str]:
 
 def _indent(text: str, n: int = 2) -> list[str]:
     return [" " * n + line for line in text.rstrip().splitlines()]
+
+
+async def _endpoint_addresses(client: ApiClient, namespace: str, name: str) -> list[str]:
+    """``ip:port`` of a Service's endpoints, not-ready ones marked."""
+    try:
+        ep = await client.get(core_pb2.Endpoints, name, namespace)
+    except NotFoundError:
+        return []
+    out = []
+    for subset in ep.subsets:
+        ports = ",".join(str(p.port) for p in subset.ports) or "-"
+        out += [f"{a.ip}:{ports}" for a in subset.addresses]
+        out += [f"{a.ip}:{ports} (not ready)" for a in subset.not_ready_addresses]
+    return out
+
+
+def _with_endpoints(lines: list[str], addresses: list[str]) -> list[str]:
+    """Describe lines with an Endpoints line before the events."""
+    at = next((i for i, line in enumerate(lines) if line.startswith("Events:")), len(lines))
+    return [*lines[:at], f"Endpoints:    {', '.join(addresses) or '<none>'}", *lines[at:]]
 
 
 def describe_lines(obj: Message, events: list[Message]) -> list[str]:
@@ -199,7 +246,10 @@ def describe(kind: str, names: tuple[str, ...], selector: str) -> None:
             events.sort(key=lambda e: e.last_timestamp.ToNanoseconds())  # type: ignore[attr-defined]
             if i:
                 click.echo("")
-            for line in describe_lines(obj, events[-20:]):
+            lines = describe_lines(obj, events[-20:])
+            if info.kind == "Service":
+                lines = _with_endpoints(lines, await _endpoint_addresses(client, m.namespace, m.name))
+            for line in lines:
                 click.echo(line)
 
     run(body)

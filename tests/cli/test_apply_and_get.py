@@ -149,7 +149,7 @@ async def test_get_tables_use_kubernetes_columns(cli: Cli, namespace: str, tmp_p
     assert deploys[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert deploys[1].split()[:4] == ["web", "0/3", "0", "0"]
     svc = (await cli("get", "svc", "-n", namespace, "-o", "wide")).out.splitlines()
-    assert svc[0].split()[:6] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert svc[0].split()[:7] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "ENDPOINTS", "AGE"]
     every = (await cli("get", "configmaps", "-A", "--show-labels")).out.splitlines()
     assert every[0].split() == ["NAMESPACE", "NAME", "DATA", "AGE", "LABELS"]
     assert any(line.split()[:2] == [namespace, "settings"] for line in every)

@@ -12,6 +12,7 @@ from typing import Any
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import apps_pb2, core_pb2
 from controlplane.client.client import ApiClient
+from tests.cli.conftest import Cli
 from tests.e2e.conftest import eventually_async
 from tests.e2e.workloads.conftest import StartAgents
 
@@ -77,7 +78,7 @@ async def ready_endpoints(client: ApiClient, namespace: str) -> int:
 
 
 async def test_cluster_ip_reaches_every_replica_from_every_node_and_refuses_without_endpoints(
-    client: ApiClient, namespace: str, agents: StartAgents
+    client: ApiClient, namespace: str, agents: StartAgents, cli: Cli
 ) -> None:
     await agents(3)
     port = 18080
@@ -102,6 +103,20 @@ async def test_cluster_ip_reaches_every_replica_from_every_node_and_refuses_with
         return await ready_endpoints(client, namespace) == 3
 
     await eventually_async(three_ready, timeout=60)
+    listed = await cli("get", "svc", "web", "-n", namespace)
+    assert listed.out.splitlines()[0].split() == [
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "ENDPOINTS",
+        "AGE",
+    ]
+    assert listed.out.splitlines()[1].split()[2] == ip and listed.out.splitlines()[1].split()[5] == "3"
+    described = await cli("describe", "svc", "web", "-n", namespace)
+    endpoints_line = next(line for line in described.out.splitlines() if line.startswith("Endpoints:"))
+    assert all(f"{node}:{port}" in endpoints_line for node in ("127.0.0.2", "127.0.0.3", "127.0.0.4"))
     pods = {p.metadata.name for p in (await client.list(core_pb2.Pod, namespace)).items}
 
     async def all_replicas_answer() -> bool:
