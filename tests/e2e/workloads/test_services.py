@@ -4,7 +4,10 @@ servers as replicas, the controller manager keeping Endpoints."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,19 @@ def get(host: str, port: int, timeout: float = 5.0) -> str:
         while chunk := s.recv(65536):
             data += chunk
     return data.split(b"\r\n\r\n", 1)[1].decode()
+
+
+def server_pids() -> list[int]:
+    """Pids of the test's HTTP server processes."""
+    out = subprocess.run(["pgrep", "-f", "import http.server as h"], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes() + b"\0"
+    except OSError:
+        return b""
 
 
 async def ready_endpoints(client: ApiClient, namespace: str) -> int:
@@ -167,3 +183,78 @@ async def test_cluster_ip_reaches_every_replica_from_every_node_and_refuses_with
         return False
 
     await eventually_async(refused, timeout=10)
+
+
+async def test_unready_or_killed_replicas_leave_rotation_without_client_errors(
+    client: ApiClient, namespace: str, agents: StartAgents, tmp_path: Path
+) -> None:
+    await agents(3)
+    port = 18081
+    deployment = web(namespace, 3, port)
+    container = deployment.spec.template.spec.containers[0]
+    # Unready while a file named after the pod exists (the test creates it to fail the probe).
+    container.readiness_probe.Clear()
+    container.readiness_probe.exec.command.extend(["sh", "-c", f'test ! -e {tmp_path}/"$POD_NAME"'])
+    container.readiness_probe.period_seconds = 1
+    container.readiness_probe.failure_threshold = 1
+    await client.create(deployment)
+    svc = await client.create(
+        from_manifest(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 81, "targetPort": "http"}]},
+            }
+        )
+    )
+    ip = svc.spec.cluster_ip
+
+    async def three_ready() -> bool:
+        return await ready_endpoints(client, namespace) == 3
+
+    await eventually_async(three_ready, timeout=60)
+    pods = sorted(p.metadata.name for p in (await client.list(core_pb2.Pod, namespace)).items)
+
+    # Readiness failure: once the Endpoints drop the pod, the proxy never sends it a request.
+    unready = pods[0]
+    (tmp_path / unready).touch()
+
+    async def dropped() -> bool:
+        return await ready_endpoints(client, namespace) == 2
+
+    await eventually_async(dropped, timeout=20)
+
+    async def out_of_rotation() -> bool:
+        answers = [await asyncio.to_thread(get, ip, 81) for _ in range(12)]
+        return unready not in answers
+
+    await eventually_async(out_of_rotation, timeout=5)
+    (tmp_path / unready).unlink()
+    await eventually_async(three_ready, timeout=20)
+
+    # Killing a replica's process: clients keep getting answers (the proxy tries the next endpoint); the
+    # restarted process joins again.
+    stop = asyncio.Event()
+    errors: list[str] = []
+    answered: list[str] = []
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            try:
+                answered.append(await asyncio.to_thread(get, ip, 81))
+            except OSError as err:
+                errors.append(repr(err))
+
+    loader = asyncio.create_task(traffic())
+    victim = pods[1]
+    victim_pid = next(p for p in server_pids() if f"POD_NAME={victim}\0".encode() in _environ(p))
+    os.kill(victim_pid, signal.SIGKILL)
+
+    async def rejoined() -> bool:
+        return len(answered) > 30 and victim in answered[-30:]
+
+    await eventually_async(rejoined, timeout=60)
+    stop.set()
+    await loader
+    assert errors == [], f"{len(errors)} failed requests of {len(answered) + len(errors)}"
