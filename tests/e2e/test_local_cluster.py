@@ -67,7 +67,7 @@ async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path
         got = await asyncio.to_thread(navarch, env, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
         cluster_ip = got.stdout.strip()
         assert cluster_ip.startswith("127.77."), got.stdout + got.stderr
-        with urllib.request.urlopen(f"http://{cluster_ip}/", timeout=5) as resp:  # noqa: ASYNC210
+        with urllib.request.urlopen(f"http://{cluster_ip}:8080/", timeout=5) as resp:  # noqa: ASYNC210
             assert resp.status == 200
         # down keeps the data: the next up brings back the same objects, on the same etcd ports.
         stopped = await asyncio.to_thread(navarch, env, "down", "--data-dir", str(data_dir))
