@@ -27,7 +27,8 @@ from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.deployment import template_hash
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.intstr import scaled_value
-from controlplane.controllers.ownership import claim, claim_candidates, controller_of
+from controlplane.controllers.ownedpods import OwnedPodEvents
+from controlplane.controllers.ownership import claim, claim_candidates
 from controlplane.controllers.podcontrol import pod_from_template, pod_is_available, pod_is_ready
 
 HASH_LABEL = "controller-revision-hash"
@@ -69,7 +70,8 @@ class DaemonSetController(Controller):
         self.expectations = Expectations(ctx.config.expectations_timeout)
         self.sets.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.nodes.add_event_handler(self._node_changed, self._node_updated, self._node_changed)
-        self.pods.add_event_handler(self._pod_added, lambda old, new: self._pod_changed(new), self._pod_deleted)
+        events = OwnedPodEvents(self.sets, "DaemonSet", self.expectations, self.queue)
+        self.pods.add_event_handler(events.added, events.updated, events.deleted)
 
     def _all(self) -> None:
         for ds in self.sets.store.objects():
@@ -83,33 +85,6 @@ class DaemonSetController(Controller):
         placement_changed = old.metadata.labels != new.metadata.labels or old.spec.taints != new.spec.taints
         if placement_changed or old.metadata.deletion_timestamp != new.metadata.deletion_timestamp:
             self._all()
-
-    def _owner_key(self, pod: core_pb2.Pod) -> str | None:
-        ref = controller_of(pod)
-        if ref is None or ref.kind != "DaemonSet":
-            return None
-        key = f"{pod.metadata.namespace}/{ref.name}"
-        ds = self.sets.store.get(key)
-        return key if ds is not None and ds.metadata.uid == ref.uid else None
-
-    def _pod_added(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-
-    def _pod_changed(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            if pod.metadata.HasField("deletion_timestamp"):
-                self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
 
     async def reconcile(self, key: str) -> None:
         cached = self.sets.store.get(key)

@@ -28,7 +28,8 @@ from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
-from controlplane.controllers.ownership import claim, claim_candidates, controller_of
+from controlplane.controllers.ownedpods import OwnedPodEvents
+from controlplane.controllers.ownership import claim, claim_candidates
 from controlplane.controllers.podcontrol import pod_from_template, pod_is_ready, slow_start
 from controlplane.controllers.replicaset import set_condition
 
@@ -67,34 +68,8 @@ class JobController(Controller):
         self.pods = ctx.informers.informer(core_pb2.Pod)
         self.expectations = Expectations(ctx.config.expectations_timeout)
         self.jobs.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pods.add_event_handler(self._pod_added, lambda old, new: self._pod_updated(new), self._pod_deleted)
-
-    def _owner_key(self, pod: core_pb2.Pod) -> str | None:
-        ref = controller_of(pod)
-        if ref is None or ref.kind != "Job":
-            return None
-        key = f"{pod.metadata.namespace}/{ref.name}"
-        job = self.jobs.store.get(key)
-        return key if job is not None and job.metadata.uid == ref.uid else None
-
-    def _pod_added(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-
-    def _pod_updated(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            if pod.metadata.HasField("deletion_timestamp"):
-                self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
+        events = OwnedPodEvents(self.jobs, "Job", self.expectations, self.queue)
+        self.pods.add_event_handler(events.added, events.updated, events.deleted)
 
     def _now(self) -> datetime:
         return self.ctx.now().replace(microsecond=0)

@@ -20,7 +20,8 @@ from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
-from controlplane.controllers.ownership import claim, claim_candidates, controller_of
+from controlplane.controllers.ownedpods import OwnedPodEvents
+from controlplane.controllers.ownership import claim, claim_candidates
 from controlplane.controllers.podcontrol import (
     next_available_in,
     pod_from_template,
@@ -78,56 +79,16 @@ class ReplicaSetController(Controller):
         self.pods = ctx.informers.informer(core_pb2.Pod)
         self.expectations = Expectations(ctx.config.expectations_timeout)
         self.sets.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    # ------------------------------------------------------------ handlers
-
-    def _owner_key(self, pod: core_pb2.Pod) -> str | None:
-        ref = controller_of(pod)
-        if ref is None or ref.kind != "ReplicaSet":
-            return None
-        key = f"{pod.metadata.namespace}/{ref.name}"
-        rs = self.sets.store.get(key)
-        if rs is None or rs.metadata.uid != ref.uid:
-            return None
-        return key
+        events = OwnedPodEvents(self.sets, "ReplicaSet", self.expectations, self.queue, self._matching_sets)
+        self.pods.add_event_handler(events.added, events.updated, events.deleted)
 
     def _matching_sets(self, pod: core_pb2.Pod) -> list[str]:
+        """ReplicaSets whose selector matches an orphan pod (they may adopt it)."""
         out = []
         for rs in self.sets.store.by_index("namespace", pod.metadata.namespace):
             if from_label_selector_message(rs.spec.selector).matches(pod.metadata.labels):
                 out.append(object_key(rs))
         return out
-
-    def _pod_added(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            if pod.metadata.HasField("deletion_timestamp"):
-                self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
-        elif controller_of(pod) is None:
-            for k in self._matching_sets(pod):  # an orphan: whoever matches may adopt it
-                self.queue.add(k)
-
-    def _pod_updated(self, old: core_pb2.Pod, new: core_pb2.Pod) -> None:
-        key = self._owner_key(new)
-        if key is not None and new.metadata.HasField("deletion_timestamp"):
-            self.expectations.deletion_observed(key, new.metadata.uid)
-        old_key = self._owner_key(old)
-        if old_key is not None and old_key != key:
-            self.queue.add(old_key)
-        if key is not None:
-            self.queue.add(key)
-        elif controller_of(new) is None:
-            for k in self._matching_sets(new):
-                self.queue.add(k)
-
-    def _pod_deleted(self, pod: core_pb2.Pod) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
 
     # ----------------------------------------------------------- reconcile
 

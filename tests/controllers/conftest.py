@@ -1,5 +1,6 @@
-"""A cluster of its own for controller tests (etcd + API server), the controller manager in process, and
-helpers that play the agent's part where a test needs pods Ready or finished (written through the API)."""
+"""A cluster of its own for controller tests (made as the scheduler tests make theirs), the controller manager
+in process, and helpers that play the agent's part where a test needs pods Ready or finished (written through
+the API)."""
 
 from __future__ import annotations
 
@@ -13,31 +14,17 @@ import pytest
 
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
-from controlplane.apiserver.main import ApiServer
-from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.client import ApiClient
 from controlplane.controllers.config import ControllerManagerConfig
 from controlplane.controllers.manager import ControllerManager
-from controlplane.launcher.etcd import EtcdCluster
-from tests.conftest import api_config
+from tests.scheduler import conftest as scheduler_fixtures
 
-
-@pytest.fixture(scope="module")
-async def cluster() -> AsyncIterator[ApiServer]:
-    """A fresh etcd and API server for one test module."""
-    with EtcdCluster(1) as etcd:
-        server = ApiServer(api_config(etcd.endpoints))
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
-
-
-@pytest.fixture
-async def client(cluster: ApiServer) -> AsyncIterator[ApiClient]:
-    c = ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{cluster.port}"], timeout=15))
-    yield c
-    await c.close()
+# The scheduler tests' own cluster (etcd + API server per module) and client, hollow nodes and an
+# in-process scheduler: a whole cluster without processes, for rollout tests.
+cluster = scheduler_fixtures.cluster
+client = scheduler_fixtures.client
+hollow = scheduler_fixtures.hollow
+start_scheduler = scheduler_fixtures.start_scheduler
 
 
 @pytest.fixture
@@ -101,7 +88,3 @@ async def pods_of(client: ApiClient, namespace: str, *, active_only: bool = True
     if active_only:
         pods = [p for p in pods if not p.metadata.HasField("deletion_timestamp")]
     return pods
-
-
-# Hollow nodes and an in-process scheduler: a whole cluster without processes, for rollout tests.
-from tests.scheduler.conftest import hollow, start_scheduler  # noqa: E402,F401
