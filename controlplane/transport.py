@@ -7,10 +7,13 @@ TLS arrives with the security issue and plugs in here.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest gRPC message (a List of many objects can be large; one object is at most 1 MiB)."""
@@ -64,3 +67,35 @@ def make_channel(endpoints: Sequence[str]) -> grpc.aio.Channel:
         target = "ipv4:" + ",".join(e.replace("localhost", "127.0.0.1") for e in endpoints)
         options = [*_COMMON_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
     return grpc.aio.insecure_channel(target, options=options)
+
+
+@dataclass
+class ComponentServer:
+    """A started gRPC server of a control-plane component (scheduler, controller manager): its service,
+    health and reflection."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Report NOT_SERVING, then stop (in-flight calls get ``grace`` seconds)."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def serve_component(
+    listen: str, service_name: str, register: Callable[[grpc.aio.Server], None]
+) -> ComponentServer:
+    """Start a server on ``listen`` with the service ``register`` adds, plus health and reflection."""
+    server = make_server()
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = add_port(server, listen)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    return ComponentServer(server, health_servicer, port)

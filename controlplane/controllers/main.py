@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from controlplane import transport
 from controlplane.api.durations import parse_duration
@@ -75,18 +73,14 @@ async def serve(
             return identity, True
         return elector.leader, elector.is_leader()
 
-    server = transport.make_server()
-    controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
-        ControllerManagerService(manager, leader), server
+    component = await transport.serve_component(
+        listen,
+        SERVICE,
+        lambda server: controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
+            ControllerManagerService(manager, leader), server
+        ),
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    port = transport.add_port(server, listen)
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    port = component.port
     log.info("controller manager %s serving on %s (port %d); controllers: %s", identity, listen, port, ", ".join(names))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,8 +98,7 @@ async def serve(
         for task in (work, stopper):
             task.cancel()
         await asyncio.gather(work, stopper, return_exceptions=True)
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(1.0)
+        await component.stop()
         await client.close()
 
 

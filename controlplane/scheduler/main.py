@@ -15,8 +15,6 @@ import socket
 import sys
 
 import click
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from controlplane import transport
 from controlplane.api.errors import ApiError
@@ -71,16 +69,12 @@ async def serve(
             return identity, True
         return elector.leader, elector.is_leader()
 
-    server = transport.make_server()
-    scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, leader), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    component = await transport.serve_component(
+        listen,
+        SERVICE,
+        lambda server: scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, leader), server),
     )
-    port = transport.add_port(server, listen)
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    port = component.port
     log.info("scheduler %s serving on %s (port %d)", identity, listen, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,8 +97,7 @@ async def serve(
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(1.0)
+        await component.stop()
         await client.close()
 
 
