@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from controlplane.api.errors import InvalidError, NotFoundError
-from controlplane.api.pb import api_pb2, apps_pb2, batch_pb2, coordination_pb2, core_pb2
+from controlplane.api.pb import api_pb2, apps_pb2, batch_pb2, coordination_pb2, core_pb2, rbac_pb2
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class KindInfo:
         return self.api_version.rpartition("/")[0]
 
 
+_RBAC = "rbac.authorization.k8s.io/v1"
+
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", "v1", "namespaces", False, core_pb2.Namespace, "namespace", ("ns",)),
     KindInfo("Node", "v1", "nodes", False, core_pb2.Node, "node", ("no",)),
@@ -55,6 +57,19 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Secret", "v1", "secrets", True, core_pb2.Secret, "secret", (), has_status=False),
     KindInfo("Event", "v1", "events", True, core_pb2.Event, "event", ("ev",), has_status=False),
     KindInfo("Lease", "coordination/v1", "leases", True, coordination_pb2.Lease, "lease", (), has_status=False),
+    KindInfo("Role", _RBAC, "roles", True, rbac_pb2.Role, "role", (), has_status=False),
+    KindInfo("ClusterRole", _RBAC, "clusterroles", False, rbac_pb2.ClusterRole, "cluster_role", (), has_status=False),
+    KindInfo("RoleBinding", _RBAC, "rolebindings", True, rbac_pb2.RoleBinding, "role_binding", (), has_status=False),
+    KindInfo(
+        "ClusterRoleBinding",
+        _RBAC,
+        "clusterrolebindings",
+        False,
+        rbac_pb2.ClusterRoleBinding,
+        "cluster_role_binding",
+        (),
+        has_status=False,
+    ),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

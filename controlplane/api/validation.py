@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from controlplane.api import kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
-from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2
 from controlplane.api.quantity import parse_quantity
 from controlplane.api.selectors import from_label_selector_message
 
@@ -211,6 +211,10 @@ def validate_metadata(errs: Errors, info: kinds.KindInfo, md: meta_pb2.ObjectMet
                 )
         elif info.kind == "Namespace":
             check_dns1123_label(errs, "metadata.name", md.name)
+        elif info.group == "rbac.authorization.k8s.io":
+            # RBAC names are path segments (Kubernetes' rule), so "system:node-bootstrapper" is valid.
+            if md.name in (".", "..") or any(c in md.name for c in "/%") or len(md.name) > 253:
+                errs.add("metadata.name", f"{md.name!r} may not be '.' or '..' or contain '/' or '%'")
         else:
             check_dns1123_subdomain(errs, "metadata.name", md.name)
     if info.namespaced:
@@ -665,7 +669,50 @@ def _validate_lease(errs: Errors, lease: coordination_pb2.Lease) -> None:
         errs.add("spec.leaseDurationSeconds", "must be greater than 0")
 
 
+RBAC_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*")
+SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
+
+
+def _validate_rules(errs: Errors, rules: Iterable[rbac_pb2.PolicyRule]) -> None:
+    for i, rule in enumerate(rules):
+        if not rule.verbs:
+            errs.add(f"rules[{i}].verbs", "at least one verb is required")
+        for j, verb in enumerate(rule.verbs):
+            check_one_of(errs, f"rules[{i}].verbs[{j}]", verb, RBAC_VERBS, required=True)
+        if not rule.resources:
+            errs.add(f"rules[{i}].resources", 'at least one resource is required ("*" for all)')
+        for j, resource in enumerate(rule.resources):
+            if not resource or resource.count("/") > 1:
+                errs.add(f"rules[{i}].resources[{j}]", f"{resource!r} must be a plural name, optionally /subresource")
+
+
+def _validate_role(errs: Errors, role: rbac_pb2.Role) -> None:
+    _validate_rules(errs, role.rules)
+
+
+def _validate_binding(errs: Errors, binding: rbac_pb2.RoleBinding) -> None:
+    ref = binding.role_ref
+    allowed = ("Role", "ClusterRole") if isinstance(binding, rbac_pb2.RoleBinding) else ("ClusterRole",)
+    check_one_of(errs, "roleRef.kind", ref.kind, allowed, required=True)
+    if not ref.name:
+        errs.add("roleRef.name", "required")
+    for i, subject in enumerate(binding.subjects):
+        check_one_of(errs, f"subjects[{i}].kind", subject.kind, SUBJECT_KINDS, required=True)
+        if not subject.name:
+            errs.add(f"subjects[{i}].name", "required")
+        if (
+            subject.kind == "ServiceAccount"
+            and not subject.namespace
+            and isinstance(binding, rbac_pb2.ClusterRoleBinding)
+        ):
+            errs.add(f"subjects[{i}].namespace", "required for a ServiceAccount")
+
+
 _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
+    "Role": _validate_role,  # type: ignore[dict-item]
+    "ClusterRole": _validate_role,  # type: ignore[dict-item]
+    "RoleBinding": _validate_binding,  # type: ignore[dict-item]
+    "ClusterRoleBinding": _validate_binding,  # type: ignore[dict-item]
     "Pod": _validate_pod,  # type: ignore[dict-item]
     "ReplicaSet": _validate_replicaset,  # type: ignore[dict-item]
     "Deployment": _validate_deployment,  # type: ignore[dict-item]

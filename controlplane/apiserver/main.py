@@ -7,27 +7,65 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controlplane import transport
+from controlplane import pki, transport
 from controlplane.api import kinds
 from controlplane.api.errors import UnavailableError
-from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, auth_pb2_grpc
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
+from controlplane.apiserver.audit import AuditConfig, AuditLog
+from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
+from controlplane.apiserver.authservice import AuthService, NodeCertificateSigner
+from controlplane.apiserver.authz import AuthorizerChain
+from controlplane.apiserver.guard import Limits, RequestGuard
+from controlplane.apiserver.nodeauthz import NodeAuthorizer
 from controlplane.apiserver.podproxy import PodProxy
+from controlplane.apiserver.rbac import RBACAuthorizer
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import EtcdClient, EtcdConfig, Store
+from controlplane.storage.encryption import EncryptionConfig
+from controlplane.storage.keys import object_key
 
 log = logging.getLogger("navarch.apiserver")
 
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Api"].full_name
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 ETCD_HEALTH = "etcd"
 """Health-service name whose status is etcd's health as this API server sees it."""
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """TLS, authentication, authorization, encryption at rest, audit and limits."""
+
+    tls: transport.ServerTLS | None = None
+    """Serving certificate and client CA. None: plain text on loopback only, every caller a superuser
+    (``navarch up`` and tests)."""
+    token_listen: str | None = None
+    """A second TLS address that asks for no client certificate: bearer tokens (and joining agents) use it."""
+    token_file: str | None = None
+    """Static bearer tokens (``token,user,uid,"group1,group2"`` lines)."""
+    signing_cert_file: str | None = None
+    """The cluster CA that signs node certificates."""
+    signing_key_file: str | None = None
+    node_cert_validity: float = pki.DEFAULT_VALIDITY
+    """Lifetime of the node certificates this server signs."""
+    agent_tls: transport.ChannelTLS | None = None
+    """How to reach agents for logs and exec: their CA and this server's client certificate."""
+    encryption_config: str | None = None
+    """EncryptionConfiguration file (Secrets encrypted at rest)."""
+    audit: AuditConfig | None = None
+    """Where the audit log goes (None: no audit log)."""
+    limits: Limits = field(default_factory=Limits)
+    """Per-user rate limit and the longest a call may run."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,8 @@ class ApiServerConfig:
     """How long a pod without its own toleration stays on a node whose agent went silent."""
     service_ranges: ServiceRanges = field(default_factory=ServiceRanges)
     """Where Services' cluster IPs and node ports come from."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """TLS, authentication, authorization, encryption at rest, audit."""
 
 
 class ApiServer:
@@ -63,8 +103,9 @@ class ApiServer:
 
     def __init__(self, config: ApiServerConfig) -> None:
         self.config = config
+        sec = config.security
         self.etcd = EtcdClient(config.etcd)
-        self.store = Store(self.etcd)
+        self.store = Store(self.etcd, EncryptionConfig.load(sec.encryption_config) if sec.encryption_config else None)
         self.caches = {
             info.kind: WatchCache(
                 self.store,
@@ -82,9 +123,30 @@ class ApiServer:
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
             service_ranges=config.service_ranges,
         )
-        self.proxy = PodProxy(self.registry)
-        self.server = transport.make_server()
+        self.proxy = PodProxy(self.registry, sec.agent_tls)
+        self.authorizer = AuthorizerChain([NodeAuthorizer(self.caches, self._fetch_pod), RBACAuthorizer(self.caches)])
+        secret_info = kinds.lookup("Secret")
+        self.authenticator = Authenticator(
+            insecure=sec.tls is None,
+            client_cas=pki.load_certs(Path(sec.tls.client_ca_file).read_bytes())
+            if sec.tls and sec.tls.client_ca_file
+            else (),
+            tokens=load_token_file(sec.token_file) if sec.token_file else None,
+            bootstrap_secret=lambda name: self.caches["Secret"].get(  # type: ignore[arg-type, return-value]
+                object_key(secret_info, BOOTSTRAP_NAMESPACE, name)
+            ),
+        )
+        self.audit = AuditLog(sec.audit) if sec.audit else None
+        self.guard = RequestGuard(self.authenticator, self.authorizer, limits=sec.limits, audit=self.audit)
+        signer = None
+        if sec.signing_cert_file and sec.signing_key_file:
+            signer = NodeCertificateSigner(
+                pki.CertificateAuthority.load(sec.signing_cert_file, sec.signing_key_file), sec.node_cert_validity
+            )
+        self.auth_service = AuthService(self.authorizer, signer)
+        self.server = transport.make_server([self.guard])
         self.port = 0
+        self.token_port = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._cache_tasks: list[asyncio.Task[None]] = []
         self.health = health.aio.HealthServicer()
@@ -105,15 +167,27 @@ class ApiServer:
         for cache in self.caches.values():
             await asyncio.wait_for(cache.ready.wait(), self.config.startup_timeout)
         await self.registry.ensure_namespaces()
+        await self.registry.ensure_bootstrap_policy()
         api_pb2_grpc.add_ApiServicer_to_server(
             ApiService(self.registry, self.proxy, bookmark_interval=self.config.bookmark_interval), self.server
         )
+        auth_pb2_grpc.add_AuthServicer_to_server(self.auth_service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (API_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                API_SERVICE,
+                AUTH_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self.server,
         )
-        self.port = transport.add_port(self.server, self.config.listen)
+        tls = self.config.security.tls
+        self.port = transport.add_port(self.server, self.config.listen, tls.credentials() if tls else None)
+        if tls and self.config.security.token_listen:
+            self.token_port = transport.add_port(
+                self.server, self.config.security.token_listen, tls.credentials(require_client_cert=False)
+            )
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -122,6 +196,9 @@ class ApiServer:
         log.info(
             "serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints)
         )
+
+    async def _fetch_pod(self, namespace: str, name: str) -> Message:
+        return await self.registry.get(kinds.lookup("Pod"), namespace, name)
 
     async def _watch_etcd_health(self) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
@@ -144,6 +221,8 @@ class ApiServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.proxy.close()
+        if self.audit is not None:
+            self.audit.close()
         for task in self._cache_tasks:
             task.cancel()
         await asyncio.gather(*self._cache_tasks, return_exceptions=True)

@@ -1,12 +1,15 @@
 """Pod logs and exec through the API server: find the pod's node, relay the stream to that node's agent.
 
-Clients need only the API server's address; agents answer only API servers. One channel per agent
-endpoint is kept for the server's lifetime (gRPC reconnects it as needed).
+Clients need only the API server's address; agents answer only API servers. With TLS the API server
+presents its agent client certificate (``system:apiserver``) and checks that the agent's certificate is the
+node's own (its DNS name is the node name). One channel per agent endpoint is kept for the server's lifetime
+(gRPC reconnects it as needed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,8 +28,9 @@ _NODE = kinds.lookup("Node")
 class PodProxy:
     """Relays PodLogs and PodExec to the agent of the pod's node."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, tls: transport.ChannelTLS | None = None) -> None:
         self.registry = registry
+        self.tls = tls
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def close(self) -> None:
@@ -50,9 +54,11 @@ class PodProxy:
         if not address or not ep.port:
             raise UnavailableError(f"node {node_name} has not published its agent endpoint")
         endpoint = f"[{address}]:{ep.port}" if ":" in address else f"{address}:{ep.port}"
-        channel = self._channels.get(endpoint)
+        channel_key = f"{node_name}@{endpoint}"
+        channel = self._channels.get(channel_key)
         if channel is None:
-            channel = self._channels[endpoint] = transport.make_channel([endpoint])
+            tls = dataclasses.replace(self.tls, server_name=node_name) if self.tls else None
+            channel = self._channels[channel_key] = transport.make_channel([endpoint], tls)
         return pod, node_name, podaccess_pb2_grpc.AgentStub(channel)
 
     async def logs(

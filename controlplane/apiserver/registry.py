@@ -31,10 +31,15 @@ from controlplane.api.errors import (
 )
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, from_manifest, merge_patch, meta, to_manifest
-from controlplane.api.pb import core_pb2
+from controlplane.api.pb import core_pb2, rbac_pb2
 from controlplane.api.selectors import parse_field_selector, parse_label_selector
 from controlplane.apiserver.admission import add_default_tolerations
 from controlplane.apiserver.allocator import ServiceAllocator, ServiceRanges, claims_of
+from controlplane.apiserver.bootstrappolicy import (
+    default_cluster_role_bindings,
+    default_cluster_roles,
+    needs_reset,
+)
 from controlplane.apiserver.strategy import Strategy, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
@@ -499,3 +504,22 @@ class Registry:
                 meta(ns).name = name
                 with contextlib.suppress(AlreadyExistsError):  # another API server won the race
                     await self.create(ns)
+
+    async def ensure_bootstrap_policy(self) -> None:
+        """Create the default ClusterRoles and ClusterRoleBindings, and put back edited ones that allow it."""
+        for default in [*default_cluster_roles(), *default_cluster_role_bindings()]:
+            info = kinds.of_message(default)
+            name = meta(default).name
+            try:
+                stored = await self.store.get(info, "", name)
+            except NotFoundError:
+                with contextlib.suppress(AlreadyExistsError):  # another API server won the race
+                    await self.create(default)
+                continue
+            if needs_reset(stored, default):
+                fixed = _copy(stored)
+                field = "rules" if isinstance(default, rbac_pb2.ClusterRole) else "subjects"
+                fixed.ClearField(field)
+                getattr(fixed, field).extend(getattr(default, field))
+                with contextlib.suppress(ConflictError):
+                    await self.update(fixed)

@@ -192,6 +192,15 @@ class ConfigDataStrategy(Strategy):
             errs.add("type", "field is immutable")
 
 
+class BindingStrategy(Strategy):
+    """RoleBindings and ClusterRoleBindings: the role a binding grants never changes (Kubernetes' rule; make a
+    new binding instead), so a grant cannot silently widen."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        if new.role_ref != old.role_ref:  # type: ignore[attr-defined]
+            errs.add("roleRef", "field is immutable: delete the binding and create a new one")
+
+
 class NodeStrategy(Strategy):
     """Nodes: the agent registers its Node with status included (as kubelets do)."""
 
@@ -217,6 +226,8 @@ _STRATEGIES: dict[str, type[Strategy]] = {
     "Secret": ConfigDataStrategy,
     "Node": NodeStrategy,
     "Namespace": NamespaceStrategy,
+    "RoleBinding": BindingStrategy,
+    "ClusterRoleBinding": BindingStrategy,
 }
 
 

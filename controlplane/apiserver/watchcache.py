@@ -32,7 +32,7 @@ from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import meta
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.storage import EtcdWatch, Store, WatchBatch
-from controlplane.storage.codec import decode
+from controlplane.storage.encryption import EncryptionError
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +238,20 @@ class WatchCache:
         await self._notify_advanced()
         log.info("watch cache %s: %d objects at revision %d", self.info.plural, len(objects), self.revision)
 
+    def _decode(self, key: str, value: bytes, revision: int) -> Message | None:
+        try:
+            return self.store.decode(self.info, key, value, revision)
+        except EncryptionError as err:
+            # One undecryptable value (a key missing from the encryption config) must not stop the cache.
+            log.error("watch cache %s: skipping %s: %s", self.info.plural, key, err)
+            return None
+
     def _apply(self, batch: WatchBatch) -> None:
         # Synchronous on purpose: a watcher registers between batches, never inside one.
         for change in batch.events:
             prev = self.objects.get(change.key)
             if prev is None and change.prev_value:
-                prev = decode(self.info, change.prev_value, 0)
+                prev = self._decode(change.key, change.prev_value, 0)
             if change.deleted:
                 if prev is None:
                     continue  # deleted before we ever saw it: nothing to tell
@@ -253,7 +261,10 @@ class WatchCache:
                 self.objects.pop(change.key, None)
                 ev = CacheEvent(DELETED, change.key, obj, prev, change.revision)
             else:
-                obj = decode(self.info, change.value, change.revision)
+                decoded = self._decode(change.key, change.value, change.revision)
+                if decoded is None:
+                    continue
+                obj = decoded
                 self.objects[change.key] = obj
                 kind = ADDED if prev is None else MODIFIED
                 ev = CacheEvent(kind, change.key, obj, prev, change.revision)

@@ -18,6 +18,7 @@ from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, meta
 from controlplane.storage.client import EtcdClient
 from controlplane.storage.codec import decode, encode
+from controlplane.storage.encryption import EncryptionConfig
 from controlplane.storage.keys import kind_prefix, object_key, prefix_end
 from controlplane.storage.watch import EtcdWatch
 
@@ -56,8 +57,17 @@ class StoredList:
 class Store:
     """Create, read, update, delete and list objects of any kind in etcd."""
 
-    def __init__(self, client: EtcdClient) -> None:
+    def __init__(self, client: EtcdClient, encryption: EncryptionConfig | None = None) -> None:
         self.client = client
+        self.encryption = encryption or EncryptionConfig()
+
+    def encode(self, info: KindInfo, key: str, obj: Message) -> bytes:
+        """The value stored for an object (encrypted when the encryption config names its resource)."""
+        return self.encryption.for_resource(info.plural).to_storage(encode(obj), key)
+
+    def decode(self, info: KindInfo, key: str, value: bytes, mod_revision: int) -> Message:
+        """The object a stored value holds; ``EncryptionError`` if it cannot be decrypted."""
+        return decode(info, self.encryption.for_resource(info.plural).from_storage(value, key), mod_revision)
 
     async def create(self, info: KindInfo, obj: Message, *, claims: Sequence[str] = ()) -> Message:
         """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion.
@@ -68,7 +78,7 @@ class Store:
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
-        value = encode(obj)
+        value = self.encode(info, key, obj)
         claim_keys = [claim_key(c) for c in claims]
         txn = _Attempts(
             lambda t: kv.txn(
@@ -116,14 +126,14 @@ class Store:
             where = f"{namespace}/{name}" if info.namespaced else name
             raise NotFoundError(f'{info.kind} "{where}" not found')
         kv = resp.kvs[0]
-        return decode(info, kv.value, kv.mod_revision)
+        return self.decode(info, key, kv.value, kv.mod_revision)
 
     async def update(self, info: KindInfo, obj: Message, expected_revision: int) -> Message:
         """Replace an object if its key's mod_revision is still ``expected_revision``."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
-        value = encode(obj)
+        value = self.encode(info, key, obj)
         txn = _Attempts(
             lambda t: kv.txn(
                 compare=[_mod_revision_equals(key, expected_revision)],
@@ -190,7 +200,7 @@ class Store:
             lambda t: self.client.kv.get(start, range_end=end, revision=revision, limit=limit, timeout=t),
             f"list {prefix}",
         )
-        items = [(kv.key.decode(), decode(info, kv.value, kv.mod_revision)) for kv in resp.kvs]
+        items = [(kv.key.decode(), self.decode(info, kv.key.decode(), kv.value, kv.mod_revision)) for kv in resp.kvs]
         # etcd's header names the current revision even for a read in the past.
         read_at = revision or int(resp.header.revision)
         return StoredList(items, read_at, bool(resp.more), max(0, int(resp.count) - len(items)))

@@ -8,6 +8,7 @@ from controlplane.api.pb import apps_pb2 as _apps_pb2
 from controlplane.api.pb import batch_pb2 as _batch_pb2
 from controlplane.api.pb import coordination_pb2 as _coordination_pb2
 from controlplane.api.pb import core_pb2 as _core_pb2
+from controlplane.api.pb import rbac_pb2 as _rbac_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -43,6 +44,10 @@ class Object(_message.Message):
     SECRET_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CLUSTER_ROLE_FIELD_NUMBER: _builtins.int
+    ROLE_BINDING_FIELD_NUMBER: _builtins.int
+    CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def namespace(self) -> _core_pb2.Namespace: ...
     @_builtins.property
@@ -69,6 +74,14 @@ class Object(_message.Message):
     def event(self) -> _core_pb2.Event: ...
     @_builtins.property
     def lease(self) -> _coordination_pb2.Lease: ...
+    @_builtins.property
+    def role(self) -> _rbac_pb2.Role: ...
+    @_builtins.property
+    def cluster_role(self) -> _rbac_pb2.ClusterRole: ...
+    @_builtins.property
+    def role_binding(self) -> _rbac_pb2.RoleBinding: ...
+    @_builtins.property
+    def cluster_role_binding(self) -> _rbac_pb2.ClusterRoleBinding: ...
     def __init__(
         self,
         *,
@@ -85,12 +98,16 @@ class Object(_message.Message):
         secret: _core_pb2.Secret | None = ...,
         event: _core_pb2.Event | None = ...,
         lease: _coordination_pb2.Lease | None = ...,
+        role: _rbac_pb2.Role | None = ...,
+        cluster_role: _rbac_pb2.ClusterRole | None = ...,
+        role_binding: _rbac_pb2.RoleBinding | None = ...,
+        cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_map", b"config_map", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

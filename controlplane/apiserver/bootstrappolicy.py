@@ -1,0 +1,119 @@
+"""The roles every cluster starts with (Kubernetes' bootstrap policy, for Navarch's kinds).
+
+ClusterRoles ``admin``, ``edit``, ``view`` (bind them with a RoleBinding for one namespace, or a
+ClusterRoleBinding for all), ``cluster-admin``, one per control-plane component, and the node bootstrap
+roles. Created at API server start when missing; a role annotated ``rbac.authorization.kubernetes.io/
+autoupdate: "false"`` is left as the operator edited it, any other is reset to these rules.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from controlplane import pki
+from controlplane.api.pb import rbac_pb2
+from controlplane.apiserver.authn import BOOTSTRAPPERS_GROUP
+
+AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
+READ = ["get", "list", "watch"]
+WRITE = ["create", "update", "patch", "delete"]
+ALL = ["*"]
+
+WORKLOADS = [
+    ("", ["pods", "pods/log", "pods/status", "services", "endpoints", "configmaps", "events"]),
+    (
+        "apps",
+        ["deployments", "deployments/status", "replicasets", "replicasets/status", "daemonsets", "daemonsets/status"],
+    ),
+    ("batch", ["jobs", "jobs/status"]),
+]
+
+
+def _rule(verbs: list[str], group: str, resources: list[str], names: list[str] | None = None) -> rbac_pb2.PolicyRule:
+    return rbac_pb2.PolicyRule(verbs=verbs, api_groups=[group], resources=resources, resource_names=names or [])
+
+
+def _cluster_role(name: str, rules: list[rbac_pb2.PolicyRule]) -> rbac_pb2.ClusterRole:
+    role = rbac_pb2.ClusterRole(rules=rules)
+    role.metadata.name = name
+    role.metadata.labels["navarch.io/bootstrapping"] = "rbac-defaults"
+    role.metadata.annotations[AUTOUPDATE] = "true"
+    return role
+
+
+def _binding(name: str, role: str, kind: str, subject: str) -> rbac_pb2.ClusterRoleBinding:
+    binding = rbac_pb2.ClusterRoleBinding(
+        role_ref=rbac_pb2.RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role),
+        subjects=[rbac_pb2.Subject(kind=kind, api_group="rbac.authorization.k8s.io", name=subject)],
+    )
+    binding.metadata.name = name
+    binding.metadata.labels["navarch.io/bootstrapping"] = "rbac-defaults"
+    binding.metadata.annotations[AUTOUPDATE] = "true"
+    return binding
+
+
+def _view() -> list[rbac_pb2.PolicyRule]:
+    rules = [_rule(READ, group, resources) for group, resources in WORKLOADS]
+    rules.append(_rule(READ, "", ["namespaces"]))
+    return rules
+
+
+def _edit() -> list[rbac_pb2.PolicyRule]:
+    rules = [_rule([*READ, *WRITE], group, resources) for group, resources in WORKLOADS]
+    rules += [
+        _rule(["create"], "", ["pods/exec"]),
+        _rule([*READ, *WRITE], "", ["secrets"]),
+        _rule(READ, "", ["namespaces"]),
+    ]
+    return rules
+
+
+def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
+    """Every bootstrap ClusterRole."""
+    return [
+        _cluster_role("cluster-admin", [_rule(ALL, "*", ["*"])]),
+        _cluster_role(
+            "admin", [*_edit(), _rule([*READ, *WRITE], "rbac.authorization.k8s.io", ["roles", "rolebindings"])]
+        ),
+        _cluster_role("edit", _edit()),
+        _cluster_role("view", _view()),
+        _cluster_role(
+            pki.SCHEDULER_USER,
+            [
+                _rule(READ, "", ["pods", "nodes", "namespaces", "services"]),
+                _rule(["update", "patch"], "", ["pods", "pods/status"]),
+                _rule(["create", "update", "patch"], "", ["events"]),
+                _rule(["get", "create", "update"], "coordination", ["leases"]),
+                _rule(READ, "apps", ["replicasets", "daemonsets"]),
+            ],
+        ),
+        # Controllers create, update and delete every kind (the namespace and garbage collectors included).
+        _cluster_role(pki.CONTROLLER_MANAGER_USER, [_rule(ALL, "*", ["*"])]),
+        _cluster_role(
+            "system:node-bootstrapper",
+            [_rule(["create"], "certificates.k8s.io", ["certificatesigningrequests/nodeclient"])],
+        ),
+        _cluster_role(
+            "system:certificates:selfnodeclient",
+            [_rule(["create"], "certificates.k8s.io", ["certificatesigningrequests/selfnodeclient"])],
+        ),
+    ]
+
+
+def default_cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
+    """Every bootstrap ClusterRoleBinding."""
+    return [
+        _binding("cluster-admin", "cluster-admin", "Group", pki.MASTERS_GROUP),
+        _binding(pki.SCHEDULER_USER, pki.SCHEDULER_USER, "User", pki.SCHEDULER_USER),
+        _binding(pki.CONTROLLER_MANAGER_USER, pki.CONTROLLER_MANAGER_USER, "User", pki.CONTROLLER_MANAGER_USER),
+        _binding("system:node-bootstrapper", "system:node-bootstrapper", "Group", BOOTSTRAPPERS_GROUP),
+        _binding("system:certificates:selfnodeclient", "system:certificates:selfnodeclient", "Group", pki.NODES_GROUP),
+    ]
+
+
+def needs_reset(stored: Message, default: Message) -> bool:
+    """Whether a stored bootstrap object should be put back to its default."""
+    if stored.metadata.annotations.get(AUTOUPDATE) == "false":  # type: ignore[attr-defined]
+        return False
+    field = "rules" if isinstance(default, rbac_pb2.ClusterRole) else "subjects"
+    return list(getattr(stored, field)) != list(getattr(default, field))

@@ -1,0 +1,269 @@
+"""The API server's request guard, one gRPC interceptor around every call:
+
+authenticate → per-user rate limit → authorize → run the handler under a deadline → audit.
+
+Health checks pass unauthenticated (load balancers probe them); reflection and the Auth service need an
+authenticated caller, and the Auth service authorizes inside its handlers. The caller is available to
+handlers as ``current_user``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from controlplane import pki
+from controlplane.api.errors import ApiError, DeadlineError, TooManyRequestsError, UnauthenticatedError
+from controlplane.apiserver import requestinfo
+from controlplane.apiserver.audit import AuditEvent, AuditLog
+from controlplane.apiserver.authn import Authenticator, UserInfo
+from controlplane.apiserver.authz import Attributes, AuthorizerChain
+
+log = logging.getLogger(__name__)
+
+current_user: contextvars.ContextVar[UserInfo] = contextvars.ContextVar("current_user")
+"""The authenticated caller of the request being handled."""
+
+_STREAMING = ("Watch", "PodLogs", "PodExec")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-user request rate, and the longest a unary call may run."""
+
+    rate: float = 200.0
+    """Requests per second per user (0: unlimited); members of system:masters are exempt."""
+    burst: int = 400
+    request_timeout: float = 60.0
+    """Seconds a unary call may run, whatever deadline the client set (or did not set)."""
+
+
+class UserRateLimiter:
+    """A token bucket per user: a request that finds the bucket empty is refused, not queued."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, user: str) -> bool:
+        """Take a token for ``user`` if one is left."""
+        if self.rate <= 0:
+            return True
+        now = self._clock()
+        tokens, last = self._buckets.get(user, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if len(self._buckets) > 10_000:  # forget idle users rather than grow without bound
+            self._buckets = {u: v for u, v in self._buckets.items() if now - v[1] < 60}
+        if tokens < 1.0:
+            self._buckets[user] = (tokens, now)
+            return False
+        self._buckets[user] = (tokens - 1.0, now)
+        return True
+
+
+def _peer_ip(context: grpc.aio.ServicerContext) -> str:
+    peer = str(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    return rest.rpartition(":")[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+
+
+def _body(msg: Any) -> Any:
+    if isinstance(msg, Message):
+        return MessageToDict(msg, preserving_proto_field_name=False)
+    return None
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authentication, rate limits, authorization, deadlines and audit for every call of the API server."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        authorizer: AuthorizerChain,
+        *,
+        limits: Limits | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.limits = limits or Limits()
+        self.limiter = UserRateLimiter(self.limits.rate, self.limits.burst)
+        self.audit = audit
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(requestinfo.HEALTH):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream_stream(method, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    # ------------------------------------------------------------ checks
+
+    async def _admit(self, method: str, request: Any, context: grpc.aio.ServicerContext, event: AuditEvent) -> None:
+        """Authenticate, rate-limit and authorize, filling the audit event as facts become known."""
+        user = self.authenticator.authenticate(context)
+        event.user, event.groups, event.authenticated_by = user.name, user.groups, user.method
+        current_user.set(user)
+        if not user.in_group(pki.MASTERS_GROUP) and not self.limiter.allow(user.name):
+            raise TooManyRequestsError(
+                f'too many requests from user "{user.name}" (limit {self.limits.rate:g}/s, burst {self.limits.burst});'
+                " slow down and retry"
+            )
+        if not method.startswith(requestinfo.API):
+            return  # reflection and Auth: authenticated is enough here
+        attrs = requestinfo.api_attributes(method, request, user)
+        self._describe(event, attrs)
+        await self.authorizer.check(attrs)
+
+    @staticmethod
+    def _describe(event: AuditEvent, attrs: Attributes) -> None:
+        event.verb, event.resource, event.subresource = attrs.verb, attrs.resource, attrs.subresource
+        event.namespace, event.name = attrs.namespace, attrs.name
+
+    def _event(self, method: str, context: grpc.aio.ServicerContext) -> AuditEvent:
+        return AuditEvent(user="", groups=(), method=method, source_ip=_peer_ip(context))
+
+    def _finish(
+        self, event: AuditEvent, started: float, context: grpc.aio.ServicerContext, err: BaseException | None
+    ) -> None:
+        if self.audit is None:
+            return
+        if isinstance(err, ApiError):
+            event.code, event.reason = err.code.name, err.message
+        elif err is not None and not isinstance(err, asyncio.CancelledError):
+            code = context.code()
+            event.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+            event.reason = str(context.details() or "")
+        elif isinstance(err, asyncio.CancelledError):
+            event.code = "CANCELLED"
+        event.latency_ms = (time.monotonic() - started) * 1000
+        self.audit.record(event)
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, err: ApiError) -> None:
+        await context.abort(err.code, err.message)
+
+    # ---------------------------------------------------------- wrappers
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.monotonic()
+            event = self._event(method, context)
+            err: BaseException | None = None
+            try:
+                try:
+                    await self._admit(method, request, context, event)
+                except ApiError as refused:
+                    err = refused
+                    await self._refuse(context, refused)
+                if self.audit is not None and self.audit.wants_request:
+                    event.request = _body(request)
+                try:
+                    async with asyncio.timeout(self.limits.request_timeout):
+                        response = await behavior(request, context)
+                except TimeoutError:
+                    err = DeadlineError(f"{method} did not finish within {self.limits.request_timeout:g}s")
+                    await self._refuse(context, err)
+                if self.audit is not None and self.audit.wants_response:
+                    event.response = _body(response)
+                return response
+            except BaseException as failure:
+                err = err or failure
+                raise
+            finally:
+                self._finish(event, started, context, err)
+
+        return guarded
+
+    def _unary_stream(
+        self, method: str, behavior: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.monotonic()
+            event = self._event(method, context)
+            err: BaseException | None = None
+            try:
+                try:
+                    await self._admit(method, request, context, event)
+                except ApiError as refused:
+                    err = refused
+                    await self._refuse(context, refused)
+                if self.audit is not None and self.audit.wants_request:
+                    event.request = _body(request)
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as failure:
+                err = err or failure
+                raise
+            finally:
+                self._finish(event, started, context, err)
+
+        return guarded
+
+    def _stream_stream(
+        self, method: str, behavior: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def guarded(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.monotonic()
+            event = self._event(method, context)
+            err: BaseException | None = None
+            try:
+                first = None
+                if method.startswith(requestinfo.API):
+                    # The first frame says what is asked (PodExec's start): read it to authorize, then replay it.
+                    first = await anext(aiter(requests), None)
+                    if first is None:
+                        err = UnauthenticatedError("the stream ended before its first frame")
+                        await self._refuse(context, err)
+                try:
+                    await self._admit(method, first, context, event)
+                except ApiError as refused:
+                    err = refused
+                    await self._refuse(context, refused)
+
+                async def replay() -> AsyncIterator[Any]:
+                    if first is not None:
+                        yield first
+                    async for frame in requests:
+                        yield frame
+
+                async for item in behavior(replay(), context):
+                    yield item
+            except BaseException as failure:
+                err = err or failure
+                raise
+            finally:
+                self._finish(event, started, context, err)
+
+        return guarded

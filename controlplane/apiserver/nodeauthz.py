@@ -1,0 +1,115 @@
+"""The node authorizer (Kubernetes' Node authorizer with NodeRestriction's spirit): an agent's certificate
+(``system:node:<name>``, group ``system:nodes``) reaches only what its own node needs.
+
+Allowed: read every Node, write its own Node (and status); its own Lease in ``navarch-node-lease``; list and
+watch Pods only with ``fieldSelector=spec.nodeName=<name>``; read, update, patch and delete Pods bound to it
+(and their status); read the Secrets and ConfigMaps those Pods reference; read Services, Endpoints and
+Namespaces (the node proxy); write Events. Anything else a node asks is denied outright, whatever RBAC says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from google.protobuf.message import Message
+
+from controlplane import pki
+from controlplane.api import kinds
+from controlplane.api.errors import ApiError
+from controlplane.api.pb import core_pb2
+from controlplane.apiserver.authz import Attributes, Decision
+from controlplane.apiserver.watchcache import Filter, WatchCache
+from controlplane.storage.keys import object_key
+
+_POD = kinds.lookup("Pod")
+LEASE_NAMESPACE = "navarch-node-lease"
+_READ = ("get", "list", "watch")
+_WRITE_OWN = ("create", "get", "update", "patch", "delete")
+
+
+def node_name_of(attrs: Attributes) -> str | None:
+    """The node a caller is, if it is one."""
+    user = attrs.user
+    if user.in_group(pki.NODES_GROUP) and user.name.startswith(pki.NODE_USER_PREFIX):
+        return user.name[len(pki.NODE_USER_PREFIX) :]
+    return None
+
+
+def referenced(pod: core_pb2.Pod, kind: str) -> set[str]:
+    """Names of the Secrets (or ConfigMaps) a pod uses in env, envFrom and volumes."""
+    names: set[str] = set()
+    secret = kind == "Secret"
+    for c in [*pod.spec.init_containers, *pod.spec.containers]:
+        for env in c.env:
+            ref = env.value_from.secret_key_ref if secret else env.value_from.config_map_key_ref
+            if ref.name:
+                names.add(ref.name)
+        for src in c.env_from:
+            name = src.secret_ref.name if secret else src.config_map_ref.name
+            if name:
+                names.add(name)
+    for vol in pod.spec.volumes:
+        name = vol.secret.secret_name if secret else vol.config_map.name
+        if name:
+            names.add(name)
+    return names
+
+
+class NodeAuthorizer:
+    """Decides every request of a node; has no opinion about anyone else."""
+
+    def __init__(
+        self, caches: dict[str, WatchCache], fetch_pod: Callable[[str, str], Awaitable[Message]] | None = None
+    ) -> None:
+        self.caches = caches
+        self.fetch_pod = fetch_pod
+
+    async def _pod_node(self, namespace: str, name: str) -> str | None:
+        pod = self.caches["Pod"].get(object_key(_POD, namespace, name))
+        if pod is None and self.fetch_pod is not None:
+            try:  # the cache may lag a pod bound a moment ago
+                pod = await self.fetch_pod(namespace, name)
+            except ApiError:
+                return None
+        return pod.spec.node_name if pod is not None else None  # type: ignore[attr-defined]
+
+    async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
+        """ALLOW or DENY for nodes; NO_OPINION for other users."""
+        node = node_name_of(attrs)
+        if node is None:
+            return Decision.NO_OPINION, ""
+        denied = Decision.DENY, f"node {node} may not do this"
+        resource, verb = attrs.resource, attrs.verb
+        if resource == "nodes" and attrs.subresource in ("", "status"):
+            if verb in _READ or (verb in _WRITE_OWN and attrs.name == node):
+                return Decision.ALLOW, "a node reads nodes and writes its own"
+            return Decision.DENY, f"node {node} may write only its own Node"
+        if resource == "leases" and not attrs.subresource:
+            if attrs.namespace == LEASE_NAMESPACE and attrs.name == node and verb in _WRITE_OWN:
+                return Decision.ALLOW, "a node renews its own lease"
+            return Decision.DENY, f"node {node} may use only its own Lease {LEASE_NAMESPACE}/{node}"
+        if resource == "pods" and attrs.subresource in ("", "status"):
+            if verb in ("list", "watch"):
+                if attrs.field_selector.replace(" ", "") in (f"spec.nodeName={node}", f"spec.nodeName=={node}"):
+                    return Decision.ALLOW, "a node lists its own pods"
+                return Decision.DENY, f"node {node} may list pods only with fieldSelector spec.nodeName={node}"
+            if verb in ("get", "update", "patch", "delete") and attrs.name:
+                if await self._pod_node(attrs.namespace, attrs.name) == node:
+                    return Decision.ALLOW, "the pod is bound to this node"
+                return Decision.DENY, f"node {node} may touch only pods bound to it"
+            return denied
+        if resource in ("secrets", "configmaps") and not attrs.subresource:
+            if verb == "get" and attrs.name:
+                kind = "Secret" if resource == "secrets" else "ConfigMap"
+                for pod in self.caches["Pod"].list(Filter(namespace=attrs.namespace)):
+                    assert isinstance(pod, core_pb2.Pod)
+                    if pod.spec.node_name == node and attrs.name in referenced(pod, kind):
+                        return Decision.ALLOW, f'pod "{pod.metadata.name}" on this node references it'
+            return Decision.DENY, f"node {node} may read only {resource} referenced by pods bound to it"
+        if resource in ("services", "endpoints", "namespaces") and verb in _READ and not attrs.subresource:
+            return Decision.ALLOW, "the node proxy reads services"
+        if resource == "events" and verb in ("create", "update", "patch", "get"):
+            return Decision.ALLOW, "a node reports events"
+        if resource == "certificatesigningrequests" and attrs.subresource == "selfnodeclient" and verb == "create":
+            return Decision.ALLOW, "a node renews its own certificate"
+        return denied
