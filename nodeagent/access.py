@@ -1,8 +1,9 @@
 """The agent's gRPC endpoint: container logs and exec, for the API server's proxy only.
 
-Until the security issue brings mutual TLS, callers are admitted by source address: the networks given
-with ``--proxy-from``, by default the addresses of the API servers the agent was given (``--server``).
-Everyone else gets PERMISSION_DENIED.
+With TLS the endpoint requires a client certificate signed by the cluster CA and answers only the API
+server's (``CN=system:apiserver``). In plain-text mode (loopback, ``navarch up``) callers are admitted by
+source address: the networks given with ``--proxy-from``, by default the addresses of the API servers the agent
+was given (``--server``). Everyone else gets PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotFoundError, PreconditionError
 from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
+from controlplane.pki import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, read_instance
 from nodeagent.podworker import PodWorker
 
@@ -57,12 +59,23 @@ def peer_ip(context: grpc.aio.ServicerContext) -> str:
 class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
     """ContainerLogs and Exec over the pods this agent runs."""
 
-    def __init__(self, workers: Callable[[], Iterable[PodWorker]], allowed: list[Network], node_name: str) -> None:
+    def __init__(
+        self, workers: Callable[[], Iterable[PodWorker]], allowed: list[Network], node_name: str, *, tls: bool = False
+    ) -> None:
         self._workers = workers
         self._allowed = allowed
         self._node = node_name
+        self._tls = tls
 
     def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        if self._tls:
+            names = (context.auth_context() or {}).get("x509_common_name") or [b""]
+            caller = names[0].decode(errors="replace") if isinstance(names[0], bytes) else str(names[0])
+            if caller != APISERVER_USER:
+                raise ForbiddenError(
+                    f"node {self._node}: the agent answers only the API server ({APISERVER_USER}), not {caller!r}"
+                )
+            return
         ip = peer_ip(context)
         try:
             addr = ipaddress.ip_address(ip)

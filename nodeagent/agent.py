@@ -21,6 +21,7 @@ from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from nodeagent import supervisor
 from nodeagent.access import AgentAccessService, allowed_networks
+from nodeagent.certificates import CertificateRenewer, NodeCredentials
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.node import NodeManager
@@ -47,12 +48,14 @@ class Agent:
             services = self.proxy.services.store
             self.ctx.services = lambda namespace: services.by_index("namespace", namespace)
         self.node = NodeManager(self.client, config, agent_port=0)
+        self.credentials = NodeCredentials(config.tls, config.node_name, config.node_ip) if config.tls else None
         self.server = transport.make_server()
         podaccess_pb2_grpc.add_AgentServicer_to_server(
             AgentAccessService(
                 lambda: list(self.workers.values()),
                 allowed_networks(config.servers, config.proxy_from),
                 config.node_name,
+                tls=config.tls is not None,
             ),
             self.server,
         )
@@ -67,7 +70,14 @@ class Agent:
 
     async def start(self) -> None:
         """Serve, register, list the node's pods, adopt or clean up what the last agent left, and start working."""
-        self.node.agent_port = transport.add_port(self.server, self.config.listen)
+        server_credentials = None
+        if self.credentials is not None:
+            await self.credentials.ensure()
+            await self.client.reconnect(self.credentials.channel_tls())
+            server_credentials = self.credentials.server_credentials()
+            renewer = CertificateRenewer(self.credentials, lambda: self.client.channel, self.client.reconnect)
+            self._tasks.append(asyncio.create_task(renewer.run(), name="certificate-renewer"))
+        self.node.agent_port = transport.add_port(self.server, self.config.listen, server_credentials)
         await self.server.start()
         await self.node.register_with_retry()
         self.recorder.start()

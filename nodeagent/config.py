@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodeagent.certificates import NodeTLSConfig
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -55,4 +57,12 @@ class AgentConfig:
     """Serve Services' cluster IPs and node ports on this node (the node proxy)."""
     proxy_balance: str = "round-robin"
     """How the node proxy picks a backend: round-robin or least-connections."""
+    tls: NodeTLSConfig | None = None
+    """The node's certificate (mutual TLS to the API servers and on its endpoint); None: plain text (loopback)."""
+    run_as_user: int | None = 65534
+    """Workloads without securityContext.runAsUser run as this user when the agent is root (None: as root)."""
+    run_as_group: int | None = 65534
+    """... and this group."""
+    refuse_root: bool = False
+    """Refuse pods that would run as root (uid 0)."""
     """Stop every pod when the agent stops (default: leave workloads running)."""

@@ -16,6 +16,7 @@ from controlplane.api.errors import ApiError
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient, ClientConfig
 from nodeagent.agent import Agent, default_node_name
+from nodeagent.certificates import JoinConfig, JoinError, NodeTLSConfig
 from nodeagent.config import AgentConfig
 from nodeagent.hollow import HollowNodes
 from nodeagent.node import address_towards
@@ -54,6 +55,33 @@ def _quantities(text: str, what: str) -> dict[str, str]:
         except ValueError as err:
             raise click.BadParameter(f"{key}: {err}", param_hint=what) from None
     return values
+
+
+def _node_tls(
+    cert_dir: Path,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token: str | None,
+    pin: str | None,
+    bootstrap: str | None,
+) -> NodeTLSConfig | None:
+    """The TLS flags as a NodeTLSConfig (None: plain text); usage errors name the missing flag."""
+    if bool(cert) != bool(key):
+        raise click.UsageError("--client-certificate and --client-key go together")
+    if cert and not ca:
+        raise click.UsageError("--client-certificate needs --certificate-authority")
+    join = None
+    if token:
+        if not pin or not bootstrap:
+            raise click.UsageError("--join-token needs --ca-cert-hash and --bootstrap-server")
+        if not pin.startswith("sha256:") or len(pin) != 71:
+            raise click.BadParameter("expected sha256:<64 hex digits>", param_hint="--ca-cert-hash")
+        join = JoinConfig(token, pin, bootstrap)
+    has_stored = (cert_dir / "node.pem").exists()
+    if not (ca or join or has_stored):
+        return None
+    return NodeTLSConfig(cert_dir, join, ca, cert, key)
 
 
 async def serve(config: AgentConfig) -> None:
@@ -179,6 +207,24 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--hollow", is_flag=True, help="Simulate --count nodes in this process (scale tests only).")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Hollow nodes to run.")
 @click.option("--name-prefix", default="hollow-", show_default=True, help="Hollow node names: PREFIX0, PREFIX1...")
+@click.option(
+    "--certificate-authority", type=click.Path(exists=True, dir_okay=False), help="Cluster CA (with a pre-issued cert)."
+)
+@click.option("--client-certificate", type=click.Path(exists=True, dir_okay=False), help="Pre-issued node certificate.")
+@click.option("--client-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
+@click.option("--join-token", envvar="NAVARCH_JOIN_TOKEN", help="Bootstrap token (navarch token create).")
+@click.option("--ca-cert-hash", help="sha256:<hex> pin of the cluster CA (navarch token create prints it).")
+@click.option("--bootstrap-server", help="API server token port to join through (host:port).")
+@click.option("--cert-dir", type=click.Path(file_okay=False), help="Node certificate directory (default DATA_DIR/pki).")
+@click.option(
+    "--run-as-user",
+    type=click.IntRange(min=0),
+    default=65534,
+    show_default=True,
+    help="UID of workloads without runAsUser when the agent is root.",
+)
+@click.option("--run-as-group", type=click.IntRange(min=0), default=65534, show_default=True)
+@click.option("--refuse-root-workloads", is_flag=True, help="Fail pods that would run as uid 0.")
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: str,
@@ -205,6 +251,16 @@ def main(
     hollow: bool,
     count: int,
     name_prefix: str,
+    certificate_authority: str | None,
+    client_certificate: str | None,
+    client_key: str | None,
+    join_token: str | None,
+    ca_cert_hash: str | None,
+    bootstrap_server: str | None,
+    cert_dir: str | None,
+    run_as_user: int,
+    run_as_group: int,
+    refuse_root_workloads: bool,
     verbose: bool,
 ) -> None:
     """Run pods bound to this node as supervised local processes."""
@@ -222,10 +278,23 @@ def main(
             ipaddress.ip_network(net, strict=False)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--proxy-from") from None
+    tls = _node_tls(
+        Path(cert_dir or Path(data_dir) / "pki").resolve(),
+        certificate_authority,
+        client_certificate,
+        client_key,
+        join_token,
+        ca_cert_hash,
+        bootstrap_server,
+    )
+    ip = node_ip or address_towards(endpoints[0])
+    host, _, port = listen.rpartition(":")
+    if tls is None and host in ("0.0.0.0", "", "[::]"):
+        listen = f"{ip}:{port}"  # plain text stays on the node's (loopback) address; TLS may listen everywhere
     config = AgentConfig(
         servers=endpoints,
         node_name=node_name or default_node_name(),
-        node_ip=node_ip or address_towards(endpoints[0]),
+        node_ip=ip,
         data_dir=Path(data_dir).resolve(),
         labels=_pairs(labels, "--labels"),
         taints=_taints(taints),
@@ -244,10 +313,17 @@ def main(
         service_proxy=service_proxy,
         proxy_balance=proxy_balance,
         cgroups=cgroups,
+        tls=tls,
+        run_as_user=run_as_user,
+        run_as_group=run_as_group,
+        refuse_root=refuse_root_workloads,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(serve_hollow(config, count, name_prefix) if hollow else serve(config))
     except ApiError as err:
         click.echo(f"navarch-agent: {err.message}", err=True)
+        sys.exit(1)
+    except (JoinError, OSError) as err:
+        click.echo(f"navarch-agent: {err}", err=True)
         sys.exit(1)

@@ -38,7 +38,7 @@ from controlplane.api.pb import core_pb2, meta_pb2
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
-from nodeagent import supervisor
+from nodeagent import identity, supervisor
 from nodeagent.cgroups import CgroupDriver, Limits
 from nodeagent.config import AgentConfig
 from nodeagent.logs import ContainerLogState, instance_log, prune_instances
@@ -324,11 +324,24 @@ class PodWorker:
         env, cwd = await self._environment(c, volumes)
         self.exec_env[c.name] = (env, cwd)
         if proc is None:
+            cfg = self.ctx.config
+            run_as = identity.resolve(
+                self.pod,
+                c,
+                default_uid=cfg.run_as_user,
+                default_gid=cfg.run_as_group,
+                refuse_root=cfg.refuse_root,
+            )
+            identity.give_to(str(self.sandbox.root / "work"), run_as)
+            identity.give_to(str(self.sandbox.root / "volumes"), run_as)
             argv = [expand(a, env) for a in [*c.command, *c.args]]
             spec: dict[str, Any] = {
                 "argv": argv,
                 "env": env,
                 "cwd": cwd,
+                "uid": run_as.uid,
+                "gid": run_as.gid,
+                "groups": list(run_as.groups),
                 "log_path": str(instance_log(cdir, rec.restart_count)),
                 "log_max_bytes": self.ctx.config.log_max_bytes,
                 "log_keep": self.ctx.config.log_keep,

@@ -161,14 +161,17 @@ class Sandbox:
             env[f"NAVARCH_VOLUME_{env_name(mount.name)}"] = str(source)
             link = self.work / mount.mount_path.lstrip("/")
             link.parent.mkdir(parents=True, exist_ok=True)
+            # Relative inside the sandbox: an unprivileged workload may not be able to walk the data dir's
+            # parents, but it can always follow ../volumes from its working directory.
+            target = os.path.relpath(source, link.parent) if source.is_relative_to(self.root) else str(source)
             if link.is_symlink() or link.exists():
-                if link.is_symlink() and os.readlink(link) == str(source):
+                if link.is_symlink() and os.readlink(link) == target:
                     continue
                 if link.is_symlink():
                     link.unlink()
                 else:
                     continue  # a real file or directory is in the way: leave it, the variable still works
-            link.symlink_to(source)
+            link.symlink_to(target)
         return env
 
 

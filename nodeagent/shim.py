@@ -103,6 +103,13 @@ def _child_setup(spec: dict[str, Any]) -> None:
     memory = spec.get("rlimit_as")
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # Privileges go last: joining the cgroup needs them. Groups first, then gid, then uid (after which none
+    # of these calls would be allowed any more).
+    if spec.get("uid") is not None:
+        os.setgroups([int(g) for g in spec.get("groups", [])])
+        if spec.get("gid") is not None:
+            os.setgid(int(spec["gid"]))
+        os.setuid(int(spec["uid"]))
 
 
 def main(spec_path: str) -> int:

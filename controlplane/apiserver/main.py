@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from google.protobuf.message import Message
@@ -16,10 +17,11 @@ from grpc_reflection.v1alpha import reflection
 
 from controlplane import pki, transport
 from controlplane.api import kinds
+from controlplane.api.durations import parse_duration
 from controlplane.api.errors import UnavailableError
 from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, auth_pb2_grpc
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
-from controlplane.apiserver.audit import AuditConfig, AuditLog
+from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
 from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
 from controlplane.apiserver.authservice import AuthService, NodeCertificateSigner
 from controlplane.apiserver.authz import AuthorizerChain
@@ -31,7 +33,7 @@ from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import EtcdClient, EtcdConfig, Store
-from controlplane.storage.encryption import EncryptionConfig
+from controlplane.storage.encryption import EncryptionConfig, EncryptionError
 from controlplane.storage.keys import object_key
 
 log = logging.getLogger("navarch.apiserver")
@@ -259,10 +261,61 @@ async def serve(config: ApiServerConfig) -> None:
 @click.option("--etcd-keyfile", type=click.Path(exists=True, dir_okay=False), help="Key of the client certificate.")
 @click.option("--etcd-server-name", default=None, help="Name to verify in etcd's certificates (default localhost).")
 @click.option(
-    "--insecure-allow-non-loopback",
+    "--insecure",
     is_flag=True,
-    hidden=True,
-    help="Serve plain text on a non-loopback address (until TLS lands; never in production).",
+    help="Serve plain text without authentication, every caller an administrator (loopback only: navarch up, tests).",
+)
+@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
+@click.option("--tls-private-key-file", type=click.Path(exists=True, dir_okay=False), help="Its key.")
+@click.option(
+    "--client-ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA of client certificates; --listen then requires one (mutual TLS).",
+)
+@click.option(
+    "--token-listen",
+    default=None,
+    help="Second TLS address without client certificates, for bearer tokens and joining agents (e.g. :6444).",
+)
+@click.option("--token-auth-file", type=click.Path(exists=True, dir_okay=False), help="Static bearer tokens (CSV).")
+@click.option(
+    "--cluster-signing-cert-file", type=click.Path(exists=True, dir_okay=False), help="CA signing node certs."
+)
+@click.option("--cluster-signing-key-file", type=click.Path(exists=True, dir_okay=False), help="Its key.")
+@click.option("--node-cert-validity", default="8760h", show_default=True, help="Lifetime of signed node certificates.")
+@click.option(
+    "--agent-client-certificate",
+    type=click.Path(exists=True, dir_okay=False),
+    help="This server's certificate towards agents (CN system:apiserver).",
+)
+@click.option("--agent-client-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
+@click.option(
+    "--agent-certificate-authority",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA of the agents' certificates (default: --client-ca-file).",
+)
+@click.option(
+    "--encryption-provider-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="EncryptionConfiguration: which resources are encrypted at rest, with which keys.",
+)
+@click.option("--audit-log-path", default=None, help="Audit log file (JSON lines; '-' for stdout).")
+@click.option("--audit-level", type=click.Choice(LEVELS), default="Metadata", show_default=True)
+@click.option("--audit-log-maxsize", type=click.IntRange(min=1), default=100, show_default=True, help="MiB per file.")
+@click.option("--audit-log-maxbackup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option(
+    "--max-requests-per-user",
+    type=click.FloatRange(min=0),
+    default=200.0,
+    show_default=True,
+    help="Requests per second per user before RESOURCE_EXHAUSTED (0: no limit; system:masters exempt).",
+)
+@click.option("--max-requests-burst", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option(
+    "--request-timeout",
+    default="60s",
+    show_default=True,
+    help="The longest a unary call may run, whatever its deadline.",
 )
 @click.option(
     "--etcd-startup-timeout",
@@ -303,7 +356,26 @@ def main(
     etcd_certfile: str | None,
     etcd_keyfile: str | None,
     etcd_server_name: str | None,
-    insecure_allow_non_loopback: bool,
+    insecure: bool,
+    tls_cert_file: str | None,
+    tls_private_key_file: str | None,
+    client_ca_file: str | None,
+    token_listen: str | None,
+    token_auth_file: str | None,
+    cluster_signing_cert_file: str | None,
+    cluster_signing_key_file: str | None,
+    node_cert_validity: str,
+    agent_client_certificate: str | None,
+    agent_client_key: str | None,
+    agent_certificate_authority: str | None,
+    encryption_provider_config: str | None,
+    audit_log_path: str | None,
+    audit_level: str,
+    audit_log_maxsize: int,
+    audit_log_maxbackup: int,
+    max_requests_per_user: float,
+    max_requests_burst: int,
+    request_timeout: str,
     etcd_startup_timeout: float,
     default_not_ready_toleration_seconds: int,
     default_unreachable_toleration_seconds: int,
@@ -315,13 +387,54 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not transport.is_loopback(listen) and not insecure_allow_non_loopback:
-        click.echo(
-            f"navarch-apiserver: refusing to serve plain text on non-loopback address {listen}; "
-            "TLS is not available yet",
-            err=True,
-        )
+
+    def refuse(message: str) -> NoReturn:
+        click.echo(f"navarch-apiserver: {message}", err=True)
         sys.exit(2)
+
+    if bool(tls_cert_file) != bool(tls_private_key_file):
+        refuse("--tls-cert-file and --tls-private-key-file go together")
+    if not tls_cert_file and not insecure:
+        refuse("give --tls-cert-file/--tls-private-key-file (and --client-ca-file), or --insecure on loopback")
+    if tls_cert_file and insecure:
+        refuse("--insecure and --tls-cert-file exclude each other")
+    if insecure and not transport.is_loopback(listen):
+        refuse(f"refusing to serve plain text on non-loopback address {listen}; configure TLS")
+    if token_listen and not tls_cert_file:
+        refuse("--token-listen needs TLS (--tls-cert-file)")
+    if bool(cluster_signing_cert_file) != bool(cluster_signing_key_file):
+        refuse("--cluster-signing-cert-file and --cluster-signing-key-file go together")
+    if bool(agent_client_certificate) != bool(agent_client_key):
+        refuse("--agent-client-certificate and --agent-client-key go together")
+    try:
+        validity = parse_duration(node_cert_validity)
+        timeout = parse_duration(request_timeout)
+    except ValueError as err:
+        refuse(str(err))
+    tls = None
+    if tls_cert_file and tls_private_key_file:
+        tls = transport.ServerTLS(tls_cert_file, tls_private_key_file, client_ca_file)
+    agent_ca = agent_certificate_authority or client_ca_file
+    agent_tls = None
+    if tls is not None:
+        if not (agent_client_certificate and agent_ca):
+            refuse("with TLS, agents are reached with --agent-client-certificate/--agent-client-key (and their CA)")
+        agent_tls = transport.ChannelTLS(agent_ca, agent_client_certificate, agent_client_key)
+    audit = None
+    if audit_log_path:
+        audit = AuditConfig(audit_log_path, audit_level, audit_log_maxsize * 1024 * 1024, audit_log_maxbackup)
+    security = SecurityConfig(
+        tls=tls,
+        token_listen=token_listen,
+        token_file=token_auth_file,
+        signing_cert_file=cluster_signing_cert_file,
+        signing_key_file=cluster_signing_key_file,
+        node_cert_validity=validity,
+        agent_tls=agent_tls,
+        encryption_config=encryption_provider_config,
+        audit=audit,
+        limits=Limits(max_requests_per_user, max_requests_burst, timeout),
+    )
     if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
         click.echo("navarch-apiserver: --etcd-certfile and --etcd-keyfile go together, with --etcd-cafile", err=True)
         sys.exit(2)
@@ -345,12 +458,13 @@ def main(
         default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         service_ranges=ranges,
+        security=security,
     )
     try:
         asyncio.run(serve(config))
     except UnavailableError as err:
         click.echo(f"navarch-apiserver: {err.message}", err=True)
         sys.exit(1)
-    except OSError as err:
+    except (OSError, ValueError, EncryptionError, pki.CertificateError) as err:
         click.echo(f"navarch-apiserver: {err}", err=True)
         sys.exit(1)

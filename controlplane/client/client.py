@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -26,7 +27,7 @@ from google.protobuf.message import Message
 
 from controlplane import transport
 from controlplane.api import kinds
-from controlplane.api.errors import ApiError, UnavailableError, from_status
+from controlplane.api.errors import ApiError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
 
@@ -50,6 +51,10 @@ class ClientConfig:
     """Longest retry delay."""
     max_attempts: int = 0
     """Attempts of a retried call before giving up (0: until the deadline). Interactive tools use a few."""
+    tls: transport.ChannelTLS | None = None
+    """CA (and client certificate) for TLS; None: plain text (``navarch up`` on loopback)."""
+    token: str = ""
+    """Bearer token sent with every call (TLS only)."""
 
 
 @dataclass
@@ -71,6 +76,12 @@ class WatchEvent(Generic[T]):
     resource_version: str
 
 
+def _refused_certificate(details: str) -> bool:
+    """Whether a connection failure is the server refusing our (missing or foreign) client certificate."""
+    upper = details.upper()
+    return "CERTIFICATE_REQUIRED" in upper or "TLSV1_ALERT_UNKNOWN_CA" in upper or "CERTIFICATE_UNKNOWN" in upper
+
+
 def _kind_name(kind: type[Any] | str) -> str:
     if isinstance(kind, str):
         return kind
@@ -86,7 +97,25 @@ class ApiClient:
         if not config.endpoints:
             raise ValueError("at least one API server endpoint is required")
         self.config = config
-        self._channel = transport.make_channel(list(config.endpoints))
+        self._channel = self._new_channel()
+        self._stub = api_pb2_grpc.ApiStub(self._channel)
+        self._retired: list[grpc.aio.Channel] = []
+
+    def _new_channel(self) -> grpc.aio.Channel:
+        token = grpc.access_token_call_credentials(self.config.token) if self.config.token else None
+        return transport.make_channel(list(self.config.endpoints), self.config.tls, token)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to the API servers (for other services of the API server, such as Auth)."""
+        return self._channel
+
+    async def reconnect(self, tls: transport.ChannelTLS | None) -> None:
+        """Use new TLS credentials (a renewed certificate) for every call from now on; calls in flight finish on
+        the old channel, which closes with the client."""
+        self.config = dataclasses.replace(self.config, tls=tls)
+        self._retired.append(self._channel)
+        self._channel = self._new_channel()
         self._stub = api_pb2_grpc.ApiStub(self._channel)
 
     @property
@@ -96,7 +125,9 @@ class ApiClient:
 
     async def close(self) -> None:
         """Close the channel (streams end)."""
-        await self._channel.close()
+        for channel in [*self._retired, self._channel]:
+            await channel.close()
+        self._retired.clear()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -125,9 +156,11 @@ class ApiClient:
                     etcd_down = err  # the server's own diagnosis beats a later "no answer in time"
                 elif etcd_down is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     err = etcd_down
-                retryable = code == grpc.StatusCode.UNAVAILABLE or (
-                    code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline
-                )
+                # RESOURCE_EXHAUSTED is the server's per-user rate limit: back off and try again.
+                retryable = (
+                    code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                    or (code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline)
+                ) and not _refused_certificate(err.details() or "")
                 out_of_attempts = bool(self.config.max_attempts) and attempts >= self.config.max_attempts
                 if not retry or not retryable or out_of_attempts or time.monotonic() + delay >= deadline:
                     raise self._error(err, what) from None
@@ -136,6 +169,11 @@ class ApiClient:
 
     def _error(self, err: grpc.aio.AioRpcError, what: str) -> ApiError:
         details = err.details() or err.code().name
+        if err.code() == grpc.StatusCode.UNAVAILABLE and _refused_certificate(details):
+            return UnauthenticatedError(
+                f"the API server at {', '.join(self.endpoints)} refused the TLS handshake ({what}): it requires a "
+                f"client certificate signed by the cluster CA, and this client has none or another: {details}"
+            )
         if err.code() == grpc.StatusCode.UNAVAILABLE and "etcd" not in details:
             return UnavailableError(f"cannot reach the API server at {', '.join(self.endpoints)} ({what}): {details}")
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

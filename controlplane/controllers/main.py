@@ -23,7 +23,8 @@ from controlplane import transport
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import controllermanager_pb2, controllermanager_pb2_grpc
-from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.client import ApiClient
+from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
 from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.controllers.config import ControllerManagerConfig
 from controlplane.controllers.manager import ControllerManager, UnknownControllerError, enabled_controllers
@@ -48,10 +49,11 @@ async def serve(
     config: ControllerManagerConfig,
     leader_elect: bool,
     lease_duration: float,
+    credentials: ComponentCredentials,
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
     identity = f"{socket.gethostname()}_{os.getpid()}"
-    client = ApiClient(ClientConfig(endpoints=servers))
+    client = ApiClient(credentials.client_config(servers))
     manager = ControllerManager(client, config, names, identity)
     elector: LeaderElector | None = None
     if leader_elect:
@@ -79,6 +81,7 @@ async def serve(
         lambda server: controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
             ControllerManagerService(manager, leader), server
         ),
+        credentials.server_tls,
     )
     port = component.port
     log.info("controller manager %s serving on %s (port %d); controllers: %s", identity, listen, port, ", ".join(names))
@@ -142,6 +145,7 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--unhealthy-zone-threshold", type=click.FloatRange(0, 1), default=0.55, show_default=True)
 @click.option("--large-cluster-size-threshold", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--job-backoff", default="10s", show_default=True, callback=_duration, help="First Job retry delay.")
+@tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: str,
@@ -157,6 +161,11 @@ def main(
     unhealthy_zone_threshold: float,
     large_cluster_size_threshold: int,
     job_backoff: float,
+    certificate_authority: str | None,
+    client_certificate: str | None,
+    client_key: str | None,
+    tls_server_name: str | None,
+    token_file: str | None,
     verbose: bool,
     **concurrency: int,
 ) -> None:
@@ -182,8 +191,11 @@ def main(
         job_backoff_base=job_backoff,
     )
     endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    credentials = component_credentials(
+        certificate_authority, client_certificate, client_key, tls_server_name, token_file
+    )
     try:
-        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration))
+        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration, credentials))
     except LeadershipLost:
         click.echo("navarch-controller-manager: lost leadership; exiting so that a fresh standby takes over", err=True)
         sys.exit(1)

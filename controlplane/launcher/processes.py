@@ -52,8 +52,18 @@ class Daemon:
 
 
 def apiserver(etcd_endpoints: Sequence[str], listen: str, log_path: Path, *extra: str) -> Daemon:
-    """A ``navarch-apiserver`` daemon (not started)."""
-    argv = [str(BIN / "navarch-apiserver"), "--etcd-servers", ",".join(etcd_endpoints), "--listen", listen, *extra]
+    """A ``navarch-apiserver`` daemon (not started); plain text (``--insecure``, loopback) unless ``extra`` brings
+    ``--tls-cert-file``."""
+    mode = [] if "--tls-cert-file" in extra else ["--insecure"]
+    argv = [
+        str(BIN / "navarch-apiserver"),
+        "--etcd-servers",
+        ",".join(etcd_endpoints),
+        "--listen",
+        listen,
+        *mode,
+        *extra,
+    ]
     return Daemon("apiserver", argv, log_path)
 
 

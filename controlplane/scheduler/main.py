@@ -19,7 +19,8 @@ import click
 from controlplane import transport
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import scheduler_pb2, scheduler_pb2_grpc
-from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.client import ApiClient
+from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
 from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.scheduler.config import ConfigError, load_config
 from controlplane.scheduler.scheduler import Scheduler
@@ -42,12 +43,13 @@ async def serve(
     config_path: str | None,
     leader_elect: bool,
     lease_duration: float,
+    credentials: ComponentCredentials,
     **overrides: object,
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
     config = load_config(config_path, **overrides)
     identity = f"{socket.gethostname()}_{os.getpid()}"
-    client = ApiClient(ClientConfig(endpoints=servers))
+    client = ApiClient(credentials.client_config(servers))
     scheduler = Scheduler(client, config, identity)
     elector: LeaderElector | None = None
     if leader_elect:
@@ -73,6 +75,7 @@ async def serve(
         listen,
         SERVICE,
         lambda server: scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, leader), server),
+        credentials.server_tls,
     )
     port = component.port
     log.info("scheduler %s serving on %s (port %d)", identity, listen, port)
@@ -109,6 +112,7 @@ async def serve(
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")
 @click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
 @click.option("--percentage-of-nodes-to-score", type=click.IntRange(0, 100), default=None)
+@tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: str,
@@ -118,6 +122,11 @@ def main(
     leader_elect: bool,
     lease_duration: float,
     percentage_of_nodes_to_score: int | None,
+    certificate_authority: str | None,
+    client_certificate: str | None,
+    client_key: str | None,
+    tls_server_name: str | None,
+    token_file: str | None,
     verbose: bool,
 ) -> None:
     """Assign unscheduled pods to nodes."""
@@ -125,6 +134,9 @@ def main(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    credentials = component_credentials(
+        certificate_authority, client_certificate, client_key, tls_server_name, token_file
+    )
     try:
         asyncio.run(
             serve(
@@ -133,6 +145,7 @@ def main(
                 config_path,
                 leader_elect,
                 lease_duration,
+                credentials,
                 scheduler_name=scheduler_name,
                 percentage_of_nodes_to_score=percentage_of_nodes_to_score,
             )

@@ -53,6 +53,7 @@ def apiserver_process(etcd_cluster: EtcdCluster) -> Iterator[int]:
             ",".join(etcd_cluster.endpoints),
             "--listen",
             f"127.0.0.1:{port}",
+            "--insecure",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -107,6 +108,7 @@ def test_apiserver_exits_with_a_one_line_reason_when_etcd_is_unreachable() -> No
             dead,
             "--listen",
             "127.0.0.1:0",
+            "--insecure",
             "--etcd-startup-timeout",
             "1",
         ],
@@ -122,7 +124,7 @@ def test_apiserver_exits_with_a_one_line_reason_when_etcd_is_unreachable() -> No
 
 def test_apiserver_refuses_plain_text_on_a_non_loopback_address() -> None:
     result = subprocess.run(
-        [str(BIN / "navarch-apiserver"), "--listen", "0.0.0.0:6443"],
+        [str(BIN / "navarch-apiserver"), "--listen", "0.0.0.0:6443", "--insecure"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -135,7 +137,14 @@ def test_apiserver_keeps_serving_through_an_etcd_blip() -> None:
     with EtcdCluster(1) as etcd:
         port = free_port()
         proc = subprocess.Popen(
-            [str(BIN / "navarch-apiserver"), "--etcd-servers", etcd.endpoints[0], "--listen", f"127.0.0.1:{port}"],
+            [
+                str(BIN / "navarch-apiserver"),
+                "--etcd-servers",
+                etcd.endpoints[0],
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--insecure",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

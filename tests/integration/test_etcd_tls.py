@@ -75,6 +75,7 @@ def test_apiserver_flags_for_etcd_tls(tls_etcd: EtcdCluster, pki: Pki) -> None:
             tls_etcd.endpoints[0],
             "--listen",
             "127.0.0.1:0",
+            "--insecure",
             "--etcd-certfile",
             pki.client_cert,
             "--etcd-keyfile",
