@@ -3,7 +3,7 @@
 Location: ``$NAVARCH_CONFIG``, else ``~/.navarch/config``. YAML::
 
     current-context: local
-    clusters: [{name: local, server: "127.0.0.1:6443,127.0.0.2:6443"}]
+    clusters: [{name: local, server: "127.0.0.1:6443,127.0.0.2:6443", certificate-authority: /path/ca.pem}]
     users: [{name: admin, token: ..., client-certificate: ..., client-key: ...}]
     contexts: [{name: local, cluster: local, user: admin, namespace: default}]
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from controlplane.transport import ChannelTLS
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 
@@ -87,6 +89,22 @@ class Target:
     namespace: str
     context: str
     token: str = ""
+    certificate_authority: str = ""
+    """The cluster CA: TLS when set, plain text otherwise."""
+    client_certificate: str = ""
+    client_key: str = ""
+    tls_server_name: str = ""
+
+    def tls(self) -> ChannelTLS | None:
+        """TLS settings for the client (None: plain text)."""
+        if not self.certificate_authority:
+            return None
+        return ChannelTLS(
+            self.certificate_authority,
+            self.client_certificate or None,
+            self.client_key or None,
+            self.tls_server_name or None,
+        )
 
 
 def resolve(*, server: str | None, context: str | None, namespace: str | None) -> Target:
@@ -110,4 +128,8 @@ def resolve(*, server: str | None, context: str | None, namespace: str | None) -
         namespace=namespace or ctx.get("namespace") or "default",
         context=ctx_name,
         token=str(user.get("token", "")),
+        certificate_authority=str(cluster.get("certificate-authority", "")),
+        client_certificate=str(user.get("client-certificate", "")),
+        client_key=str(user.get("client-key", "")),
+        tls_server_name=str(cluster.get("tls-server-name", "")),
     )

@@ -48,6 +48,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def client_config(target: Target, **kwargs: Any) -> ClientConfig:
+    """A ClientConfig for the target, with its TLS and token."""
+    return ClientConfig(endpoints=target.servers, tls=target.tls(), token=target.token, **kwargs)
+
+
 def run(body: Callable[[ApiClient, Target], Awaitable[R]]) -> R:
     """Run an async command body with a client for the resolved target; errors become one line."""
     try:
@@ -57,7 +62,7 @@ def run(body: Callable[[ApiClient, Target], Awaitable[R]]) -> R:
 
     async def main() -> R:
         # A few quick retries ride over an API server restart; a dead address fails within a second.
-        client = ApiClient(ClientConfig(endpoints=target.servers, timeout=options().request_timeout, max_attempts=5))
+        client = ApiClient(client_config(target, timeout=options().request_timeout, max_attempts=5))
         try:
             return await body(client, target)
         finally:

@@ -8,9 +8,10 @@ import click
 from click.shell_completion import CompletionItem
 
 from cli.config import ConfigError, resolve
+from cli.context import client_config
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError, NotFoundError
-from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.client import ApiClient
 
 
 def kind_info(name: str) -> kinds.KindInfo:
@@ -48,7 +49,7 @@ def complete_name(ctx: click.Context, param: click.Parameter, incomplete: str) -
         return []
 
     async def names() -> list[str]:
-        async with ApiClient(ClientConfig(endpoints=target.servers, timeout=2)) as client:
+        async with ApiClient(client_config(target, timeout=2)) as client:
             listed = await client.list(info.kind, target.namespace if info.namespaced else "")
             return [o.metadata.name for o in listed.items]  # type: ignore[attr-defined]
 

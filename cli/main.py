@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from cli.commands import cluster, config_cmd, local, nodes, pods, resources, rollout
+from cli.commands import cluster, config_cmd, local, nodes, pods, resources, rollout, security
 from cli.context import Options
 
 
@@ -40,5 +40,8 @@ for _command in [
     cluster.completion,
     local.up,
     local.down,
+    security.pki_group,
+    security.token_group,
+    security.auth_group,
 ]:
     main.add_command(_command)

@@ -337,8 +337,16 @@ def write_pair(
 
 
 def remaining_fraction(cert: x509.Certificate, now: datetime.datetime | None = None) -> float:
-    """How much of the certificate's lifetime is left (1.0 new, 0.0 expired)."""
+    """How much of the certificate's lifetime is left (1.0 new, 0.0 expired); the lifetime starts when the
+    certificate was made, not at the back-dated notBefore."""
     now = now or _now()
-    total = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
+    issued = min(cert.not_valid_before_utc + CLOCK_SKEW, cert.not_valid_after_utc)
+    total = (cert.not_valid_after_utc - issued).total_seconds()
     left = (cert.not_valid_after_utc - now).total_seconds()
     return max(0.0, min(1.0, left / total)) if total > 0 else 0.0
+
+
+def lifetime(cert: x509.Certificate) -> float:
+    """Seconds from when the certificate was made to when it expires."""
+    issued = min(cert.not_valid_before_utc + CLOCK_SKEW, cert.not_valid_after_utc)
+    return (cert.not_valid_after_utc - issued).total_seconds()

@@ -239,7 +239,7 @@ class CertificateRenewer:
 
     def _delay(self) -> float:
         cert = self.credentials.certificate
-        total = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
+        total = pki.lifetime(cert)
         left = total * pki.remaining_fraction(cert)
         return max(0.0, left - total * random.uniform(0.1, 0.3))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -82,6 +83,20 @@ def _node_tls(
     if not (ca or join or has_stored):
         return None
     return NodeTLSConfig(cert_dir, join, ca, cert, key)
+
+
+def _warn_if_unreachable(config: AgentConfig) -> None:
+    """Workloads run as an unprivileged user reach volumes by absolute path: say so if they cannot."""
+    if os.geteuid() != 0 or config.run_as_user in (None, 0):
+        return
+    closed = [p for p in [config.data_dir, *config.data_dir.parents] if not p.stat().st_mode & 0o001]
+    if closed:
+        log.warning(
+            "workloads run as uid %s cannot pass through %s (no o+x): volumes are reachable only from their working "
+            "directory; chmod o+x it or choose another --data-dir",
+            config.run_as_user,
+            closed[0],
+        )
 
 
 async def serve(config: AgentConfig) -> None:
@@ -319,6 +334,7 @@ def main(
         refuse_root=refuse_root_workloads,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    _warn_if_unreachable(config)
     try:
         asyncio.run(serve_hollow(config, count, name_prefix) if hollow else serve(config))
     except ApiError as err:

@@ -49,8 +49,8 @@ def api_resources() -> None:
         click.echo("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
-async def _health(endpoint: str, service: str) -> str:
-    channel = transport.make_channel([endpoint])
+async def _health(endpoint: str, service: str, tls: transport.ChannelTLS | None) -> str:
+    channel = transport.make_channel([endpoint], tls)
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)
@@ -67,7 +67,9 @@ def cluster_info() -> None:
 
     async def body(client: ApiClient, target: Target) -> None:
         for endpoint in target.servers:
-            api, etcd = await asyncio.gather(_health(endpoint, ""), _health(endpoint, "etcd"))
+            api, etcd = await asyncio.gather(
+                _health(endpoint, "", target.tls()), _health(endpoint, "etcd", target.tls())
+            )
             click.echo(f"API server {endpoint}: {api}; etcd: {etcd if api == 'healthy' else 'unknown'}")
         for name in COMPONENT_LEASES:
             try:

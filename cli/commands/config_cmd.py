@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import yaml
 
@@ -78,10 +80,13 @@ def set_context(name: str | None, current: bool, cluster: str | None, user: str 
 @config_group.command(name="set-cluster")
 @click.argument("name")
 @click.option("--server", required=True, help="Comma list of API server host:port.")
-def set_cluster(name: str, server: str) -> None:
+@click.option("--certificate-authority", default=None, help="The cluster CA (PEM): talk TLS to this cluster.")
+@click.option("--tls-server-name", default=None, help="Name to check in the API servers' certificate.")
+def set_cluster(name: str, server: str, certificate_authority: str | None, tls_server_name: str | None) -> None:
     """Create or change a cluster entry."""
     data = cfg.load()
-    cfg.upsert(data, "clusters", name, server=server)
+    ca = str(Path(certificate_authority).resolve()) if certificate_authority else None
+    cfg.upsert(data, "clusters", name, server=server, certificate_authority=ca, tls_server_name=tls_server_name)
     cfg.save(data)
     click.echo(f'Cluster "{name}" set.')
 
@@ -94,6 +99,8 @@ def set_cluster(name: str, server: str) -> None:
 def set_credentials(name: str, token: str | None, client_certificate: str | None, client_key: str | None) -> None:
     """Create or change a user entry (token or client certificate)."""
     data = cfg.load()
-    cfg.upsert(data, "users", name, token=token, client_certificate=client_certificate, client_key=client_key)
+    cert = str(Path(client_certificate).resolve()) if client_certificate else None
+    key = str(Path(client_key).resolve()) if client_key else None
+    cfg.upsert(data, "users", name, token=token, client_certificate=cert, client_key=key)
     cfg.save(data)
     click.echo(f'User "{name}" set.')

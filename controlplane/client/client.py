@@ -29,7 +29,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, podaccess_pb2
 
 T = TypeVar("T", bound=Message)
 R = TypeVar("R")
@@ -175,10 +175,24 @@ class ApiClient:
                 f"client certificate signed by the cluster CA, and this client has none or another: {details}"
             )
         if err.code() == grpc.StatusCode.UNAVAILABLE and "etcd" not in details:
-            return UnavailableError(f"cannot reach the API server at {', '.join(self.endpoints)} ({what}): {details}")
+            hint = ""
+            tls = self.config.tls
+            if tls is not None and not (tls.cert_file or tls.cert_pem) and not self.config.token:
+                # With TLS 1.3 a refused client certificate shows up as a closed socket: say what is likely.
+                hint = " (this client presents no certificate: the API server's mutual-TLS port refuses such clients)"
+            return UnavailableError(
+                f"cannot reach the API server at {', '.join(self.endpoints)} ({what}): {details}{hint}"
+            )
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return from_status(err.code(), f"{what}: no answer from {', '.join(self.endpoints)} in time")
         return from_status(err.code(), details)
+
+    async def call_auth(
+        self, rpc: Callable[[auth_pb2_grpc.AuthStub, float], Awaitable[R]], what: str, *, timeout: float | None = None
+    ) -> R:
+        """Call the Auth service (access reviews, who-am-i, node certificates) with the client's retries."""
+        stub = auth_pb2_grpc.AuthStub(self._channel)
+        return await self._call(lambda t: rpc(stub, t), what, retry=True, timeout=timeout)
 
     # --------------------------------------------------------------- verbs
 

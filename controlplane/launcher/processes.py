@@ -80,7 +80,10 @@ def controller_manager(servers: Sequence[str], listen: str, log_path: Path, *ext
 
 
 def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, log_path: Path, *extra: str) -> Daemon:
-    """A ``navarch-agent`` daemon listening on ``node_ip`` (port chosen by the OS), not started."""
+    """A ``navarch-agent`` daemon listening on ``node_ip`` (port chosen by the OS), not started.
+
+    A local cluster runs its workloads as the user who started it (an agent run by root would otherwise switch
+    them to an unprivileged user, who may not be able to run an interpreter installed under root's home)."""
     argv = [
         str(BIN / "navarch-agent"),
         "--server",
@@ -93,6 +96,10 @@ def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, 
         str(data_dir),
         "--listen",
         f"{node_ip}:0",
+        "--run-as-user",
+        str(os.geteuid()),
+        "--run-as-group",
+        str(os.getegid()),
         *extra,
     ]
     return Daemon(f"agent {node_name}", argv, log_path)

@@ -55,6 +55,12 @@ class AgentProcess:
                 str(self.data_dir),
                 "--listen",
                 f"{self.node_ip}:0",
+                # Workloads here write to the test's temporary files, so they run as the test's user; the
+                # unprivileged default has its own tests (tests/e2e/test_workload_identity.py).
+                "--run-as-user",
+                str(os.geteuid()),
+                "--run-as-group",
+                str(os.getegid()),
                 "--lease-interval",
                 "1",
                 "--backoff-initial",

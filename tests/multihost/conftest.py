@@ -204,6 +204,10 @@ class MultiHostCluster:
                 "--lease-interval",
                 "1",
                 "--no-cgroups",
+                "--run-as-user",
+                "0",
+                "--run-as-group",
+                "0",
             ],
         )
 

@@ -1,0 +1,87 @@
+"""Who workloads run as: an unprivileged user by default under a root agent, securityContext, refusing root."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from controlplane.client.client import ApiClient
+from tests.e2e.conftest import StartAgent, container_log, pod_manifest, wait_pod
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
+
+ID = ["sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]
+
+
+def _done(pod: object) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")  # type: ignore[attr-defined]
+
+
+async def test_a_root_agent_runs_workloads_as_the_unprivileged_user_unless_the_pod_says(
+    client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    agent = await start_agent("--run-as-user", "65534", "--run-as-group", "65534")
+    await client.create(pod_manifest("default-user", namespace, agent.node, ID, restartPolicy="Never"))
+    await client.create(
+        pod_manifest(
+            "chosen-user",
+            namespace,
+            agent.node,
+            ID,
+            restartPolicy="Never",
+            securityContext={"runAsUser": 4321, "runAsGroup": 4322},
+        )
+    )
+    await client.create(
+        pod_manifest(
+            "container-wins",
+            namespace,
+            agent.node,
+            ID,
+            restartPolicy="Never",
+            securityContext={"runAsUser": 4321},
+            container={"securityContext": {"runAsUser": 5432, "runAsGroup": 5433}},
+        )
+    )
+    for name, expected in (
+        ("default-user", "uid=65534 gid=65534"),
+        ("chosen-user", "uid=4321 gid=4322"),
+        ("container-wins", "uid=5432 gid=5433"),
+    ):
+        pod = await wait_pod(client, namespace, name, _done)
+        assert pod.status.phase == "Succeeded", pod.status
+        assert expected in container_log(agent, pod), name
+
+
+async def test_an_agent_refusing_root_fails_a_root_pod_with_a_clear_reason(
+    client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    agent = await start_agent("--run-as-user", "65534", "--refuse-root-workloads")
+    await client.create(
+        pod_manifest("as-root", namespace, agent.node, ID, restartPolicy="Never", securityContext={"runAsUser": 0})
+    )
+    await client.create(
+        pod_manifest(
+            "non-root-asked",
+            namespace,
+            agent.node,
+            ID,
+            restartPolicy="Never",
+            securityContext={"runAsUser": 0, "runAsNonRoot": True},
+        )
+    )
+    pod = await wait_pod(
+        client,
+        namespace,
+        "as-root",
+        lambda p: p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError",
+    )
+    assert "refuses root workloads" in pod.status.container_statuses[0].state.waiting.message
+    pod = await wait_pod(
+        client,
+        namespace,
+        "non-root-asked",
+        lambda p: p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError",
+    )
+    assert "runAsNonRoot" in pod.status.container_statuses[0].state.waiting.message
