@@ -56,7 +56,8 @@ def api_attributes(method: str, request: Any, user: UserInfo) -> Attributes:
         info = kinds.of_message(obj)
         m = meta(obj)
         sub = "status" if name == "UpdateStatus" else ""
-        return _for_kind(user, _VERBS[name], info, m.namespace, "" if name == "Create" else m.name, subresource=sub)
+        # Create carries the new object's name: the node authorizer needs it (RBAC never matches a name on create).
+        return _for_kind(user, _VERBS[name], info, m.namespace, m.name, subresource=sub)
     if name in ("Get", "Delete"):
         info = kinds.lookup(request.kind)
         return _for_kind(user, _VERBS[name], info, request.namespace, request.name)

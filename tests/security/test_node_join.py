@@ -1,0 +1,134 @@
+"""A real agent joins a secure cluster with a bootstrap token, runs a pod, serves logs only to the API server
+over mutual TLS, and renews its certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+
+from controlplane import pki, transport
+from controlplane.api.pb import core_pb2, podaccess_pb2, podaccess_pb2_grpc
+from controlplane.clusterpki import issue_user
+from nodeagent.certificates import CertificateRenewer, NodeCredentials, NodeTLSConfig
+from tests.e2e.conftest import AgentProcess, _kill_leftovers, pod_manifest, wait_pod
+from tests.helpers import eventually, eventually_async
+from tests.security.conftest import SecureCluster
+
+BOOTSTRAP = "joinme.0123456789joinme"
+
+
+@pytest.fixture
+async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[AgentProcess]:
+    async with secure.admin() as admin:
+        token = core_pb2.Secret(type="bootstrap.navarch.io/token")
+        token.metadata.name, token.metadata.namespace = "bootstrap-token-joinme", "navarch-system"
+        token.data["token-secret"] = b"0123456789joinme"
+        token.data["usage-bootstrap-authentication"] = b"true"
+        token.data["expiration"] = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+        try:
+            await admin.create(token)
+        except Exception:
+            pass
+    pin = pki.ca_cert_hash(pki.load_cert(Path(secure.pki.ca).read_bytes()))
+    node = f"joined-{uuid.uuid4().hex[:6]}"
+    agent = AgentProcess(
+        node,
+        tmp_path / node,
+        secure.endpoint,
+        ["--join-token", BOOTSTRAP, "--ca-cert-hash", pin, "--bootstrap-server", secure.token_endpoint],
+        "127.0.0.1",
+    )
+    agent.start()
+    try:
+        async with secure.admin() as admin:
+
+            async def ready() -> bool:
+                try:
+                    n = await admin.get(core_pb2.Node, node)
+                except Exception:
+                    return False
+                return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+
+            try:
+                await eventually_async(ready, timeout=30)
+            except TimeoutError:
+                raise AssertionError(f"the agent did not join:\n{agent.log_text()}") from None
+        yield agent
+    finally:
+        agent.kill(signal.SIGKILL)
+        _kill_leftovers(agent.data_dir)
+
+
+async def test_a_joined_agent_runs_pods_and_answers_only_the_api_server(
+    secure: SecureCluster, joined_agent: AgentProcess
+) -> None:
+    stored = pki.load_cert((joined_agent.data_dir / "pki" / "node.pem").read_bytes())
+    assert pki.identity_of(stored) == pki.Identity(f"system:node:{joined_agent.node}", (pki.NODES_GROUP,))
+    async with secure.admin() as admin:
+        await admin.create(
+            pod_manifest("hello", "default", joined_agent.node, ["sh", "-c", "echo hello over mtls; sleep 60"])
+        )
+        await wait_pod(admin, "default", "hello", lambda p: p.status.phase == "Running")
+
+        async def logged() -> bool:
+            chunks = [c async for c in admin.pod_logs("hello", "default")]
+            return b"hello over mtls" in b"".join(chunks)
+
+        await eventually_async(logged, timeout=15)  # API server -> agent over mutual TLS
+        node = await admin.get(core_pb2.Node, joined_agent.node)
+        port = node.status.daemon_endpoints.agent_endpoint.port
+        await admin.delete(core_pb2.Pod, "hello", "default", grace_period_seconds=0)
+
+    # Anyone else, even the cluster admin, is turned away by the agent itself.
+    admin_tls = transport.ChannelTLS(
+        secure.pki.ca, secure.pki.cert("admin"), secure.pki.key("admin"), server_name=joined_agent.node
+    )
+    channel = transport.make_channel([f"127.0.0.1:{port}"], admin_tls)
+    try:
+        call = podaccess_pb2_grpc.AgentStub(channel).ContainerLogs(
+            podaccess_pb2.PodLogRequest(namespace="default", name="hello"), timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "answers only the API server" in (caught.value.details() or "")
+    finally:
+        await channel.close()
+
+
+async def test_the_node_certificate_is_renewed_before_it_expires(secure: SecureCluster, tmp_path: Path) -> None:
+    # A certificate with 12 s to live, issued as `navarch pki issue-user` would.
+    cert, key = issue_user(secure.pki, "system:node:renewing", (pki.NODES_GROUP,), validity=12)
+    creds = NodeCredentials(
+        NodeTLSConfig(tmp_path / "pki", ca_file=secure.pki.ca, cert_file=cert, key_file=key), "renewing", "127.0.0.1"
+    )
+    await creds.ensure()
+    first = creds.certificate
+    channel = transport.make_channel([secure.endpoint], creds.channel_tls())
+    reconnected: list[transport.ChannelTLS] = []
+
+    async def reconnect(tls: transport.ChannelTLS) -> None:
+        reconnected.append(tls)
+
+    task = asyncio.create_task(CertificateRenewer(creds, lambda: channel, reconnect).run())
+    try:
+        await eventually(lambda: bool(reconnected), timeout=20)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await channel.close()
+    renewed = creds.certificate
+    assert renewed.serial_number != first.serial_number
+    assert renewed.not_valid_after_utc > first.not_valid_after_utc
+    assert pki.identity_of(renewed).user == "system:node:renewing"
+    assert (tmp_path / "pki" / "node.pem").read_bytes() == pki.cert_pem(renewed)
+    assert reconnected[0].cert_pem == pki.cert_pem(renewed)
