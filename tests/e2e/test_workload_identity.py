@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from tests.e2e.conftest import StartAgent, container_log, pod_manifest, wait_pod
 
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs
 ID = ["sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]
 
 
-def _done(pod: object) -> bool:
-    return pod.status.phase in ("Succeeded", "Failed")  # type: ignore[attr-defined]
+def _done(pod: core_pb2.Pod) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
 
 
 async def test_a_root_agent_runs_workloads_as_the_unprivileged_user_unless_the_pod_says(

@@ -4,6 +4,7 @@ over mutual TLS, and renews its certificate."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import grpc.aio
 import pytest
 
 from controlplane import pki, transport
+from controlplane.api.errors import AlreadyExistsError
 from controlplane.api.pb import core_pb2, podaccess_pb2, podaccess_pb2_grpc
 from controlplane.clusterpki import issue_user
 from nodeagent.certificates import CertificateRenewer, NodeCredentials, NodeTLSConfig
@@ -33,10 +35,8 @@ async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[A
         token.data["token-secret"] = b"0123456789joinme"
         token.data["usage-bootstrap-authentication"] = b"true"
         token.data["expiration"] = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-        try:
+        with contextlib.suppress(AlreadyExistsError):  # created by an earlier test of this module
             await admin.create(token)
-        except Exception:
-            pass
     pin = pki.ca_cert_hash(pki.load_cert(Path(secure.pki.ca).read_bytes()))
     node = f"joined-{uuid.uuid4().hex[:6]}"
     agent = AgentProcess(
