@@ -21,7 +21,7 @@ from controlplane.storage import EtcdConfig
 from tests.helpers import Api, api_stub, create_namespace
 
 _TIERS = ("unit", "integration", "e2e", "multihost")
-_FOLDER_TIERS = {"cli": "integration"}  # the CLI tests drive a real API server
+_FOLDER_TIERS = {"cli": "integration", "security": "integration"}  # real API servers (and agents)
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
 settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -235,7 +235,9 @@ async def test_cluster_info_api_resources_version_and_completion(cli: Cli, apise
     assert f"API server 127.0.0.1:{apiserver.port}: healthy; etcd: healthy" in info.out
     assert "navarch-scheduler leader: none (not running)" in info.out
     resources = (await cli("api-resources")).out
-    assert "deployments   deploy" in resources and "apps/v1" in resources
+    rows = {line.split()[0]: line.split()[1:] for line in resources.splitlines()[1:]}
+    assert rows["deployments"][:2] == ["deploy", "apps/v1"]
+    assert rows["clusterrolebindings"] == ["rbac.authorization.k8s.io/v1", "false", "ClusterRoleBinding"]
     assert (await cli("version")).out.startswith("Client Version: 0.1.0")
     script = await cli("completion", "bash")
     assert "_NAVARCH_COMPLETE" in script.out

@@ -2,13 +2,17 @@
 
 Topology: h1-h3 control plane (an etcd member and an API server each; scheduler and controller manager on
 h1 and h2, leader-elected), h4-h6 workers (agents), h7 the operator's host (the CLI runs there). Needs root;
-skipped with the reason otherwise. Short timings so failures are noticed in seconds: node grace 6 s,
+skipped with the reason otherwise. Everything talks mutual TLS with certificates from ``init_cluster_pki``
+(what ``navarch pki init`` runs): etcd peers and clients, API servers, scheduler, controller manager, the
+CLI as admin; workers join with a bootstrap token and a pinned CA hash.
+Short timings so failures are noticed in seconds: node grace 6 s,
 toleration 3 s, leader leases 4 s.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +24,10 @@ from typing import Any
 
 import pytest
 
+from controlplane import pki
+from controlplane.clusterpki import ClusterPki, init_cluster_pki
 from controlplane.launcher.etcd import find_etcd_binary
+from controlplane.pki import Sans
 from deploy.netns import Host, HostNetwork, netns_available
 
 BIN = Path(sys.executable).parent
@@ -59,7 +66,35 @@ class MultiHostCluster:
 
     net: HostNetwork
     base: Path
+    pki: ClusterPki
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    join_token: str = ""
+
+    @property
+    def cli_config(self) -> Path:
+        """The CLI's config file: the cluster CA and the admin certificate."""
+        return self.base / "navarch-config"
+
+    def write_cli_config(self) -> None:
+        config = {
+            "current-context": "multihost",
+            "clusters": [{"name": "multihost", "server": self.apis, "certificate-authority": self.pki.ca}],
+            "users": [
+                {"name": "admin", "client-certificate": self.pki.cert("admin"), "client-key": self.pki.key("admin")}
+            ],
+            "contexts": [{"name": "multihost", "cluster": "multihost", "user": "admin"}],
+        }
+        self.cli_config.write_text(json.dumps(config))
+
+    def _tls_client(self, name: str) -> list[str]:
+        return [
+            "--certificate-authority",
+            self.pki.ca,
+            "--client-certificate",
+            self.pki.cert(name),
+            "--client-key",
+            self.pki.key(name),
+        ]
 
     @property
     def control(self) -> list[Host]:
@@ -95,9 +130,11 @@ class MultiHostCluster:
                 h.netns,
                 sys.executable,
                 "-c",
-                "import json,urllib.request;"
-                f"r=urllib.request.urlopen(urllib.request.Request('http://{h.ip}:2379/v3/kv/range',"
-                "data=json.dumps({'key':'Lw==','serializable':True}).encode()),timeout=2);"
+                "import json,ssl,urllib.request;"
+                f"c=ssl.create_default_context(cafile='{self.pki.etcd_ca}');"
+                f"c.load_cert_chain('{self.pki.cert('apiserver-etcd-client')}','{self.pki.key('apiserver-etcd-client')}');"
+                f"r=urllib.request.urlopen(urllib.request.Request('https://{h.ip}:2379/v3/kv/range',"
+                "data=json.dumps({'key':'Lw==','serializable':True}).encode()),timeout=2,context=c);"
                 "print(json.load(r)['header']['revision'])",
             ]
             out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
@@ -107,7 +144,8 @@ class MultiHostCluster:
         return len(revisions) == 1
 
     def start_etcd(self, host: Host, state: str = "new") -> None:
-        peers = ",".join(f"e{h.name}=http://{h.ip}:2380" for h in self.control)
+        peers = ",".join(f"e{h.name}=https://{h.ip}:2380" for h in self.control)
+        server, peer, ca = "etcd/server", "etcd/peer", self.pki.etcd_ca
         self.start(
             f"etcd-{host.name}",
             host,
@@ -115,10 +153,18 @@ class MultiHostCluster:
                 find_etcd_binary(),
                 f"--name=e{host.name}",
                 f"--data-dir={self.base / host.name / 'etcd'}",
-                f"--listen-client-urls=http://{host.ip}:2379",
-                f"--advertise-client-urls=http://{host.ip}:2379",
-                f"--listen-peer-urls=http://{host.ip}:2380",
-                f"--initial-advertise-peer-urls=http://{host.ip}:2380",
+                f"--listen-client-urls=https://{host.ip}:2379",
+                f"--advertise-client-urls=https://{host.ip}:2379",
+                f"--listen-peer-urls=https://{host.ip}:2380",
+                f"--initial-advertise-peer-urls=https://{host.ip}:2380",
+                f"--cert-file={self.pki.cert(server)}",
+                f"--key-file={self.pki.key(server)}",
+                f"--trusted-ca-file={ca}",
+                "--client-cert-auth",
+                f"--peer-cert-file={self.pki.cert(peer)}",
+                f"--peer-key-file={self.pki.key(peer)}",
+                f"--peer-trusted-ca-file={ca}",
+                "--peer-client-cert-auth",
                 f"--initial-cluster={peers}",
                 f"--initial-cluster-state={state}",
                 "--unsafe-no-fsync",
@@ -137,7 +183,28 @@ class MultiHostCluster:
                 etcd,
                 "--listen",
                 f"{host.ip}:6443",
-                "--insecure-allow-non-loopback",
+                "--token-listen",
+                f"{host.ip}:6444",
+                "--tls-cert-file",
+                self.pki.cert("apiserver"),
+                "--tls-private-key-file",
+                self.pki.key("apiserver"),
+                "--client-ca-file",
+                self.pki.ca,
+                "--cluster-signing-cert-file",
+                self.pki.ca,
+                "--cluster-signing-key-file",
+                self.pki.ca_key,
+                "--agent-client-certificate",
+                self.pki.cert("apiserver-agent-client"),
+                "--agent-client-key",
+                self.pki.key("apiserver-agent-client"),
+                "--etcd-cafile",
+                self.pki.etcd_ca,
+                "--etcd-certfile",
+                self.pki.cert("apiserver-etcd-client"),
+                "--etcd-keyfile",
+                self.pki.key("apiserver-etcd-client"),
                 "--etcd-startup-timeout",
                 "60",
                 "--default-unreachable-toleration-seconds",
@@ -160,6 +227,7 @@ class MultiHostCluster:
                 str(LEASE_SECONDS),
                 "--listen",
                 "127.0.0.1:0",
+                *self._tls_client("scheduler"),
             ],
         )
 
@@ -182,6 +250,7 @@ class MultiHostCluster:
                 "1s",
                 "--node-eviction-rate",
                 "10",
+                *self._tls_client("controller-manager"),
             ],
         )
 
@@ -208,6 +277,12 @@ class MultiHostCluster:
                 "0",
                 "--run-as-group",
                 "0",
+                "--join-token",
+                self.join_token,
+                "--ca-cert-hash",
+                pki.ca_cert_hash(pki.load_cert(Path(self.pki.ca).read_bytes())),
+                "--bootstrap-server",
+                f"{self.control[0].ip}:6444",
             ],
         )
 
@@ -221,7 +296,8 @@ class MultiHostCluster:
     def navarch(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """The CLI on the operator's host, against every API server."""
         argv = ["ip", "netns", "exec", self.operator.netns, str(BIN / "navarch"), "--server", self.apis, *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        env = {**os.environ, "NAVARCH_CONFIG": str(self.cli_config)}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
     def get_json(self, *args: str) -> Any:
         """``navarch get ... -o json``, parsed (retried briefly: a failover may be under way)."""
@@ -250,7 +326,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHostClust
     """The whole topology, up and with three Ready workers."""
     base = tmp_path_factory.mktemp("multihost")
     with HostNetwork(7) as net:
-        c = MultiHostCluster(net, base)
+        ips = [h.ip for h in net.hosts[:3]]
+        cluster_pki = init_cluster_pki(base / "pki", apiserver_sans=Sans(ips=ips), etcd_sans=Sans(ips=ips))
+        c = MultiHostCluster(net, base, cluster_pki)
+        c.write_cli_config()
         for h in c.control:
             c.start_etcd(h)
         for h in c.control:
@@ -258,6 +337,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHostClust
         for h in c.control[:2]:
             c.start_scheduler(h)
             c.start_controller_manager(h)
+
+        def token_created() -> bool:
+            out = c.navarch("token", "create", "--ttl", "1h")
+            c.join_token = out.stdout.strip()
+            return out.returncode == 0
+
+        c.wait("a bootstrap token (the API servers are up)", token_created, timeout=60)
         for h in c.workers:
             c.start_agent(h)
 
