@@ -26,6 +26,9 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 _COMMON_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # gRPC's reconnect back-off grows to 120 s; a healed partition should be used again within seconds.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
@@ -35,7 +38,7 @@ _COMMON_OPTIONS: list[tuple[str, int]] = [
 _SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-    *_COMMON_OPTIONS[2:],
+    *_COMMON_OPTIONS[4:],
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.so_reuseport", 0),
 ]
