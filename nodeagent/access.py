@@ -170,6 +170,11 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
         if env_cwd is None or not worker.log_state(container).running:
             raise PreconditionError(f'container "{container}" of pod "{start.name}" is not running')
         env, cwd = env_cwd
+        run_as = worker.exec_identity.get(container)
+        as_user: dict[str, object] = {}
+        if run_as is not None and run_as.uid is not None:
+            # The command runs as the container does, never as the (root) agent.
+            as_user = {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *start.command,
@@ -179,6 +184,7 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                **as_user,  # type: ignore[arg-type]
             )
         except OSError as err:
             # What a shell would say and return: 127 not found, 126 not executable.

@@ -117,6 +117,8 @@ class PodWorker:
         self._ready_probe: dict[str, bool] = {}
         self._started_probe: dict[str, bool] = {}
         self.exec_env: dict[str, tuple[dict[str, str], str]] = {}
+        self.exec_identity: dict[str, identity.RunAs] = {}
+        """Who each container runs as: exec'd commands run as the same user."""
         """Environment and working directory of each started container, for exec."""
         for c in [*pod.spec.init_containers, *pod.spec.containers]:
             rec = self.record.containers.get(c.name, ContainerRecord())
@@ -322,16 +324,17 @@ class PodWorker:
                 status = await candidate.wait()  # finished while the agent was away
                 return self._terminated(c.name, rec, status)
         env, cwd = await self._environment(c, volumes)
+        cfg = self.ctx.config
+        run_as = identity.resolve(
+            self.pod,
+            c,
+            default_uid=cfg.run_as_user,
+            default_gid=cfg.run_as_group,
+            refuse_root=cfg.refuse_root,
+        )
         self.exec_env[c.name] = (env, cwd)
+        self.exec_identity[c.name] = run_as
         if proc is None:
-            cfg = self.ctx.config
-            run_as = identity.resolve(
-                self.pod,
-                c,
-                default_uid=cfg.run_as_user,
-                default_gid=cfg.run_as_group,
-                refuse_root=cfg.refuse_root,
-            )
             identity.give_to(str(self.sandbox.root / "work"), run_as)
             identity.give_to(str(self.sandbox.root / "volumes"), run_as)
             argv = [expand(a, env) for a in [*c.command, *c.args]]

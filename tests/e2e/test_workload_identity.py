@@ -6,9 +6,11 @@ import os
 
 import pytest
 
+from controlplane.api.errors import PreconditionError
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from tests.e2e.conftest import StartAgent, container_log, pod_manifest, wait_pod
+from tests.helpers import eventually_async
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
 
@@ -86,3 +88,24 @@ async def test_an_agent_refusing_root_fails_a_root_pod_with_a_clear_reason(
         lambda p: p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError",
     )
     assert "runAsNonRoot" in pod.status.container_statuses[0].state.waiting.message
+
+
+async def test_exec_runs_as_the_container_not_as_the_root_agent(
+    client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    agent = await start_agent("--run-as-user", "65534", "--run-as-group", "65534")
+    await client.create(
+        pod_manifest("sleeper", namespace, agent.node, ["sleep", "600"], securityContext={"runAsUser": 4321})
+    )
+    await wait_pod(client, namespace, "sleeper", lambda p: p.status.phase == "Running")
+    out: list[bytes] = []
+
+    async def ran() -> bool:
+        try:
+            out[:] = [frame.stdout async for frame in client.pod_exec("sleeper", ["id", "-u"], namespace)]
+        except PreconditionError:  # the agent may not have seen the start yet
+            return False
+        return True
+
+    await eventually_async(ran, timeout=10)
+    assert b"".join(out).strip() == b"4321"
