@@ -76,6 +76,7 @@ def start_cluster() -> tuple[EtcdCluster, subprocess.Popen[bytes], int]:
             etcd.endpoints[0],
             "--listen",
             f"127.0.0.1:{port}",
+            "--insecure",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
