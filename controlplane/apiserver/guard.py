@@ -142,7 +142,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 " slow down and retry"
             )
         if not method.startswith(requestinfo.API):
-            return  # reflection and Auth: authenticated is enough here
+            # Reflection and Auth: authenticated is enough here (Auth's handlers authorize what they do).
+            event.verb, event.resource = requestinfo.AUTH_AUDIT.get(method, ("", ""))
+            return
         attrs = requestinfo.api_attributes(method, request, user)
         self._describe(event, attrs)
         await self.authorizer.check(attrs)

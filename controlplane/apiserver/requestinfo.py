@@ -19,6 +19,13 @@ AUTH = "/navarch.v1.Auth/"
 HEALTH = "/grpc.health.v1.Health/"
 REFLECTION = "/grpc.reflection."
 
+AUTH_AUDIT = {
+    AUTH + "SignNodeCertificate": ("create", "certificatesigningrequests"),
+    AUTH + "AccessReview": ("create", "accessreviews"),
+    AUTH + "WhoAmI": ("get", "whoami"),
+}
+"""How the Auth service's calls read in the audit log."""
+
 _VERBS = {
     "Create": "create",
     "Get": "get",
