@@ -23,7 +23,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from controlplane import pki
-from controlplane.api.errors import ApiError, DeadlineError, TooManyRequestsError, UnauthenticatedError
+from controlplane.api.errors import ApiError, DeadlineError, InvalidError, TooManyRequestsError
 from controlplane.apiserver import requestinfo
 from controlplane.apiserver.audit import AuditEvent, AuditLog
 from controlplane.apiserver.authn import Authenticator, UserInfo
@@ -246,7 +246,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     # The first frame says what is asked (PodExec's start): read it to authorize, then replay it.
                     first = await anext(aiter(requests), None)
                     if first is None:
-                        err = UnauthenticatedError("the stream ended before its first frame")
+                        err = InvalidError("the stream ended before its first frame (start)", field="start")
                         await self._refuse(context, err)
                 try:
                     await self._admit(method, first, context, event)
