@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
@@ -171,20 +172,22 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
             raise PreconditionError(f'container "{container}" of pod "{start.name}" is not running')
         env, cwd = env_cwd
         run_as = worker.exec_identity.get(container)
-        as_user: dict[str, object] = {}
-        if run_as is not None and run_as.uid is not None:
+        argv = list(start.command)
+        if run_as is not None and run_as.uid is not None and (run_as.uid, run_as.gid) != (os.geteuid(), os.getegid()):
             # The command runs as the container does, never as the (root) agent.
-            as_user = {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+            groups = ",".join(str(g) for g in run_as.groups)
+            gid = run_as.gid if run_as.gid is not None else os.getegid()
+            # -I: the container's PYTHON* variables must not steer the helper.
+            argv = [sys.executable, "-I", "-m", "nodeagent.runas", str(run_as.uid), str(gid), groups, "--", *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *start.command,
+                *argv,
                 env=env,
                 cwd=cwd,
                 stdin=asyncio.subprocess.PIPE if start.stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                **as_user,  # type: ignore[arg-type]
             )
         except OSError as err:
             # What a shell would say and return: 127 not found, 126 not executable.

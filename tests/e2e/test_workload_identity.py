@@ -109,3 +109,6 @@ async def test_exec_runs_as_the_container_not_as_the_root_agent(
 
     await eventually_async(ran, timeout=10)
     assert b"".join(out).strip() == b"4321"
+    frames = [f async for f in client.pod_exec("sleeper", ["no-such-command"], namespace)]
+    assert frames[-1].exit_code == 127
+    assert b"no-such-command" in b"".join(f.stderr for f in frames)
