@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from controlplane.api.errors import ApiError
 from controlplane.api.objects import from_manifest, unwrap, wrap
-from controlplane.api.pb import api_pb2
+from controlplane.api.pb import api_pb2, core_pb2
 
 if TYPE_CHECKING:
     from controlplane.api.pb.api_pb2_grpc import ApiAsyncStub as Api
+    from controlplane.client.client import ApiClient
 else:
     from controlplane.api.pb.api_pb2_grpc import ApiStub as Api
 
@@ -134,3 +136,12 @@ async def change(client: Any, kind: Any, name: str, namespace: str, mutate: Call
         except ConflictError:
             await asyncio.sleep(0.05)
     raise AssertionError(f"{name}: could not update it for the conflicts")
+
+
+async def node_ready(client: ApiClient, name: str) -> bool:
+    """Whether Node ``name`` exists and reports Ready=True (for ``eventually_async``)."""
+    try:
+        node = await client.get(core_pb2.Node, name)
+    except ApiError:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)

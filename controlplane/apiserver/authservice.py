@@ -8,42 +8,26 @@ the agent's client certificate and as its endpoint's serving certificate (DNS na
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import grpc.aio
 
 from controlplane import pki
-from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, UnavailableError
+from controlplane.api.errors import ForbiddenError, InvalidError, UnavailableError
 from controlplane.api.pb import auth_pb2, auth_pb2_grpc
 from controlplane.api.validation import Errors, check_dns1123_subdomain
 from controlplane.apiserver.authn import AUTHENTICATED_GROUP, UserInfo
 from controlplane.apiserver.authz import Attributes, AuthorizerChain
 from controlplane.apiserver.guard import current_user
 from controlplane.apiserver.requestinfo import review_attributes
+from controlplane.apiserver.service import unary_handler
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 CSR_GROUP = "certificates.k8s.io"
-
-
-def _unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    @functools.wraps(fn)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await fn(self, request, context)
-        except ApiError as err:
-            await context.abort(err.code, err.message)
-        except Exception:
-            log.exception("BUG: %s failed unexpectedly", fn.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__} (a bug; see server log)")
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 class NodeCertificateSigner:
@@ -88,14 +72,14 @@ class AuthService(auth_pb2_grpc.AuthServicer):
         self.authorizer = authorizer
         self.signer = signer
 
-    @_unary
+    @unary_handler
     async def WhoAmI(
         self, request: auth_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.WhoAmIResponse:
         user = current_user.get()
         return auth_pb2.WhoAmIResponse(user=user.name, groups=list(user.groups), authenticated_by=user.method)
 
-    @_unary
+    @unary_handler
     async def AccessReview(
         self, request: auth_pb2.AccessReviewRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.AccessReviewResponse:
@@ -114,7 +98,7 @@ class AuthService(auth_pb2_grpc.AuthServicer):
             allowed=allowed, reason=reason, user=subject.name, groups=list(subject.groups)
         )
 
-    @_unary
+    @unary_handler
     async def SignNodeCertificate(
         self, request: auth_pb2.NodeCertificateRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.NodeCertificateResponse:

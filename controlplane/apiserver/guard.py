@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -158,53 +158,57 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return AuditEvent(user="", groups=(), method=method, source_ip=_peer_ip(context))
 
     def _finish(
-        self, event: AuditEvent, started: float, context: grpc.aio.ServicerContext, err: BaseException | None
+        self, event: AuditEvent, started: float, context: grpc.aio.ServicerContext, failure: BaseException | None
     ) -> None:
         if self.audit is None:
             return
-        if isinstance(err, ApiError):
-            event.code, event.reason = err.code.name, err.message
-        elif err is not None and not isinstance(err, asyncio.CancelledError):
-            code = context.code()
-            event.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-            event.reason = str(context.details() or "")
-        elif isinstance(err, asyncio.CancelledError):
-            event.code = "CANCELLED"
+        if event.code == "OK" and failure is not None:  # not refused by us: the handler's own status
+            if isinstance(failure, asyncio.CancelledError):
+                event.code = "CANCELLED"
+            else:
+                code = context.code()
+                event.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                event.reason = str(context.details() or "")
         event.latency_ms = (time.monotonic() - started) * 1000
         self.audit.record(event)
 
-    async def _refuse(self, context: grpc.aio.ServicerContext, err: ApiError) -> None:
+    async def _refuse(self, context: grpc.aio.ServicerContext, event: AuditEvent, err: ApiError) -> NoReturn:
+        event.code, event.reason = err.code.name, err.message
         await context.abort(err.code, err.message)
+        raise AssertionError("unreachable: abort raises")
+
+    async def _admit_or_refuse(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext, event: AuditEvent
+    ) -> None:
+        try:
+            await self._admit(method, request, context, event)
+        except ApiError as refused:
+            await self._refuse(context, event, refused)
+        if self.audit is not None and self.audit.wants_request:
+            event.request = _body(request)
 
     # ---------------------------------------------------------- wrappers
 
     def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.monotonic()
-            event = self._event(method, context)
-            err: BaseException | None = None
+            started, event = time.monotonic(), self._event(method, context)
+            failure: BaseException | None = None
             try:
-                try:
-                    await self._admit(method, request, context, event)
-                except ApiError as refused:
-                    err = refused
-                    await self._refuse(context, refused)
-                if self.audit is not None and self.audit.wants_request:
-                    event.request = _body(request)
+                await self._admit_or_refuse(method, request, context, event)
                 try:
                     async with asyncio.timeout(self.limits.request_timeout):
                         response = await behavior(request, context)
                 except TimeoutError:
-                    err = DeadlineError(f"{method} did not finish within {self.limits.request_timeout:g}s")
-                    await self._refuse(context, err)
+                    late = DeadlineError(f"{method} did not finish within {self.limits.request_timeout:g}s")
+                    await self._refuse(context, event, late)
                 if self.audit is not None and self.audit.wants_response:
                     event.response = _body(response)
                 return response
-            except BaseException as failure:
-                err = err or failure
+            except BaseException as err:
+                failure = err
                 raise
             finally:
-                self._finish(event, started, context, err)
+                self._finish(event, started, context, failure)
 
         return guarded
 
@@ -212,24 +216,17 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, method: str, behavior: Callable[..., AsyncIterator[Any]]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.monotonic()
-            event = self._event(method, context)
-            err: BaseException | None = None
+            started, event = time.monotonic(), self._event(method, context)
+            failure: BaseException | None = None
             try:
-                try:
-                    await self._admit(method, request, context, event)
-                except ApiError as refused:
-                    err = refused
-                    await self._refuse(context, refused)
-                if self.audit is not None and self.audit.wants_request:
-                    event.request = _body(request)
+                await self._admit_or_refuse(method, request, context, event)
                 async for item in behavior(request, context):
                     yield item
-            except BaseException as failure:
-                err = err or failure
+            except BaseException as err:
+                failure = err
                 raise
             finally:
-                self._finish(event, started, context, err)
+                self._finish(event, started, context, failure)
 
         return guarded
 
@@ -237,22 +234,17 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, method: str, behavior: Callable[..., AsyncIterator[Any]]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def guarded(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.monotonic()
-            event = self._event(method, context)
-            err: BaseException | None = None
+            started, event = time.monotonic(), self._event(method, context)
+            failure: BaseException | None = None
             try:
                 first = None
                 if method.startswith(requestinfo.API):
                     # The first frame says what is asked (PodExec's start): read it to authorize, then replay it.
                     first = await anext(aiter(requests), None)
                     if first is None:
-                        err = InvalidError("the stream ended before its first frame (start)", field="start")
-                        await self._refuse(context, err)
-                try:
-                    await self._admit(method, first, context, event)
-                except ApiError as refused:
-                    err = refused
-                    await self._refuse(context, refused)
+                        empty = InvalidError("the stream ended before its first frame (start)", field="start")
+                        await self._refuse(context, event, empty)
+                await self._admit_or_refuse(method, first, context, event)
 
                 async def replay() -> AsyncIterator[Any]:
                     if first is not None:
@@ -262,10 +254,10 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
                 async for item in behavior(replay(), context):
                     yield item
-            except BaseException as failure:
-                err = err or failure
+            except BaseException as err:
+                failure = err
                 raise
             finally:
-                self._finish(event, started, context, err)
+                self._finish(event, started, context, failure)
 
         return guarded

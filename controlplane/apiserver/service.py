@@ -24,8 +24,9 @@ R = TypeVar("R")
 Handler = Callable[..., Awaitable[R]]
 
 
-def _unary(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Map ApiError to its status code; anything else is a bug (INTERNAL) and is logged as one."""
+def unary_handler(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """A unary handler whose ApiError becomes its status code; anything else is a bug (INTERNAL), logged as one.
+    Every service of the API server uses it."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
@@ -49,16 +50,16 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self.proxy = proxy
         self.bookmark_interval = bookmark_interval
 
-    @_unary
+    @unary_handler
     async def Create(self, request: api_pb2.CreateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         return wrap(await self.registry.create(unwrap(request.object), dry_run=request.dry_run))
 
-    @_unary
+    @unary_handler
     async def Get(self, request: api_pb2.GetRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         info = kinds.lookup(request.kind)
         return wrap(await self.registry.get(info, request.namespace, request.name))
 
-    @_unary
+    @unary_handler
     async def List(self, request: api_pb2.ListRequest, context: grpc.aio.ServicerContext) -> api_pb2.ListResponse:
         info = kinds.lookup(request.kind)
         result = await self.registry.list(
@@ -78,15 +79,15 @@ class ApiService(api_pb2_grpc.ApiServicer):
         setattr(resp, "continue", result.cont)
         return resp
 
-    @_unary
+    @unary_handler
     async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         return wrap(await self.registry.update(unwrap(request.object), dry_run=request.dry_run))
 
-    @_unary
+    @unary_handler
     async def UpdateStatus(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         return wrap(await self.registry.update(unwrap(request.object), status=True, dry_run=request.dry_run))
 
-    @_unary
+    @unary_handler
     async def Patch(self, request: api_pb2.PatchRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         info = kinds.lookup(request.kind)
         obj = await self.registry.patch(
@@ -94,7 +95,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
         )
         return wrap(obj)
 
-    @_unary
+    @unary_handler
     async def Delete(self, request: api_pb2.DeleteRequest, context: grpc.aio.ServicerContext) -> api_pb2.DeleteResponse:
         info = kinds.lookup(request.kind)
         obj, deleted = await self.registry.delete(

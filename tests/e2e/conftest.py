@@ -22,7 +22,7 @@ from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
 from nodeagent.cgroups import CgroupDriver
 from tests.cli.conftest import cli, cli_env
-from tests.helpers import eventually, eventually_async
+from tests.helpers import eventually, eventually_async, node_ready
 
 AGENT = str(Path(sys.executable).parent / "navarch-agent")
 
@@ -107,14 +107,7 @@ async def start_agent(apiserver: ApiServer, tmp_path: Path, client: ApiClient) -
         started.append(a)
         a.start()
 
-        async def registered() -> bool:
-            try:
-                n = await client.get(core_pb2.Node, node)
-            except Exception:
-                return False
-            return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
-
-        await eventually_async(registered, timeout=30)
+        await eventually_async(functools.partial(node_ready, client, node), timeout=30)
         return a
 
     try:

@@ -21,7 +21,7 @@ from controlplane.api.pb import core_pb2, podaccess_pb2, podaccess_pb2_grpc
 from controlplane.clusterpki import issue_user
 from nodeagent.certificates import CertificateRenewer, NodeCredentials, NodeTLSConfig
 from tests.e2e.conftest import AgentProcess, _kill_leftovers, pod_manifest, wait_pod
-from tests.helpers import eventually, eventually_async
+from tests.helpers import eventually, eventually_async, node_ready
 from tests.security.conftest import SecureCluster
 
 BOOTSTRAP = "joinme.0123456789joinme"
@@ -49,16 +49,8 @@ async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[A
     agent.start()
     try:
         async with secure.admin() as admin:
-
-            async def ready() -> bool:
-                try:
-                    n = await admin.get(core_pb2.Node, node)
-                except Exception:
-                    return False
-                return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
-
             try:
-                await eventually_async(ready, timeout=30)
+                await eventually_async(lambda: node_ready(admin, node), timeout=30)
             except TimeoutError:
                 raise AssertionError(f"the agent did not join:\n{agent.log_text()}") from None
         yield agent
