@@ -28,7 +28,7 @@ import grpc.aio
 from cryptography import x509
 
 from controlplane import pki, transport
-from controlplane.api.errors import ApiError, UnauthenticatedError, from_status
+from controlplane.api.errors import ApiError, DeadlineError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.pb import auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 class JoinError(Exception):
     """The node could not obtain a certificate."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        """The API server could not be reached (try again), as opposed to a refusal (give up)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def fetch_pinned_ca(address: str, pin: str, timeout: float = 10.0) -> bytes:
         ):
             chain = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()]  # type: ignore[attr-defined]
     except (OSError, ValueError) as err:
-        raise JoinError(f"cannot reach the API server at {address} to fetch its CA: {err}") from None
+        raise JoinError(f"cannot reach the API server at {address} to fetch its CA: {err}", retryable=True) from None
     certs = [x509.load_der_x509_certificate(c) for c in chain]
     if not certs:
         raise JoinError(f"the API server at {address} sent no certificate")
@@ -188,17 +193,35 @@ class NodeCredentials:
                 f"no valid node certificate in {self.config.cert_dir}: give --join-token and --ca-cert-hash, or "
                 "--client-certificate/--client-key"
             )
+        delay = 0.5
+        while True:  # an API server that is not up yet is waited for, as registration waits for one
+            try:
+                key, cert, ca = await self._join(join)
+                break
+            except JoinError as err:
+                if not err.retryable:
+                    raise
+                log.warning("joining: %s; retrying in %.1fs", err, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 30.0)
+        self._store(key, cert, ca)
+        log.info("joined: node certificate for %s stored in %s", self.node_name, self.config.cert_dir)
+
+    async def _join(self, join: JoinConfig) -> tuple[bytes, bytes, bytes]:
         ca = await asyncio.to_thread(fetch_pinned_ca, join.bootstrap_server, join.ca_cert_hash)
         tls = transport.ChannelTLS(ca_pem=ca)
         channel = transport.make_channel([join.bootstrap_server], tls, grpc.access_token_call_credentials(join.token))
         try:
             key, cert, ca_pem = await request_certificate(channel, self.node_name, self.node_ip)
+        except (UnavailableError, DeadlineError) as err:
+            raise JoinError(
+                f"cannot reach the API server at {join.bootstrap_server}: {err.message}", retryable=True
+            ) from None
         except ApiError as err:
             raise JoinError(f"the API server refused to join node {self.node_name}: {err.message}") from None
         finally:
             await channel.close()
-        self._store(key, cert, ca_pem or ca)
-        log.info("joined: node certificate for %s stored in %s", self.node_name, self.config.cert_dir)
+        return key, cert, ca_pem or ca
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """The endpoint's credentials: the node certificate, and the cluster CA for callers (mutual TLS). A renewed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,8 @@ from controlplane import pki, transport
 from controlplane.api.errors import AlreadyExistsError
 from controlplane.api.pb import core_pb2, podaccess_pb2, podaccess_pb2_grpc
 from controlplane.clusterpki import issue_user
-from nodeagent.certificates import CertificateRenewer, NodeCredentials, NodeTLSConfig
+from controlplane.launcher.etcd import free_port
+from nodeagent.certificates import CertificateRenewer, JoinConfig, NodeCredentials, NodeTLSConfig
 from tests.e2e.conftest import AgentProcess, _kill_leftovers, pod_manifest, wait_pod
 from tests.helpers import eventually, eventually_async, node_ready
 from tests.security.conftest import SecureCluster
@@ -27,8 +29,8 @@ from tests.security.conftest import SecureCluster
 BOOTSTRAP = "joinme.0123456789joinme"
 
 
-@pytest.fixture
-async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[AgentProcess]:
+async def ensure_bootstrap_token(secure: SecureCluster) -> None:
+    """The Secret behind BOOTSTRAP (once per module)."""
     async with secure.admin() as admin:
         token = core_pb2.Secret(type="bootstrap.navarch.io/token")
         token.metadata.name, token.metadata.namespace = "bootstrap-token-joinme", "navarch-system"
@@ -37,6 +39,11 @@ async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[A
         token.data["expiration"] = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
         with contextlib.suppress(AlreadyExistsError):  # created by an earlier test of this module
             await admin.create(token)
+
+
+@pytest.fixture
+async def joined_agent(secure: SecureCluster, tmp_path: Path) -> AsyncIterator[AgentProcess]:
+    await ensure_bootstrap_token(secure)
     pin = pki.ca_cert_hash(pki.load_cert(Path(secure.pki.ca).read_bytes()))
     node = f"joined-{uuid.uuid4().hex[:6]}"
     agent = AgentProcess(
@@ -124,3 +131,41 @@ async def test_the_node_certificate_is_renewed_before_it_expires(secure: SecureC
     assert pki.identity_of(renewed).user == "system:node:renewing"
     assert (tmp_path / "pki" / "node.pem").read_bytes() == pki.cert_pem(renewed)
     assert reconnected[0].cert_pem == pki.cert_pem(renewed)
+
+
+async def test_a_joining_agent_waits_for_an_api_server_that_is_not_up_yet(
+    secure: SecureCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ensure_bootstrap_token(secure)
+    # The token port is reached through a relay that starts listening only after the join has begun.
+    port = free_port()
+    host, _, target_port = secure.token_endpoint.rpartition(":")
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(target_port))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    pin = pki.ca_cert_hash(pki.load_cert(Path(secure.pki.ca).read_bytes()))
+    creds = NodeCredentials(
+        NodeTLSConfig(tmp_path / "pki", join=JoinConfig(BOOTSTRAP, pin, f"127.0.0.1:{port}")),
+        "late-joiner",
+        "127.0.0.1",
+    )
+    caplog.set_level(logging.WARNING, logger="nodeagent.certificates")
+    joining = asyncio.create_task(creds.ensure())
+    await eventually(lambda: "Connection refused" in caplog.text and "retrying" in caplog.text, timeout=10)
+    assert not joining.done()
+    server = await asyncio.start_server(relay, "127.0.0.1", port)
+    try:
+        await asyncio.wait_for(joining, 30)
+    finally:
+        server.close()
+    assert pki.identity_of(creds.certificate).user == "system:node:late-joiner"
