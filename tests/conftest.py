@@ -21,7 +21,11 @@ from controlplane.storage import EtcdConfig
 from tests.helpers import Api, api_stub, create_namespace
 
 _TIERS = ("unit", "integration", "e2e", "multihost")
-_FOLDER_TIERS = {"cli": "integration", "security": "integration"}  # real API servers (and agents)
+_FOLDER_TIERS = {
+    "cli": "integration",  # real API servers (and agents)
+    "security": "integration",
+    "readme": "integration",  # fresh virtual environments, the README's own commands
+}
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
 settings.register_profile("ci", derandomize=True, print_blob=True)
