@@ -11,12 +11,14 @@ Location: ``$NAVARCH_CONFIG``, else ``~/.navarch/config``. YAML::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from controlplane import addresses
 from controlplane.transport import ChannelTLS
 
 DEFAULT_SERVER = "127.0.0.1:6443"
@@ -121,8 +123,19 @@ def resolve(*, server: str | None, context: str | None, namespace: str | None) -
             ctx = found
     cluster = _named(data, "clusters", ctx.get("cluster", "")) or {}
     user = _named(data, "users", ctx.get("user", "")) or {}
-    servers_text = server or os.environ.get("NAVARCH_SERVER") or cluster.get("server") or DEFAULT_SERVER
-    servers = [s.strip() for s in str(servers_text).split(",") if s.strip()]
+    sources = [
+        (server, "--server"),
+        (os.environ.get("NAVARCH_SERVER"), "NAVARCH_SERVER"),
+        (cluster.get("server"), f"cluster {ctx.get('cluster')!r} in {config_path()}"),
+        (DEFAULT_SERVER, "the default"),
+    ]
+    servers_text, source = next((str(v), src) for v, src in sources if v)
+    # kubectl users write https://host:port; the scheme is dropped (TLS comes from the context's CA).
+    bare = ",".join(re.sub(r"^https?://", "", s.strip()).rstrip("/") for s in servers_text.split(","))
+    try:
+        servers = addresses.server_list(bare)
+    except addresses.AddressError as err:
+        raise ConfigError(f"the API server address {servers_text!r} (from {source}): {err}") from None
     return Target(
         servers=servers,
         namespace=namespace or ctx.get("namespace") or "default",

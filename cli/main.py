@@ -17,7 +17,13 @@ from cli.context import Options
     "-s", "--server", default=None, envvar="NAVARCH_SERVER", help="API servers to talk to (comma list of host:port)."
 )
 @click.option("--context", default=None, help="The config file context to use.")
-@click.option("--request-timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds per request.",
+)
 @click.pass_context
 def main(ctx: click.Context, server: str | None, context: str | None, request_timeout: float) -> None:
     """Operate a Navarch cluster."""

@@ -123,14 +123,17 @@ def make_server(interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc
 def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
     """Listen on ``address`` (TLS with ``credentials``, else plain text on loopback only); returns the bound
     port (useful with port 0)."""
-    if credentials is None:
-        if not is_loopback(address):
-            raise OSError(f"refusing to serve plain text on non-loopback address {address}: configure TLS")
-        port: int = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    if credentials is None and not is_loopback(address):
+        raise OSError(f"refusing to serve plain text on non-loopback address {address}: configure TLS")
+    try:
+        if credentials is None:
+            port: int = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # gRPC's "Failed to bind to address": in use, or not an address of this host
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: the port is in use or the address is not on this host")
     return port
 
 

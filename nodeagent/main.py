@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from controlplane import addresses
 from controlplane.api.errors import ApiError
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient, ClientConfig
@@ -147,6 +148,7 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
     "servers",
     default="127.0.0.1:6443",
     show_default=True,
+    callback=addresses.servers_option_callback,
     help="API servers, comma separated (failover between them).",
 )
 @click.option("--node-name", default=None, help="Node name (default: the host name).")
@@ -156,7 +158,13 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--taints", default="", help="Node taints: k=v:Effect,...")
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
 @click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
-@click.option("--listen", default="0.0.0.0:10250", show_default=True, help="The agent's gRPC endpoint (logs, exec).")
+@click.option(
+    "--listen",
+    default="0.0.0.0:10250",
+    show_default=True,
+    callback=addresses.listen_option_callback,
+    help="The agent's gRPC endpoint (logs, exec).",
+)
 @click.option(
     "--proxy-from",
     default="",
@@ -229,7 +237,11 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--client-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
 @click.option("--join-token", envvar="NAVARCH_JOIN_TOKEN", help="Bootstrap token (navarch token create).")
 @click.option("--ca-cert-hash", help="sha256:<hex> pin of the cluster CA (navarch token create prints it).")
-@click.option("--bootstrap-server", help="API server token port to join through (host:port).")
+@click.option(
+    "--bootstrap-server",
+    callback=addresses.address_option_callback,
+    help="API server token port to join through (host:port).",
+)
 @click.option("--cert-dir", type=click.Path(file_okay=False), help="Node certificate directory (default DATA_DIR/pki).")
 @click.option(
     "--run-as-user",
@@ -242,7 +254,7 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--refuse-root-workloads", is_flag=True, help="Fail pods that would run as uid 0.")
 @click.option("-v", "--verbose", is_flag=True)
 def main(
-    servers: str,
+    servers: list[str],
     node_name: str | None,
     node_ip: str | None,
     data_dir: str,
@@ -282,7 +294,7 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    endpoints = servers
     if data_dir is None:
         if not hollow:
             raise click.UsageError("Missing option '--data-dir' (needed unless --hollow).")
@@ -333,7 +345,10 @@ def main(
         run_as_group=run_as_group,
         refuse_root=refuse_root_workloads,
     )
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.BadParameter(f"{data_dir!r}: {err.strerror}", param_hint="--data-dir") from None
     _warn_if_unreachable(config)
     try:
         asyncio.run(serve_hollow(config, count, name_prefix) if hollow else serve(config))

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controlplane import pki, transport
+from controlplane import addresses, pki, transport
 from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import UnavailableError
@@ -247,8 +247,20 @@ async def serve(config: ApiServerConfig) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--etcd-servers", default="127.0.0.1:2379", show_default=True, help="Comma list of etcd members.")
-@click.option("--listen", default="127.0.0.1:6443", show_default=True, help="Address to serve the API on.")
+@click.option(
+    "--etcd-servers",
+    default="127.0.0.1:2379",
+    show_default=True,
+    callback=addresses.etcd_servers_option_callback,
+    help="Comma list of etcd members: http://host:port, https://host:port (needs --etcd-cafile) or host:port.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:6443",
+    show_default=True,
+    callback=addresses.listen_option_callback,
+    help="Address to serve the API on.",
+)
 @click.option(
     "--watch-cache-window",
     default=10_000,
@@ -275,6 +287,7 @@ async def serve(config: ApiServerConfig) -> None:
 @click.option(
     "--token-listen",
     default=None,
+    callback=addresses.listen_option_callback,
     help="Second TLS address without client certificates, for bearer tokens and joining agents (e.g. :6444).",
 )
 @click.option("--token-auth-file", type=click.Path(exists=True, dir_okay=False), help="Static bearer tokens (CSV).")
@@ -349,7 +362,7 @@ async def serve(config: ApiServerConfig) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
-    etcd_servers: str,
+    etcd_servers: addresses.EtcdEndpoints,
     listen: str,
     watch_cache_window: int,
     etcd_cafile: str | None,
@@ -436,14 +449,16 @@ def main(
         limits=Limits(max_requests_per_user, max_requests_burst, timeout),
     )
     if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
-        click.echo("navarch-apiserver: --etcd-certfile and --etcd-keyfile go together, with --etcd-cafile", err=True)
-        sys.exit(2)
+        refuse("--etcd-certfile and --etcd-keyfile go together, with --etcd-cafile")
+    if etcd_servers.tls and not etcd_cafile:
+        refuse("--etcd-servers: https:// members need --etcd-cafile (the CA of etcd's certificates)")
+    if etcd_servers.tls is False and etcd_cafile:
+        refuse("--etcd-servers: http:// members are plain text, but --etcd-cafile asks for TLS; use https://")
     try:
         ranges = parse_service_ranges(service_cluster_ip_range, service_node_port_range)
     except ValueError as err:
-        click.echo(f"navarch-apiserver: {err}", err=True)
-        sys.exit(2)
-    endpoints = [e.strip() for e in etcd_servers.split(",") if e.strip()]
+        refuse(str(err))
+    endpoints = etcd_servers.endpoints
     config = ApiServerConfig(
         etcd=EtcdConfig(
             endpoints=endpoints,

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from controlplane import transport
+from controlplane import addresses, transport
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import controllermanager_pb2, controllermanager_pb2_grpc
@@ -126,8 +126,21 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--server", "servers", default="127.0.0.1:6443", show_default=True, help="API servers, comma separated.")
-@click.option("--listen", default="127.0.0.1:10257", show_default=True, help="Status endpoint.")
+@click.option(
+    "--server",
+    "servers",
+    default="127.0.0.1:6443",
+    show_default=True,
+    callback=addresses.servers_option_callback,
+    help="API servers, comma separated.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:10257",
+    show_default=True,
+    callback=addresses.listen_option_callback,
+    help="Status endpoint.",
+)
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader runs controllers.")
 @click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
 @click.option(
@@ -148,7 +161,7 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def main(
-    servers: str,
+    servers: list[str],
     listen: str,
     leader_elect: bool,
     lease_duration: float,
@@ -190,7 +203,7 @@ def main(
         large_cluster_size_threshold=large_cluster_size_threshold,
         job_backoff_base=job_backoff,
     )
-    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    endpoints = servers
     credentials = component_credentials(
         certificate_authority, client_certificate, client_key, tls_server_name, token_file
     )
@@ -201,4 +214,7 @@ def main(
         sys.exit(1)
     except ApiError as err:
         click.echo(f"navarch-controller-manager: {err.message}", err=True)
+        sys.exit(1)
+    except OSError as err:
+        click.echo(f"navarch-controller-manager: {err}", err=True)
         sys.exit(1)

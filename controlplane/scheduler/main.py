@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from controlplane import transport
+from controlplane import addresses, transport
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import scheduler_pb2, scheduler_pb2_grpc
 from controlplane.client.client import ApiClient
@@ -105,8 +105,21 @@ async def serve(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--server", "servers", default="127.0.0.1:6443", show_default=True, help="API servers, comma separated.")
-@click.option("--listen", default="127.0.0.1:10259", show_default=True, help="Status and Explain endpoint.")
+@click.option(
+    "--server",
+    "servers",
+    default="127.0.0.1:6443",
+    show_default=True,
+    callback=addresses.servers_option_callback,
+    help="API servers, comma separated.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:10259",
+    show_default=True,
+    callback=addresses.listen_option_callback,
+    help="Status and Explain endpoint.",
+)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration.")
 @click.option("--scheduler-name", default=None, help="Schedule pods with this schedulerName (default-scheduler).")
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")
@@ -115,7 +128,7 @@ async def serve(
 @tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def main(
-    servers: str,
+    servers: list[str],
     listen: str,
     config_path: str | None,
     scheduler_name: str | None,
@@ -133,7 +146,7 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    endpoints = servers
     credentials = component_credentials(
         certificate_authority, client_certificate, client_key, tls_server_name, token_file
     )
@@ -158,4 +171,7 @@ def main(
         sys.exit(1)
     except ApiError as err:
         click.echo(f"navarch-scheduler: {err.message}", err=True)
+        sys.exit(1)
+    except OSError as err:
+        click.echo(f"navarch-scheduler: {err}", err=True)
         sys.exit(1)

@@ -9,7 +9,9 @@ a leader election) costs latency, not errors.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,20 +84,47 @@ class EtcdClient:
         """Why the last health check failed (None: healthy). While set, calls give up after one attempt, so
         that clients hear "etcd is unavailable" in seconds rather than time out (e.g. without a quorum)."""
 
-    def _channel(self) -> grpc.aio.Channel:
-        manager = ConnectionManager(list(self.config.endpoints))
+    def _channel(self, endpoints: list[str]) -> grpc.aio.Channel:
+        manager = ConnectionManager(endpoints)
         manager.grpc_options.extend(_CHANNEL_OPTIONS)
         channel = manager.get_channel(tls_server_name=self._server_name, **self.config.tls_args())
         self._channels.append(channel)
         return channel
 
+    async def _resolved_endpoints(self) -> list[str]:
+        """The members as IPv4 ``address:port``: the client balances over an ``ipv4:`` target, so host names
+        (``etcd-1.example:2379``) are resolved once, here; with TLS the first name is then checked in the
+        members' certificates unless ``tls_server_name`` says otherwise."""
+        out: list[str] = []
+        loop = asyncio.get_running_loop()
+        for endpoint in self.config.endpoints:
+            host, _, port = endpoint.rpartition(":")
+            if host in ("localhost", ""):
+                out.append(f"127.0.0.1:{port}")
+                continue
+            try:
+                ipaddress.IPv4Address(host)
+                out.append(endpoint)
+                continue
+            except ValueError:
+                pass
+            try:
+                found = await loop.getaddrinfo(host, int(port), family=socket.AF_INET, type=socket.SOCK_STREAM)
+            except (OSError, ValueError) as err:
+                raise UnavailableError(f"cannot resolve the etcd member {endpoint!r}: {err}") from None
+            out.append(f"{found[0][4][0]}:{port}")
+            if self.config.tls_server_name is None and self.config.ca_file and self._server_name == "localhost":
+                self._server_name = host
+        return out
+
     async def connect(self) -> None:
-        """Create the channels (gRPC connects lazily)."""
-        kv_channel = self._channel()
+        """Resolve the members and create the channels (gRPC connects lazily)."""
+        endpoints = await self._resolved_endpoints()
+        kv_channel = self._channel(endpoints)
         # One attempt per service call: retries are ours (below), bounded by the request deadline.
         self._kv = KVService(kv_channel, max_attempts=1)
         self._maintenance = MaintenanceService(kv_channel, max_attempts=1)
-        self._watch_channel = self._channel()
+        self._watch_channel = self._channel(endpoints)
 
     @property
     def kv(self) -> KVService:
