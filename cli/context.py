@@ -48,17 +48,24 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def warn(message: str) -> None:
+    """Print a warning as kubectl does (``Warning: ...`` on stderr)."""
+    click.echo(f"Warning: {message}", err=True)
+
+
 def client_config(target: Target, **kwargs: Any) -> ClientConfig:
-    """A ClientConfig for the target, with its TLS and token."""
+    """A ClientConfig for the target, with its TLS and token; the server's warnings are printed."""
+    kwargs.setdefault("warning_handler", warn)
     return ClientConfig(endpoints=target.servers, tls=target.tls(), token=target.token, **kwargs)
 
 
-def run(body: Callable[[ApiClient, Target], Awaitable[R]]) -> R:
-    """Run an async command body with a client for the resolved target; errors become one line."""
+def run(body: Callable[[ApiClient, Target], Awaitable[R]], *, error_code: int = 1) -> R:
+    """Run an async command body with a client for the resolved target; errors become one line and exit with
+    ``error_code`` (``diff`` keeps 1 for "different")."""
     try:
         target = options().target()
     except ConfigError as err:
-        fail(str(err))
+        fail(str(err), error_code)
 
     async def main() -> R:
         # A few quick retries ride over an API server restart; a dead address fails within a second.
@@ -73,12 +80,13 @@ def run(body: Callable[[ApiClient, Target], Awaitable[R]]) -> R:
     except ConflictError as err:
         fail(
             f"{err.message}\n(someone else changed the object meanwhile: run the command again to apply your change "
-            "on the latest version)"
+            "on the latest version)",
+            error_code,
         )
     except UnavailableError as err:
-        fail(err.message)
+        fail(err.message, error_code)
     except ApiError as err:
-        fail(err.message)
+        fail(err.message, error_code)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from cli.commands import cluster, config_cmd, local, nodes, pods, resources, rollout, security
+from cli.commands import apply, cluster, config_cmd, delete, describe, edit, get, local, nodes, pods, rollout, security
 from cli.context import Options
 
 
@@ -31,7 +31,17 @@ def main(ctx: click.Context, server: str | None, context: str | None, request_ti
 
 
 for _command in [
-    *resources.COMMANDS,
+    get.get,
+    describe.describe,
+    apply.apply,
+    apply.create,
+    apply.diff,
+    delete.delete,
+    edit.edit,
+    edit.label,
+    edit.annotate,
+    edit.patch,
+    edit.scale,
     rollout.rollout,
     nodes.cordon,
     nodes.uncordon,

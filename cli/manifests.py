@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from google.protobuf.message import Message
 
-from controlplane.api import kinds
+from controlplane.api import fieldvalidation, kinds
 from controlplane.api.defaults import apply_defaults
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import from_manifest, meta
@@ -31,9 +31,11 @@ class Document:
     source: str
     """``file.yaml[2]``: where it came from."""
     raw: dict[str, Any]
-    """The manifest as written."""
+    """The manifest as written, less the fields Navarch does not model (what apply records and patches)."""
     obj: Message
     """The parsed object."""
+    warnings: list[str] = field(default_factory=list)
+    """Fields that were dropped (controlplane.api.fieldvalidation), one line each, naming the object."""
 
 
 def _files(paths: list[str], recursive: bool) -> list[tuple[str, str]]:
@@ -77,8 +79,13 @@ def _documents(name: str, text: str) -> list[Any]:
     return out
 
 
-def load(paths: list[str], *, recursive: bool = False, namespace: str = "") -> list[Document]:
-    """Parse and validate every document; raise one ``InvalidError`` listing every bad document."""
+def load(
+    paths: list[str], *, recursive: bool = False, namespace: str = "", field_validation: str = fieldvalidation.STRICT
+) -> list[Document]:
+    """Parse and validate every document; raise one ``InvalidError`` listing every bad document.
+
+    Fields unknown to Kubernetes follow ``field_validation`` (kubectl's ``--validate``: Strict refuses them);
+    fields Kubernetes defines that Navarch does not model are dropped, with a warning on the document."""
     documents: list[Document] = []
     problems: list[str] = []
     for name, text in _files(paths, recursive):
@@ -90,7 +97,10 @@ def load(paths: list[str], *, recursive: bool = False, namespace: str = "") -> l
         for index, raw in enumerate(raw_docs):
             where = f"{name}[{index}]"
             try:
-                obj = from_manifest(raw, where=where)
+                warnings: list[str] = []
+                obj = from_manifest(raw, where=where, field_validation=field_validation, warnings=warnings)
+                if isinstance(raw, dict):
+                    raw = fieldvalidation.clean(raw, type(obj), policy=fieldvalidation.IGNORE).doc
                 info = kinds.of_message(obj)
                 m = meta(obj)
                 if info.namespaced and not m.namespace:
@@ -108,7 +118,7 @@ def load(paths: list[str], *, recursive: bool = False, namespace: str = "") -> l
                 message = err.message if err.message.startswith(where) else f"{where}: {err.message}"
                 problems.append(message)
                 continue
-            documents.append(Document(where, raw, obj))
+            documents.append(Document(where, raw, obj, warnings))
     if problems:
         raise InvalidError("\n".join(problems))
     if not documents:

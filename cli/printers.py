@@ -18,7 +18,7 @@ from tabulate import DataRow, TableFormat, tabulate
 
 from controlplane.api import kinds
 from controlplane.api.errors import InvalidError
-from controlplane.api.objects import meta, to_manifest
+from controlplane.api.objects import meta, typed_manifest
 from controlplane.api.pb import batch_pb2, core_pb2
 
 Column = tuple[str, Callable[[Any], str]]
@@ -226,8 +226,10 @@ def table(
     show_labels: bool = False,
     headers: bool = True,
     extra_columns: Sequence[Column] = (),
+    qualified_names: bool = False,
 ) -> str:
-    """The kubectl-style table of objects of one kind (``extra_columns`` from data beside the objects)."""
+    """The kubectl-style table of objects of one kind (``extra_columns`` from data beside the objects;
+    ``qualified_names`` prints ``deployment.apps/web`` as ``get all`` does)."""
     if kind.kind == "Event":
         head = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
         rows = [_event_row(e) for e in objects]  # type: ignore[arg-type]
@@ -235,7 +237,7 @@ def table(
         base, extra = COLUMNS.get(kind.kind, ([("AGE", _age)], []))
         cols = base[:-1] + list(extra_columns) + base[-1:] + (extra if wide else [])
         head = ["NAME", *(c[0] for c in cols)]
-        rows = [[meta(o).name, *(fn(o) for _, fn in cols)] for o in objects]
+        rows = [[name(o) if qualified_names else meta(o).name, *(fn(o) for _, fn in cols)] for o in objects]
     if all_namespaces and kind.namespaced:
         head = ["NAMESPACE", *head]
         rows = [[meta(o).namespace, *r] for o, r in zip(objects, rows, strict=True)]
@@ -249,30 +251,20 @@ def table(
     return "\n".join(line.rstrip() for line in text.splitlines())
 
 
-def manifest(obj: Message) -> dict[str, Any]:
-    """A manifest with apiVersion and kind always set."""
-    info = kinds.of_message(obj)
-    doc = to_manifest(obj)
-    doc["apiVersion"], doc["kind"] = info.api_version, info.kind
-    ordered = {"apiVersion": doc.pop("apiVersion"), "kind": doc.pop("kind")}
-    ordered.update(doc)
-    return ordered
-
-
 def to_yaml(objects: Sequence[Message], *, as_list: bool) -> str:
     """YAML of one object, or a v1 List of several."""
     if not as_list and len(objects) == 1:
-        return yaml.safe_dump(manifest(objects[0]), sort_keys=False)
+        return yaml.safe_dump(typed_manifest(objects[0]), sort_keys=False)
     return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "List", "items": [manifest(o) for o in objects]}, sort_keys=False
+        {"apiVersion": "v1", "kind": "List", "items": [typed_manifest(o) for o in objects]}, sort_keys=False
     )
 
 
 def to_json(objects: Sequence[Message], *, as_list: bool) -> str:
     """JSON of one object, or a v1 List of several."""
     if not as_list and len(objects) == 1:
-        return json.dumps(manifest(objects[0]), indent=4)
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [manifest(o) for o in objects]}, indent=4)
+        return json.dumps(typed_manifest(objects[0]), indent=4)
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [typed_manifest(o) for o in objects]}, indent=4)
 
 
 def name(obj: Message) -> str:
@@ -289,9 +281,9 @@ def jsonpath(template: str, objects: Sequence[Message], *, as_list: bool) -> str
     """kubectl's ``-o jsonpath=...``: ``{.path}`` expressions inside literal text (``{range}`` excepted)."""
     data: Any
     if not as_list and len(objects) == 1:
-        data = manifest(objects[0])
+        data = typed_manifest(objects[0])
     else:
-        data = {"apiVersion": "v1", "kind": "List", "items": [manifest(o) for o in objects]}
+        data = {"apiVersion": "v1", "kind": "List", "items": [typed_manifest(o) for o in objects]}
     out: list[str] = []
     pos = 0
     for match in _TEMPLATE.finditer(template):

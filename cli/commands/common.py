@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""Options and helpers shared by several commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.context import options
+from cli import manifests
+from cli.config import Target
+from cli.context import fail, options, warn
+from controlplane.api import fieldvalidation, kinds
+from controlplane.api.errors import InvalidError
+from controlplane.api.objects import meta
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,3 +34,87 @@ def namespace_option(fn: F) -> F:
         is_eager=True,
         help="The namespace (default: the context's, else default).",
     )(fn)
+
+
+LAST_APPLIED = "navarch.io/last-applied-configuration"
+"""The annotation where apply records the manifest it last applied (kubectl's last-applied-configuration)."""
+
+
+def ns_for(info: kinds.KindInfo, target: Target, all_namespaces: bool = False) -> str:
+    """The namespace a command over ``info`` works in ("" for cluster-scoped kinds and ``-A``)."""
+    if not info.namespaced or all_namespaces:
+        return ""
+    return target.namespace
+
+
+def explicit_namespace() -> bool:
+    """Whether ``-n`` was given (then manifests naming another namespace are refused)."""
+    return options().namespace is not None
+
+
+def file_options(fn: F) -> F:
+    """``-f/--filename`` (repeatable, ``-`` for stdin) and ``-R``."""
+    fn = click.option("-R", "--recursive", is_flag=True, help="Read directories recursively.")(fn)
+    return click.option(
+        "-f",
+        "--filename",
+        "filenames",
+        multiple=True,
+        required=True,
+        help="File, directory or - for stdin (repeatable).",
+        type=click.Path(allow_dash=True),
+    )(fn)
+
+
+def _validate_policy(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    aliases = {"true": "Strict", "false": "Ignore"}
+    try:
+        return fieldvalidation.check_policy(aliases.get(value.lower(), value))
+    except InvalidError:
+        raise click.BadParameter(f"{value!r}: use strict, warn or ignore (true = strict, false = ignore)") from None
+
+
+def validate_option(fn: F) -> F:
+    """kubectl's ``--validate``: what to do with fields Kubernetes does not define (strict refuses them)."""
+    return click.option(
+        "--validate",
+        "field_validation",
+        default="strict",
+        show_default=True,
+        callback=_validate_policy,
+        help="Fields unknown to Kubernetes: strict (refuse), warn (drop with a warning) or ignore. Fields "
+        "Kubernetes defines that Navarch does not model are always dropped with a warning.",
+    )(fn)
+
+
+def dry_run_option(fn: F) -> F:
+    """kubectl's ``--dry-run``: none, client (nothing is sent: print what would be) or server (validate only)."""
+    return click.option(
+        "--dry-run",
+        type=click.Choice(["none", "client", "server"]),
+        default="none",
+        show_default=True,
+        help="client: print what would be sent, send nothing; server: the server validates, stores nothing.",
+    )(fn)
+
+
+def load_documents(
+    filenames: tuple[str, ...], recursive: bool, target: Target, field_validation: str = fieldvalidation.STRICT
+) -> list[manifests.Document]:
+    """Every document of the files, validated (one error listing every bad one), warnings printed; namespaced
+    objects without a namespace get the target's."""
+    try:
+        docs = manifests.load(
+            list(filenames),
+            recursive=recursive,
+            namespace=target.namespace if explicit_namespace() else "",
+            field_validation=field_validation,
+        )
+    except InvalidError as err:
+        fail(err.message)
+    for doc in docs:
+        for warning in doc.warnings:
+            warn(warning)
+        if not meta(doc.obj).namespace and kinds.of_message(doc.obj).namespaced:
+            meta(doc.obj).namespace = target.namespace
+    return docs

@@ -34,6 +34,8 @@ class KindInfo:
     """Abbreviations accepted by the CLI and the API (``po``, ``deploy``)."""
     has_status: bool = True
     """Whether the kind has a ``status`` that only UpdateStatus may write."""
+    categories: tuple[str, ...] = ()
+    """Groups the CLI can ask for at once: ``all`` (``navarch get all``), as Kubernetes' categories."""
 
     @property
     def group(self) -> str:
@@ -46,12 +48,25 @@ _RBAC = "rbac.authorization.k8s.io/v1"
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", "v1", "namespaces", False, core_pb2.Namespace, "namespace", ("ns",)),
     KindInfo("Node", "v1", "nodes", False, core_pb2.Node, "node", ("no",)),
-    KindInfo("Pod", "v1", "pods", True, core_pb2.Pod, "pod", ("po",)),
-    KindInfo("ReplicaSet", "apps/v1", "replicasets", True, apps_pb2.ReplicaSet, "replica_set", ("rs",)),
-    KindInfo("Deployment", "apps/v1", "deployments", True, apps_pb2.Deployment, "deployment", ("deploy",)),
-    KindInfo("DaemonSet", "apps/v1", "daemonsets", True, apps_pb2.DaemonSet, "daemon_set", ("ds",)),
-    KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job"),
-    KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",)),
+    KindInfo("Pod", "v1", "pods", True, core_pb2.Pod, "pod", ("po",), categories=("all",)),
+    KindInfo(
+        "ReplicaSet", "apps/v1", "replicasets", True, apps_pb2.ReplicaSet, "replica_set", ("rs",), categories=("all",)
+    ),
+    KindInfo(
+        "Deployment",
+        "apps/v1",
+        "deployments",
+        True,
+        apps_pb2.Deployment,
+        "deployment",
+        ("deploy",),
+        categories=("all",),
+    ),
+    KindInfo(
+        "DaemonSet", "apps/v1", "daemonsets", True, apps_pb2.DaemonSet, "daemon_set", ("ds",), categories=("all",)
+    ),
+    KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job", categories=("all",)),
+    KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",), categories=("all",)),
     KindInfo("Endpoints", "v1", "endpoints", True, core_pb2.Endpoints, "endpoints", ("ep",), has_status=False),
     KindInfo("ConfigMap", "v1", "configmaps", True, core_pb2.ConfigMap, "config_map", ("cm",), has_status=False),
     KindInfo("Secret", "v1", "secrets", True, core_pb2.Secret, "secret", (), has_status=False),
@@ -80,6 +95,16 @@ for _k in KINDS:
         _BY_NAME[_alias] = _k
     if _k.group:
         _BY_NAME[f"{_k.plural}.{_k.group.split('/')[0]}"] = _k
+
+
+# kubectl's order for `get all`: pods, services, daemonsets, deployments, replicasets, (statefulsets,) jobs.
+_CATEGORY_ORDER = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "Job")
+
+
+def category(name: str) -> list[KindInfo]:
+    """The kinds of a category (``all``), in kubectl's order; empty for a name that is no category."""
+    members = [k for k in KINDS if name.lower() in k.categories]
+    return sorted(members, key=lambda k: _CATEGORY_ORDER.index(k.kind) if k.kind in _CATEGORY_ORDER else 99)
 
 
 def known_pairs() -> str:

@@ -6,7 +6,6 @@ through ``google.protobuf.json_format``, which reports unknown fields by path.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from controlplane.api import kinds
+from controlplane.api import fieldvalidation, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.pb import api_pb2, meta_pb2
 
@@ -56,10 +55,18 @@ def describe(obj: Message) -> str:
     return f'{info.kind} "{name}"'
 
 
-def from_manifest(doc: Mapping[str, Any], *, where: str = "") -> Message:
+def from_manifest(
+    doc: Mapping[str, Any],
+    *,
+    where: str = "",
+    field_validation: str = fieldvalidation.STRICT,
+    warnings: list[str] | None = None,
+) -> Message:
     """Parse a manifest dict into its kind's message, checking apiVersion/kind and every field.
 
-    ``where`` prefixes error messages (e.g. a file name and document index).
+    ``where`` prefixes error messages (e.g. a file name and document index). Fields Kubernetes defines that
+    Navarch does not model are dropped with a warning; fields unknown to Kubernetes follow ``field_validation``
+    (controlplane.api.fieldvalidation). Warnings, each naming the object, are appended to ``warnings``.
     """
     prefix = f"{where}: " if where else ""
     if not isinstance(doc, Mapping):
@@ -73,15 +80,20 @@ def from_manifest(doc: Mapping[str, Any], *, where: str = "") -> Message:
         info = kinds.for_kind(api_version, kind)
     except InvalidError as err:
         raise InvalidError(prefix + err.message, field=err.field) from None
+    name = ""
+    md = doc.get("metadata")
+    if isinstance(md, Mapping) and isinstance(md.get("name"), str):
+        name = f' "{md["name"]}"'
     msg = info.message()
     try:
-        json_format.ParseDict(dict(doc), msg)
+        cleaned = fieldvalidation.clean(dict(doc), info.message, policy=field_validation)
+        json_format.ParseDict(cleaned.doc, msg)
+    except InvalidError as err:
+        raise InvalidError(f"{prefix}{kind}{name}: {err.message}", field=err.field) from None
     except json_format.ParseError as err:
-        name = ""
-        md = doc.get("metadata")
-        if isinstance(md, Mapping) and isinstance(md.get("name"), str):
-            name = f' "{md["name"]}"'
         raise InvalidError(f"{prefix}{kind}{name}: {_clean_parse_error(str(err))}") from None
+    if warnings is not None:
+        warnings.extend(f"{prefix}{kind}{name}: {w}" for w in cleaned.warnings)
     return msg
 
 
@@ -155,14 +167,10 @@ def _number(value: Any, field: FieldDescriptor) -> Any:
     return value
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Apply an RFC 7386 JSON merge patch; returns a new value."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+def typed_manifest(obj: Message) -> dict[str, Any]:
+    """``to_manifest`` with ``apiVersion`` and ``kind`` always set, first (as ``-o yaml`` and apply show it)."""
+    info = kinds.of_message(obj)
+    doc = to_manifest(obj)
+    doc.pop("apiVersion", None)
+    doc.pop("kind", None)
+    return {"apiVersion": info.api_version, "kind": info.kind, **doc}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import contextlib
 import json
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from controlplane.api import kinds, validation
+from controlplane.api import fieldvalidation, kinds, validation
 from controlplane.api.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -30,7 +31,8 @@ from controlplane.api.errors import (
     NotFoundError,
 )
 from controlplane.api.kinds import KindInfo
-from controlplane.api.objects import describe, from_manifest, merge_patch, meta, to_manifest
+from controlplane.api.objects import describe, from_manifest, meta, to_manifest
+from controlplane.api.patches import merge_patch
 from controlplane.api.pb import core_pb2, rbac_pb2
 from controlplane.api.selectors import parse_field_selector, parse_label_selector
 from controlplane.apiserver.admission import add_default_tolerations
@@ -299,10 +301,21 @@ class Registry:
         return await self._guarded_update(info, namespace, m.name, expected, mutate, status=status, dry_run=dry_run)
 
     async def patch(
-        self, info: KindInfo, namespace: str, name: str, patch: str, *, status: bool = False, dry_run: str = ""
+        self,
+        info: KindInfo,
+        namespace: str,
+        name: str,
+        patch: str,
+        *,
+        status: bool = False,
+        dry_run: str = "",
+        field_validation: str = "",
+        warnings: builtins.list[str] | None = None,
     ) -> Message:
         """Apply an RFC 7386 merge patch to the object's manifest; retries on conflict unless the patch names a
-        resourceVersion."""
+        resourceVersion. Fields the schema does not model follow ``field_validation`` (default Warn, as in
+        Kubernetes); warnings about them are appended to ``warnings``."""
+        policy = fieldvalidation.check_policy(field_validation or fieldvalidation.WARN, what="fieldValidation")
         if status and not info.has_status:
             raise NotFoundError(f"{info.plural} have no status subresource: use Patch")
         try:
@@ -324,7 +337,10 @@ class Registry:
             if not isinstance(patched, dict):
                 raise InvalidError(f'{info.kind} "{name}": the patch must leave an object')
             patched["apiVersion"], patched["kind"] = info.api_version, info.kind
-            new = from_manifest(patched)
+            found: list[str] = []
+            new = from_manifest(patched, field_validation=policy, warnings=found)
+            if warnings is not None:
+                warnings[:] = found  # a retried mutation reports once
             if not md.get("resourceVersion"):
                 meta(new).resource_version = meta(current).resource_version
             return new

@@ -12,7 +12,8 @@ import grpc.aio
 
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError
-from controlplane.api.objects import meta, unwrap, wrap
+from controlplane.api.fieldvalidation import ignored_field_warnings
+from controlplane.api.objects import describe, meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
@@ -42,6 +43,22 @@ def unary_handler(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]
     return wrapper
 
 
+MAX_WARNINGS = 50
+MAX_WARNING_CHARS = 512
+
+
+def _send_warnings(context: grpc.aio.ServicerContext, obj: Any, found: list[str] | None = None) -> None:
+    """Kubernetes' Warning headers as ``warning`` trailing metadata: the patch's dropped fields plus set fields
+    nothing acts on; bounded in count and length, printable ASCII only (metadata values must be)."""
+    warnings = [*(found or []), *(f"{describe(obj)}: {w}" for w in ignored_field_warnings(obj))]
+    if not warnings:
+        return
+    if len(warnings) > MAX_WARNINGS:
+        warnings = [*warnings[: MAX_WARNINGS - 1], f"... and {len(warnings) - MAX_WARNINGS + 1} more warnings"]
+    clean = ["".join(c if " " <= c <= "~" else "?" for c in w)[:MAX_WARNING_CHARS] for w in warnings]
+    context.set_trailing_metadata(tuple(("warning", w) for w in clean))
+
+
 class ApiService(api_pb2_grpc.ApiServicer):
     """Create, Get, List, Update, UpdateStatus, Patch, Delete and Watch for every kind; pod logs and exec."""
 
@@ -52,7 +69,9 @@ class ApiService(api_pb2_grpc.ApiServicer):
 
     @unary_handler
     async def Create(self, request: api_pb2.CreateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
-        return wrap(await self.registry.create(unwrap(request.object), dry_run=request.dry_run))
+        obj = await self.registry.create(unwrap(request.object), dry_run=request.dry_run)
+        _send_warnings(context, obj)
+        return wrap(obj)
 
     @unary_handler
     async def Get(self, request: api_pb2.GetRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
@@ -81,7 +100,9 @@ class ApiService(api_pb2_grpc.ApiServicer):
 
     @unary_handler
     async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
-        return wrap(await self.registry.update(unwrap(request.object), dry_run=request.dry_run))
+        obj = await self.registry.update(unwrap(request.object), dry_run=request.dry_run)
+        _send_warnings(context, obj)
+        return wrap(obj)
 
     @unary_handler
     async def UpdateStatus(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
@@ -90,9 +111,18 @@ class ApiService(api_pb2_grpc.ApiServicer):
     @unary_handler
     async def Patch(self, request: api_pb2.PatchRequest, context: grpc.aio.ServicerContext) -> api_pb2.Object:
         info = kinds.lookup(request.kind)
+        warnings: list[str] = []
         obj = await self.registry.patch(
-            info, request.namespace, request.name, request.merge_patch, status=request.status, dry_run=request.dry_run
+            info,
+            request.namespace,
+            request.name,
+            request.merge_patch,
+            status=request.status,
+            dry_run=request.dry_run,
+            field_validation=request.field_validation,
+            warnings=warnings,
         )
+        _send_warnings(context, obj, warnings)
         return wrap(obj)
 
     @unary_handler

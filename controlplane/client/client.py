@@ -55,6 +55,9 @@ class ClientConfig:
     """CA (and client certificate) for TLS; None: plain text (``navarch up`` on loopback)."""
     token: str = ""
     """Bearer token sent with every call (TLS only)."""
+    warning_handler: Callable[[str], None] | None = None
+    """Called with each warning the API server returns on Create, Update and Patch (``warning`` trailing
+    metadata, Kubernetes' Warning headers; client-go's WarningHandler). None: warnings are dropped."""
 
 
 @dataclass
@@ -137,6 +140,16 @@ class ApiClient:
 
     # ------------------------------------------------------------ plumbing
 
+    async def _warned(self, call: Any) -> Any:
+        """Await a unary call and hand its ``warning`` trailing metadata to the warning handler."""
+        out = await call
+        handler = self.config.warning_handler
+        if handler is not None:
+            for key, value in await call.trailing_metadata() or ():
+                if key == "warning":
+                    handler(value if isinstance(value, str) else value.decode(errors="replace"))
+        return out
+
     async def _call(
         self, rpc: Callable[[float], Awaitable[R]], what: str, *, retry: bool, timeout: float | None = None
     ) -> R:
@@ -200,7 +213,10 @@ class ApiClient:
         """Create an object (sent once: a retry could create it twice)."""
         req = api_pb2.CreateRequest(object=wrap(obj), dry_run="All" if dry_run else "")
         out = await self._call(
-            lambda t: self._stub.Create(req, timeout=t), f"create {_describe(obj)}", retry=False, timeout=timeout
+            lambda t: self._warned(self._stub.Create(req, timeout=t)),
+            f"create {_describe(obj)}",
+            retry=False,
+            timeout=timeout,
         )
         return cast(T, unwrap(out))
 
@@ -284,7 +300,7 @@ class ApiClient:
         """Replace an object; retried only when guarded by its resourceVersion."""
         req = api_pb2.UpdateRequest(object=wrap(obj), dry_run="All" if dry_run else "")
         out = await self._call(
-            lambda t: self._stub.Update(req, timeout=t),
+            lambda t: self._warned(self._stub.Update(req, timeout=t)),
             f"update {_describe(obj)}",
             retry=bool(meta(obj).resource_version),
             timeout=timeout,
@@ -313,6 +329,7 @@ class ApiClient:
         status: bool = False,
         dry_run: bool = False,
         timeout: float | None = None,
+        field_validation: str = "",
     ) -> T: ...
 
     @overload
@@ -326,6 +343,7 @@ class ApiClient:
         status: bool = False,
         dry_run: bool = False,
         timeout: float | None = None,
+        field_validation: str = "",
     ) -> Message: ...
 
     async def patch(
@@ -338,8 +356,10 @@ class ApiClient:
         status: bool = False,
         dry_run: bool = False,
         timeout: float | None = None,
+        field_validation: str = "",
     ) -> Any:
-        """Apply a JSON merge patch; retried only when the patch names a resourceVersion."""
+        """Apply a JSON merge patch; retried only when the patch names a resourceVersion. ``field_validation``
+        (Strict, Warn, Ignore; the server's default is Warn) decides about fields unknown to Kubernetes."""
         body = patch if isinstance(patch, str) else json.dumps(patch)
         guarded = '"resourceVersion"' in body
         req = api_pb2.PatchRequest(
@@ -349,9 +369,13 @@ class ApiClient:
             merge_patch=body,
             status=status,
             dry_run="All" if dry_run else "",
+            field_validation=field_validation,
         )
         out = await self._call(
-            lambda t: self._stub.Patch(req, timeout=t), f"patch {req.kind} {name}", retry=guarded, timeout=timeout
+            lambda t: self._warned(self._stub.Patch(req, timeout=t)),
+            f"patch {req.kind} {name}",
+            retry=guarded,
+            timeout=timeout,
         )
         return unwrap(out)
 

@@ -2,7 +2,8 @@ import pytest
 
 from controlplane.api import kinds
 from controlplane.api.errors import InvalidError
-from controlplane.api.objects import from_manifest, merge_patch, to_manifest
+from controlplane.api.objects import from_manifest, to_manifest
+from controlplane.api.patches import merge_patch
 from tests.helpers import manifest_pod
 
 

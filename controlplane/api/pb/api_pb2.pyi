@@ -266,6 +266,7 @@ class PatchRequest(_message.Message):
     MERGE_PATCH_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    FIELD_VALIDATION_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     namespace: _builtins.str
     name: _builtins.str
@@ -274,6 +275,12 @@ class PatchRequest(_message.Message):
     status: _builtins.bool
     """Patch status only (like the /status subresource)."""
     dry_run: _builtins.str
+    field_validation: _builtins.str
+    """Fields of the patch unknown to Kubernetes: "Strict" refuses the patch naming them, "Warn" (the default,
+    as in Kubernetes) drops them with a warning, "Ignore" drops them silently. Fields Kubernetes defines that
+    Navarch does not model are always dropped with a warning. Warnings come back as "warning" trailing
+    metadata entries (Kubernetes' Warning headers), on Create and Update too.
+    """
     def __init__(
         self,
         *,
@@ -283,10 +290,11 @@ class PatchRequest(_message.Message):
         merge_patch: _builtins.str = ...,
         status: _builtins.bool = ...,
         dry_run: _builtins.str = ...,
+        field_validation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "kind", b"kind", "merge_patch", b"merge_patch", "name", b"name", "namespace", b"namespace", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "field_validation", b"field_validation", "kind", b"kind", "merge_patch", b"merge_patch", "name", b"name", "namespace", b"namespace", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
