@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -445,34 +446,43 @@ def _title(key: str) -> str:
     return words[:1].upper() + words[1:]
 
 
-def _generic_value(label: str, value: Any, indent: int) -> list[str]:
-    if isinstance(value, dict):
-        if all(not isinstance(v, dict | list) for v in value.values()):
-            return _mapping(label, {k: str(v) for k, v in value.items()}, indent)
-        out = [" " * indent + f"{label}:"]
-        for k, v in value.items():
-            out += _generic_value(_title(k), v, indent + 2)
-        return out
+def _generic_value(label: str, value: Any, fd: FieldDescriptor | None, indent: int) -> list[str]:
+    """One field, by its schema: maps as ``k=v`` lists, messages as nested labelled lines, lists item by item."""
+    sub = fd.message_type if fd is not None else None
+    if sub is not None and sub.GetOptions().map_entry:
+        return _mapping(label, {k: str(v) for k, v in value.items()}, indent)
     if isinstance(value, list):
-        if all(not isinstance(v, dict | list) for v in value):
+        if sub is None or sub.full_name.startswith("google.protobuf."):
             return _list(label, [str(v) for v in value], indent)
         out = [" " * indent + f"{label}:"]
-        for item in value:
-            sub = _generic_value("-", item, indent + 2)
-            out += sub[1:] if sub and sub[0].strip() == "-:" else sub
-            out.append("")
-        return out[:-1]
+        for n, item in enumerate(value):
+            if n:
+                out.append("")
+            out += _generic_message(item, sub, indent + 2)
+        return out
+    if isinstance(value, dict) and sub is not None and not sub.full_name.startswith("google.protobuf."):
+        return [" " * indent + f"{label}:", *_generic_message(value, sub, indent + 2)]
     return [field(label, value, indent)]
 
 
+def _generic_message(doc: dict[str, Any], desc: Descriptor, indent: int) -> list[str]:
+    fields = {f.json_name: f for f in desc.fields}
+    out: list[str] = []
+    for key, value in doc.items():
+        out += _generic_value(_title(key), value, fields.get(key), indent)
+    return out
+
+
 def describe_generic(obj: Message) -> list[str]:
-    """Identity, then every other top-level field as labelled lines (``Spec:`` ...)."""
+    """Identity, then every other top-level field as labelled lines (``Spec:`` ...), never YAML."""
     doc = to_manifest(obj)
+    desc: Descriptor = obj.DESCRIPTOR  # type: ignore[assignment]
+    fields = {f.json_name: f for f in desc.fields}
     lines = identity(obj)
     for key, value in doc.items():
         if key in ("apiVersion", "kind", "metadata"):
             continue
-        lines += _generic_value(_title(key), value, 0)
+        lines += _generic_value(_title(key), value, fields.get(key), 0)
     return lines
 
 

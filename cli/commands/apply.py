@@ -26,10 +26,11 @@ from cli.commands.common import (
     validate_option,
 )
 from cli.config import ConfigError, Target
-from cli.context import fail, options, run
+from cli.context import fail, options, run, warn
 from controlplane.api import kinds
 from controlplane.api.errors import NotFoundError
-from controlplane.api.objects import meta, typed_manifest
+from controlplane.api.fieldvalidation import ignored_field_warnings
+from controlplane.api.objects import describe, meta, typed_manifest
 from controlplane.api.patches import three_way_patch
 from controlplane.client.client import ApiClient
 
@@ -89,7 +90,11 @@ async def apply_one(client: ApiClient, doc: manifests.Document, *, server_dry_ru
 
 
 def _print_client_dry_run(objs: list[Message], output: str) -> None:
-    """What would be sent: the objects as YAML (or JSON, or names), nothing contacted."""
+    """What would be sent: the objects as YAML (or JSON, or names), nothing contacted; the warnings the server
+    would give about fields it keeps but ignores are given here instead."""
+    for o in objs:
+        for warning in ignored_field_warnings(o):
+            warn(f"{describe(o)}: {warning}")
     if output == "name":
         for o in objs:
             click.echo(f"{printers.name(o)} (dry run)")

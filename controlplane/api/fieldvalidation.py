@@ -41,7 +41,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
     "ObjectMeta": {
         "managedFields": "server-side apply bookkeeping is not kept",
         "selfLink": "deprecated in Kubernetes",
-        "deletionGracePeriodSeconds": "set by the server",
     },
     "Container": {
         "imagePullPolicy": _NO_IMAGES,
