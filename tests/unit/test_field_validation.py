@@ -77,7 +77,8 @@ def test_kubernetes_fields_are_not_in_the_schema_and_name_real_types() -> None:
 
 
 def _deployment() -> dict[str, Any]:
-    return yaml.safe_load((CORPUS / "01-deployment-dry-run-output.yaml").read_text())
+    doc: dict[str, Any] = yaml.safe_load((CORPUS / "01-deployment-dry-run-output.yaml").read_text())
+    return doc
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_null_means_unset() -> None:
     doc["spec"]["template"]["spec"]["nodeSelector"] = None
     doc["metadata"]["labels"] = None
     obj = from_manifest(doc)
-    assert not obj.metadata.labels  # type: ignore[attr-defined]
+    assert not obj.metadata.labels
 
 
 def test_fields_kept_but_not_acted_on_are_reported_for_the_server_to_warn() -> None:
