@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from collections.abc import Mapping
 
 import pytest
 
@@ -14,7 +15,7 @@ from controlplane.client.client import ApiClient, ClientConfig
 from tests.integration.test_apiserver_process import _grpcurl
 
 
-def grpcurl(server: ApiServer, method: str, body: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def grpcurl(server: ApiServer, method: str, body: Mapping[str, object]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             _grpcurl(),
@@ -94,5 +95,5 @@ async def test_the_python_client_hands_warnings_to_its_handler(apiserver: ApiSer
         await asyncio.to_thread(grpcurl, apiserver, "Create", pod(namespace, "h"))
         await client.patch("Pod", "h", {"spec": {"hostNetwork": True}}, namespace)
     assert seen == [
-        f'Pod "h": spec.hostNetwork: ignored (processes share the node\'s network; there is no pod network or DNS)'
+        'Pod "h": spec.hostNetwork: ignored (processes share the node\'s network; there is no pod network or DNS)'
     ]
