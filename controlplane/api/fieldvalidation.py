@@ -52,7 +52,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "resizePolicy": _NOT_YET,
     },
     "ResourceRequirements": {"claims": "no dynamic resource allocation"},
-    "ContainerPort": {"hostIP": _NO_NETWORK},
     "SecurityContext": {
         "capabilities": _NO_IDENTITY,
         "privileged": _NO_IDENTITY,
@@ -75,7 +74,7 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "windowsOptions": _NO_IDENTITY,
         "supplementalGroupsPolicy": _NO_IDENTITY,
     },
-    "Probe": {"grpc": _NOT_YET, "terminationGracePeriodSeconds": _NOT_YET},
+    "Probe": {"grpc": _NOT_YET},
     "Lifecycle": {"stopSignal": _NOT_YET},
     "PodSpec": {
         "dnsPolicy": _NO_NETWORK,
@@ -84,8 +83,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "hostPID": _NO_NETWORK,
         "hostIPC": _NO_NETWORK,
         "hostAliases": _NO_NETWORK,
-        "hostname": _NO_NETWORK,
-        "subdomain": _NO_NETWORK,
         "setHostnameAsFQDN": _NO_NETWORK,
         "hostUsers": _NO_IDENTITY,
         "serviceAccount": _NO_IDENTITY,
@@ -113,7 +110,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
     "ServiceSpec": {
         "ipFamilies": _NO_NETWORK,
         "ipFamilyPolicy": _NO_NETWORK,
-        "clusterIPs": _NO_NETWORK,
         "internalTrafficPolicy": _NOT_YET,
         "externalTrafficPolicy": _NOT_YET,
         "loadBalancerIP": "no load balancers",
@@ -121,11 +117,9 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "loadBalancerClass": "no load balancers",
         "allocateLoadBalancerNodePorts": "no load balancers",
         "healthCheckNodePort": "no load balancers",
-        "publishNotReadyAddresses": _NOT_YET,
         "trafficDistribution": _NOT_YET,
     },
-    "ServicePort": {"appProtocol": "informational in Kubernetes too"},
-    "ServiceStatus": {"loadBalancer": "no load balancers", "conditions": "set by the server"},
+    "ServiceStatus": {"loadBalancer": "no load balancers"},
     "JobSpec": {
         "podFailurePolicy": _NOT_YET,
         "podReplacementPolicy": _NOT_YET,
@@ -134,8 +128,7 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "backoffLimitPerIndex": _NOT_YET,
         "maxFailedIndexes": _NOT_YET,
     },
-    "DeploymentStatus": {"collisionCount": "set by the server"},
-    "ReplicaSetStatus": {"fullyLabeledReplicas": "set by the server", "terminatingReplicas": "set by the server"},
+    "ReplicaSetStatus": {"terminatingReplicas": "set by the server"},
 }
 
 # Fields the schema has (so objects round-trip) that nothing acts on: the API server warns when they are set.

@@ -131,3 +131,11 @@ def test_fields_kept_but_not_acted_on_are_reported_for_the_server_to_warn() -> N
         "spec.priorityClassName: ignored (not implemented by Navarch)",
     ]
     assert ignored_field_warnings(core_pb2.ConfigMap()) == []
+
+
+def test_docs_api_lists_every_field_that_is_dropped_or_ignored() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    for table in (KUBERNETES_FIELDS, IGNORED_MODELLED):
+        for type_name, fields in table.items():
+            rows = [line for line in doc.splitlines() if line.startswith(f"| {type_name} |")]
+            assert any(all(f"`{f}`" in row for f in fields) for row in rows), f"docs/api.md: {type_name} misses fields"
