@@ -42,3 +42,23 @@ def test_commands_join_continuations_and_drop_comments() -> None:
 def test_script_of_a_missing_role_is_an_error() -> None:
     with pytest.raises(ReadmeError, match="no block for role 'tour'"):
         script("<!-- readme: setup -->\n```sh\nx\n```\n", "tour")
+
+
+def test_every_test_the_readme_table_names_exists() -> None:
+    text = README.read_text()
+    table = text[text.index("## What works today") : text.index("## Using the CLI")]
+    named: list[str] = []
+    for row in table.splitlines():
+        if row.startswith("| ") and "`" in row.rsplit("|", 2)[-2]:
+            proof = row.rsplit("|", 2)[-2]
+            named += [p for p in proof.split("`")[1::2] if "/" in p or p.endswith(".py")]
+    assert len(named) >= 20
+    root = README.parent
+    last_dir = root
+    for name in named:
+        path = root / name if "/" in name else last_dir / name
+        if "/" in name:
+            last_dir = path.parent if path.suffix else path
+        if not path.exists():
+            candidate = last_dir / (name + ".py")
+            assert candidate.exists(), f"README names {name}, which does not exist"
