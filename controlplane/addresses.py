@@ -151,3 +151,29 @@ listen_option_callback = _callback(lambda v: host_port(v, listen=True))
 """A click callback: a listen address, checked (returned as written)."""
 etcd_servers_option_callback = _callback(etcd_servers)
 """A click callback: ``--etcd-servers`` parsed into ``EtcdEndpoints``."""
+
+
+F = Callable[..., Any]
+
+
+def servers_option(fn: F) -> F:
+    """``--server``: the API servers a component talks to (comma list, failover between them), checked."""
+    return click.option(
+        "--server",
+        "servers",
+        default="127.0.0.1:6443",
+        show_default=True,
+        callback=servers_option_callback,
+        help="API servers, comma separated (calls fail over between them).",
+    )(fn)
+
+
+def listen_option(default: str, help: str) -> Callable[[F], F]:
+    """``--listen``: where a component serves (``host:port``; port 0 picks a free one), checked."""
+
+    def decorate(fn: F) -> F:
+        return click.option("--listen", default=default, show_default=True, callback=listen_option_callback, help=help)(
+            fn
+        )
+
+    return decorate

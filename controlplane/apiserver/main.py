@@ -254,13 +254,7 @@ async def serve(config: ApiServerConfig) -> None:
     callback=addresses.etcd_servers_option_callback,
     help="Comma list of etcd members: http://host:port, https://host:port (needs --etcd-cafile) or host:port.",
 )
-@click.option(
-    "--listen",
-    default="127.0.0.1:6443",
-    show_default=True,
-    callback=addresses.listen_option_callback,
-    help="Address to serve the API on.",
-)
+@addresses.listen_option("127.0.0.1:6443", "Address to serve the API on.")
 @click.option(
     "--watch-cache-window",
     default=10_000,

@@ -126,21 +126,8 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--server",
-    "servers",
-    default="127.0.0.1:6443",
-    show_default=True,
-    callback=addresses.servers_option_callback,
-    help="API servers, comma separated.",
-)
-@click.option(
-    "--listen",
-    default="127.0.0.1:10257",
-    show_default=True,
-    callback=addresses.listen_option_callback,
-    help="Status endpoint.",
-)
+@addresses.servers_option
+@addresses.listen_option("127.0.0.1:10257", "Status endpoint.")
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader runs controllers.")
 @click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
 @click.option(

@@ -105,21 +105,8 @@ async def serve(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--server",
-    "servers",
-    default="127.0.0.1:6443",
-    show_default=True,
-    callback=addresses.servers_option_callback,
-    help="API servers, comma separated.",
-)
-@click.option(
-    "--listen",
-    default="127.0.0.1:10259",
-    show_default=True,
-    callback=addresses.listen_option_callback,
-    help="Status and Explain endpoint.",
-)
+@addresses.servers_option
+@addresses.listen_option("127.0.0.1:10259", "Status and Explain endpoint.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration.")
 @click.option("--scheduler-name", default=None, help="Schedule pods with this schedulerName (default-scheduler).")
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.launcher.etcd import EtcdCluster, EtcdTLS, free_port
+from tests.helpers import wait_grpc_serving
 from tools.readme_blocks import README, Block, blocks
 
 ROOT = README.parent
@@ -156,13 +157,19 @@ def test_the_apiserver_block(etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
                     )
                     tls_etcd = EtcdCluster(1, tls=tls, ports=[(tls_etcd_port, free_port())], base_dir=tmp_path / "etcd")
                     tls_etcd.start()
-                log = open(tmp_path / f"apiserver-{len(servers)}.log", "wb")  # noqa: SIM115 - closed with the process
-                servers.append(subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, stderr=log))
+                log = tmp_path / f"apiserver-{len(servers)}.log"
+                with log.open("wb") as sink:  # the child keeps its own descriptor
+                    servers.append(
+                        subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, stderr=sink)
+                    )
                 listen = re.search(r"--listen (\S+)", command)
                 assert listen is not None
-                _wait_for_health(
-                    listen.group(1), secure="--insecure" not in command, cwd=tmp_path, env=env, proc=servers[-1]
+                flags = (
+                    ["-cacert", "pki/ca.pem", "-cert", "pki/admin.pem", "-key", "pki/admin-key.pem"]
+                    if "--insecure" not in command
+                    else ["-plaintext"]
                 )
+                wait_grpc_serving(listen.group(1), servers[-1], flags=flags, cwd=tmp_path, timeout=60)
                 continue
             out = run_command(command, env, tmp_path)
             if command.startswith("grpcurl"):
@@ -174,29 +181,3 @@ def test_the_apiserver_block(etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
         if tls_etcd is not None:
             tls_etcd.stop()
     assert len(servers) == 2
-
-
-def _wait_for_health(
-    address: str, *, secure: bool, cwd: Path, env: dict[str, str], proc: subprocess.Popen[bytes]
-) -> None:
-    creds = (
-        ["-cacert", "pki/ca.pem", "-cert", "pki/admin.pem", "-key", "pki/admin-key.pem"] if secure else ["-plaintext"]
-    )
-    deadline = time.monotonic() + 60
-    delay = 0.1
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"navarch-apiserver on {address} exited"
-        check = subprocess.run(
-            ["grpcurl", *creds, address, "grpc.health.v1.Health/Check"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if '"SERVING"' in check.stdout:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    raise AssertionError(f"navarch-apiserver on {address} did not become healthy")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.launcher.etcd import EtcdCluster, free_port
+from tests.helpers import wait_grpc_serving
 
 BIN = Path(sys.executable).parent
 
@@ -25,22 +26,8 @@ def _grpcurl() -> str:
 
 
 def _wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "navarch-apiserver exited early"
-        out = subprocess.run(
-            [_grpcurl(), "-plaintext", f"127.0.0.1:{port}", "grpc.health.v1.Health/Check"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if '"SERVING"' in out.stdout:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-    raise AssertionError("navarch-apiserver did not start serving")
+    _grpcurl()
+    wait_grpc_serving(f"127.0.0.1:{port}", proc, timeout=timeout)
 
 
 @pytest.fixture
