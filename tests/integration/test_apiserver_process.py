@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -30,27 +31,24 @@ def _wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.
     wait_grpc_serving(f"127.0.0.1:{port}", proc, timeout=timeout)
 
 
-@pytest.fixture
-def apiserver_process(etcd_cluster: EtcdCluster) -> Iterator[int]:
+@contextlib.contextmanager
+def serving_apiserver(etcd_servers: str, *extra: str) -> Iterator[int]:
+    """A navarch-apiserver process on a free loopback port (plain text), until the block ends; its port."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "navarch-apiserver"),
-            "--etcd-servers",
-            ",".join(etcd_cluster.endpoints),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--insecure",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    argv = [str(BIN / "navarch-apiserver"), "--etcd-servers", etcd_servers, "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen([*argv, "--insecure", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_serving(port, proc)
         yield port
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def apiserver_process(etcd_cluster: EtcdCluster) -> Iterator[int]:
+    with serving_apiserver(",".join(etcd_cluster.endpoints)) as port:
+        yield port
 
 
 def test_grpcurl_lists_the_api_and_health_through_reflection(apiserver_process: int) -> None:

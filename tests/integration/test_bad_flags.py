@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.launcher.etcd import EtcdCluster, free_port
-from tests.integration.test_apiserver_process import _wait_serving
+from tests.integration.test_apiserver_process import serving_apiserver
 
 BIN = Path(sys.executable).parent
 
@@ -69,26 +69,9 @@ def test_a_bad_flag_is_one_line_naming_it(component: str, args: list[str], named
     assert named in reason[0], reason[0]
 
 
-def _serves(etcd_servers: str, *extra: str) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "navarch-apiserver"),
-            "--etcd-servers",
-            etcd_servers,
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--insecure",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_serving(port, proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def _serves(etcd_servers: str) -> None:
+    with serving_apiserver(etcd_servers):
+        pass
 
 
 @pytest.mark.parametrize("form", ["http://{ep}", "http://{ep}/", "{ep}", "http://localhost:{port}"])
