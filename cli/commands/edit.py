@@ -14,7 +14,7 @@ import yaml
 from google.protobuf.message import Message
 
 from cli import printers
-from cli.commands.common import namespace_option, ns_for
+from cli.commands.common import namespace_option, ns_for, validate_option
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_kind, complete_name, kind_info, split_kind_names
@@ -138,8 +138,11 @@ annotate = _metadata_map_command("annotations", "Annotate")
 @click.option("-p", "--patch", "patch_text", required=True, help="A JSON (or YAML) merge patch.")
 @click.option("--type", "patch_type", type=click.Choice(["merge"]), default="merge")
 @click.option("--subresource", type=click.Choice(["status"]), default=None)
-def patch(kind: str, name: str, patch_text: str, patch_type: str, subresource: str | None) -> None:
-    """Apply a JSON merge patch to an object."""
+@validate_option
+def patch(
+    kind: str, name: str, patch_text: str, patch_type: str, subresource: str | None, field_validation: str
+) -> None:
+    """Apply a JSON merge patch to an object (fields unknown to Kubernetes are refused unless --validate says)."""
     info = kind_info(kind)
     try:
         body_doc = yaml.safe_load(patch_text)
@@ -151,7 +154,12 @@ def patch(kind: str, name: str, patch_text: str, patch_type: str, subresource: s
     async def body(client: ApiClient, target: Target) -> None:
         before = await client.get_by_name(info.kind, name, ns_for(info, target))
         out: Message = await client.patch(
-            info.kind, name, body_doc, ns_for(info, target), status=subresource == "status"
+            info.kind,
+            name,
+            body_doc,
+            ns_for(info, target),
+            status=subresource == "status",
+            field_validation=field_validation,
         )
         same = to_manifest(before) == {**to_manifest(out), "metadata": to_manifest(before)["metadata"]}
         click.echo(f"{_ref(out)} {'patched (no change)' if same else 'patched'}")

@@ -193,3 +193,12 @@ async def test_describe_is_a_human_summary_for_every_kind(cli: Cli, namespace: s
         assert SIGNATURE[kind] in out.out, out.out
     if kind == "Secret":
         assert "hunter2" not in out.out
+
+
+async def test_patch_refuses_a_typo_unless_told(cli: Cli, namespace: str, tmp_path: Path) -> None:
+    f = write(tmp_path, "web.yaml", WEB.format(replicas=1))
+    assert (await cli("apply", "-f", f, "-n", namespace)).code == 0
+    typo = await cli("patch", "deploy", "web", "-n", namespace, "-p", '{"spec": {"replica": 3}}')
+    assert typo.code != 0 and "spec.replica: unknown field" in typo.err
+    warned = await cli("patch", "deploy", "web", "-n", namespace, "-p", '{"spec": {"replica": 3}}', "--validate=warn")
+    assert warned.code == 0 and 'unknown field "spec.replica"' in warned.err
