@@ -545,6 +545,10 @@ def _validate_daemonset(errs: Errors, ds: apps_pb2.DaemonSet) -> None:
 
 def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
     spec = job.spec
+    if len(job.metadata.name) > 63:
+        # As in Kubernetes: the Job's pods carry its name as the job-name label, whose values stop at 63.
+        errs.add("metadata.name", "must be no more than 63 characters (its pods carry it in the job-name label)")
+        return
     for field, camel in (
         ("parallelism", "parallelism"),
         ("completions", "completions"),

@@ -205,3 +205,19 @@ def test_objects_over_one_mebibyte_are_refused() -> None:
     }
     with pytest.raises(InvalidError, match="the limit is 1048576"):
         _check(doc)
+
+
+def test_a_job_name_longer_than_a_label_value_is_refused_naming_the_name() -> None:
+    """Found by the property oracle: the refusal named the job-name label the server had added itself."""
+    job = from_manifest(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "j" * 64, "namespace": "default", "uid": "u"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "command": ["x"]}]}}},
+        }
+    )
+    apply_defaults(job)
+    with pytest.raises(InvalidError, match=r"metadata\.name: must be no more than 63 characters") as err:
+        validate(job)
+    assert "spec.template.metadata.labels" not in err.value.message
