@@ -32,6 +32,12 @@ from deploy.netns import Host, HostNetwork, netns_available
 
 BIN = Path(sys.executable).parent
 LEASE_SECONDS = 4
+NODE_GRACE_SECONDS = 6
+TOLERATION_SECONDS = 3
+EVICTION_WINDOW = NODE_GRACE_SECONDS + TOLERATION_SECONDS + 6
+"""How long "nothing changed" must hold after a fault: a node the controllers thought lost would be tainted
+after the grace period and its pods evicted after the toleration; the margin covers a monitor period and a
+sync. A check that held this long would have seen an eviction that the fault caused."""
 
 
 FIGURES: list[str] = []
@@ -208,9 +214,9 @@ class MultiHostCluster:
                 "--etcd-startup-timeout",
                 "60",
                 "--default-unreachable-toleration-seconds",
-                "3",
+                str(TOLERATION_SECONDS),
                 "--default-not-ready-toleration-seconds",
-                "3",
+                str(TOLERATION_SECONDS),
             ],
         )
 
@@ -245,7 +251,7 @@ class MultiHostCluster:
                 "--listen",
                 "127.0.0.1:0",
                 "--node-monitor-grace-period",
-                "6s",
+                f"{NODE_GRACE_SECONDS}s",
                 "--node-monitor-period",
                 "1s",
                 "--node-eviction-rate",
@@ -307,6 +313,42 @@ class MultiHostCluster:
                 return json.loads(out.stdout)
             time.sleep(0.5)
         raise AssertionError(f"navarch get {' '.join(args)}: {out.stderr}")
+
+    def holds(self, what: str, condition: Any, seconds: float, interval: float = 0.5) -> None:
+        """Require ``condition()`` to be true at every check for ``seconds`` (a stability window, not one
+        instant); fails at the first violation, saying when it came."""
+        began = time.monotonic()
+        while True:
+            if not condition():
+                raise AssertionError(f"{what} stopped holding {time.monotonic() - began:.1f}s into its {seconds:.0f}s")
+            if time.monotonic() - began >= seconds:
+                return
+            time.sleep(interval)
+
+    def etcd_keys(self, host: Host, prefix: str) -> int:
+        """How many keys under ``prefix`` one etcd member holds, read from that member alone (serializable)."""
+        import base64 as b64
+
+        key = b64.b64encode(prefix.encode()).decode()
+        end = b64.b64encode(prefix[:-1].encode() + bytes([ord(prefix[-1]) + 1])).decode()
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            host.netns,
+            sys.executable,
+            "-c",
+            "import json,ssl,urllib.request;"
+            f"c=ssl.create_default_context(cafile='{self.pki.etcd_ca}');"
+            f"c.load_cert_chain('{self.pki.cert('apiserver-etcd-client')}','{self.pki.key('apiserver-etcd-client')}');"
+            f"r=urllib.request.urlopen(urllib.request.Request('https://{host.ip}:2379/v3/kv/range',"
+            f"data=json.dumps({{'key':'{key}','range_end':'{end}','serializable':True,'count_only':True}}).encode()),"
+            "timeout=2,context=c);"
+            "print(json.load(r).get('count','0'))",
+        ]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
 
     def wait(self, what: str, condition: Any, timeout: float = 90.0) -> float:
         """Poll ``condition()`` until true; seconds it took. Fails naming ``what``."""
