@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from controlplane.api import kinds
+from controlplane.api.pb import core_pb2
+from controlplane.apiserver.main import ApiServer
+from controlplane.client.client import ApiClient, ClientConfig
 from tests.cli.conftest import Cli
 
 CORPUS = Path(__file__).resolve().parents[1] / "manifests" / "kubernetes"
@@ -202,3 +205,29 @@ async def test_patch_refuses_a_typo_unless_told(cli: Cli, namespace: str, tmp_pa
     assert typo.code != 0 and "spec.replica: unknown field" in typo.err
     warned = await cli("patch", "deploy", "web", "-n", namespace, "-p", '{"spec": {"replica": 3}}', "--validate=warn")
     assert warned.code == 0 and 'unknown field "spec.replica"' in warned.err
+
+
+async def test_the_get_pods_table_reads_the_pods_status(cli: Cli, namespace: str, apiserver: ApiServer) -> None:
+    """READY counts ready containers, STATUS prefers a container's waiting reason (CrashLoopBackOff) over the
+    phase and says Terminating once deletion began, RESTARTS adds up every container (plausible bugs: READY
+    from the spec, the phase shown while a container crash-loops)."""
+    async with ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{apiserver.port}"])) as client:
+        pod = core_pb2.Pod()
+        pod.metadata.name, pod.metadata.namespace = "crashy", namespace
+        pod.spec.node_name = "somewhere"
+        pod.spec.containers.add(name="a", command=["true"])
+        pod.spec.containers.add(name="b", command=["true"])
+        created = await client.create(pod)
+        created.status.phase = "Running"
+        a = created.status.container_statuses.add(name="a", ready=True, restart_count=1)
+        a.state.running.SetInParent()
+        b = created.status.container_statuses.add(name="b", ready=False, restart_count=3)
+        b.state.waiting.reason = "CrashLoopBackOff"
+        await client.update_status(created)
+        out = await cli("get", "pods", "-n", namespace, "-o", "wide")
+        header, row = out.out.splitlines()
+        assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+        assert row.split()[:4] == ["crashy", "1/2", "CrashLoopBackOff", "4"] and row.split()[-1] == "somewhere"
+        await client.delete(core_pb2.Pod, "crashy", namespace)  # bound to a node: graceful, it lingers
+        out = await cli("get", "pods", "-n", namespace, "--no-headers")
+        assert out.out.split()[2] == "Terminating"
