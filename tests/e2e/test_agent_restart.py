@@ -119,3 +119,24 @@ async def test_a_node_without_heartbeat_shows_a_stale_lease(client: ApiClient, s
     await eventually_async(stale, timeout=10)
     again = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
     assert renewed(again) == renewed(last)
+
+
+async def test_restart_counts_survive_an_agent_restart(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    """docs/agent.md: restart counts live in the agent's state, so a restarted agent goes on counting
+    (plausible bug: the count starts again from 0, hiding a crash loop after every agent upgrade)."""
+    await client.create(pod_manifest("crashes", namespace, agent.node, ["sh", "-c", "sleep 0.2; exit 1"]))
+    crashing = await wait_pod(
+        client, namespace, "crashes", lambda p: p.status.container_statuses[0].restart_count >= 2, timeout=60
+    )
+    counted = crashing.status.container_statuses[0].restart_count
+    agent.kill(signal.SIGKILL)
+    agent.start()
+    seen: list[int] = []
+
+    async def counted_on() -> bool:
+        p = await client.get(core_pb2.Pod, "crashes", namespace)
+        seen.append(p.status.container_statuses[0].restart_count)
+        return seen[-1] > counted
+
+    await eventually_async(counted_on, timeout=60)
+    assert min(seen) >= counted, f"the count went back: {counted} before the restart, then {seen}"
