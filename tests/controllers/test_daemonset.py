@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -143,3 +144,34 @@ async def test_daemonset_rolling_update_keeps_max_unavailable(
     ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
     assert ds.status.updated_number_scheduled == 4
     assert len({p.metadata.labels[HASH_LABEL] for p in await pods_of(client, namespace)}) == 1
+
+
+def _versions(pods: list[core_pb2.Pod]) -> dict[str, str]:
+    return {p.spec.node_name: p.spec.containers[0].env[0].value for p in pods}
+
+
+async def test_on_delete_replaces_only_the_pods_deleted_by_hand(
+    client: ApiClient, namespace: str, hollow: StartHollow, start_manager: StartManager
+) -> None:
+    """docs/controllers.md: with updateStrategy OnDelete a template change reaches a node only when its pod is
+    deleted (plausible bug: OnDelete rolled like RollingUpdate)."""
+    await hollow(2)
+    await start_manager(["daemonset"])
+    await client.create(daemonset("od", namespace, updateStrategy={"type": "OnDelete"}))
+
+    async def both_v1() -> bool:
+        return sorted(_versions(await pods_of(client, namespace)).values()) == ["1", "1"]
+
+    await eventually_async(both_v1)
+    await change(client, apps_pb2.DaemonSet, "od", namespace, lambda d: set_version(d, "2"))
+    for _ in range(6):  # a RollingUpdate would have replaced a pod within this time
+        assert await both_v1(), "OnDelete replaced a pod nobody deleted"
+        await asyncio.sleep(0.5)
+    victim = (await pods_of(client, namespace))[0]
+    await client.delete(core_pb2.Pod, victim.metadata.name, namespace, grace_period_seconds=0)
+
+    async def one_replaced() -> bool:
+        versions = _versions(await pods_of(client, namespace))
+        return versions.get(victim.spec.node_name) == "2" and sorted(versions.values()) == ["1", "2"]
+
+    await eventually_async(one_replaced)
