@@ -94,22 +94,22 @@ async def namespace(client: ApiClient) -> str:
     return name
 
 
-StartAgents = Callable[[int], Coroutine[Any, Any, list[AgentProcess]]]
+StartAgents = Callable[..., Coroutine[Any, Any, list[AgentProcess]]]
 
 
 @pytest.fixture
 async def agents(start_agent: StartAgent, control_plane: Path, client: ApiClient) -> AsyncIterator[StartAgents]:
-    """``await agents(n)``: n more agents, each on its own loopback address (127.0.0.2, .3, ...); their Nodes
-    are deleted after the test so that later tests see only their own."""
+    """``await agents(n, *flags)``: n more agents, each on its own loopback address (127.0.0.2, .3, ...); their
+    Nodes are deleted after the test so that later tests see only their own."""
     count = 0
     all_started: list[AgentProcess] = []
 
-    async def start(n: int) -> list[AgentProcess]:
+    async def start(n: int, *extra: str) -> list[AgentProcess]:
         nonlocal count
         started = []
         for _ in range(n):
             count += 1
-            started.append(await start_agent(node_ip=f"127.0.0.{count + 1}"))
+            started.append(await start_agent(*extra, node_ip=f"127.0.0.{count + 1}"))
         all_started.extend(started)
         return started
 
