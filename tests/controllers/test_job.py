@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.api.errors import NotFoundError
+from controlplane.api.errors import ApiError, NotFoundError
 from controlplane.api.objects import from_manifest
-from controlplane.api.pb import batch_pb2
+from controlplane.api.pb import batch_pb2, core_pb2
 from controlplane.client.client import ApiClient
 from tests.controllers.conftest import StartManager, pods_of, set_pod_state
 from tests.helpers import eventually_async
@@ -123,3 +123,44 @@ async def test_finished_job_is_deleted_after_its_ttl(
         return False
 
     await eventually_async(gone, timeout=15)
+
+
+async def test_with_on_failure_container_restarts_count_against_the_backoff_limit(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    """docs/controllers.md: with restartPolicy OnFailure a pod is restarted in place, and its container
+    restarts count as failures (plausible bug: only Failed pods counted, so an OnFailure Job loops forever)."""
+    await start_manager(["job"], job_backoff_base=0.2)
+    await client.create(
+        job(
+            "work",
+            namespace,
+            backoffLimit=2,
+            template={"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "main", "command": ["false"]}]}},
+        )
+    )
+
+    async def one_pod() -> bool:
+        return len(await running_pods(client, namespace)) == 1
+
+    await eventually_async(one_pod)
+    (pod,) = await running_pods(client, namespace)
+    # What the agent writes after the container failed twice and was restarted in place (still Running).
+    for _ in range(10):
+        current = await client.get(core_pb2.Pod, pod.metadata.name, namespace)
+        current.status.phase = "Running"
+        del current.status.container_statuses[:]
+        current.status.container_statuses.add(name="main", restart_count=2)
+        try:
+            await client.update_status(current)
+            break
+        except ApiError:
+            continue
+    assert not await condition(client, namespace, "Failed")
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    assert j.status.failed <= 2
+    current = await client.get(core_pb2.Pod, pod.metadata.name, namespace)
+    current.status.container_statuses[0].restart_count = 3  # one more than the limit allows
+    await client.update_status(current)
+    await eventually_async(lambda: condition(client, namespace, "Failed", "BackoffLimitExceeded"))
+    assert len(await pods_of(client, namespace, active_only=False)) == 1, "restarted in place, never replaced"
