@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import os
 import sys
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -305,3 +308,60 @@ async def test_init_containers_run_in_order_before_the_main_containers(
     assert blocked.status.init_container_statuses[0].state.terminated.exit_code == 4
     assert _cond(blocked, "Initialized") == "False"
     assert _log(agent, failing) == ""  # the main container never ran
+
+
+async def test_a_startup_probe_holds_liveness_off_until_it_succeeds(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    """docs/agent.md: liveness and readiness wait for the startup probe (plausible bug: liveness runs at once
+    and kills a slow starter in a restart loop)."""
+    flag = f"/tmp/navarch-started-{uuid.uuid4().hex}"
+    await client.create(
+        pod_manifest(
+            "slow-start",
+            namespace,
+            agent.node,
+            ["sleep", "300"],
+            container={
+                "startupProbe": {"exec": {"command": ["test", "-f", flag]}, "periodSeconds": 1, "failureThreshold": 60},
+                "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1},
+            },
+            terminationGracePeriodSeconds=1,
+        )
+    )
+    try:
+        await wait_pod(client, namespace, "slow-start", _running)
+        for _ in range(8):  # liveness would have failed (and restarted it) within a second or two
+            pod = await client.get(core_pb2.Pod, "slow-start", namespace)
+            status = pod.status.container_statuses[0]
+            assert status.restart_count == 0 and not status.started, "liveness ran before the startup probe passed"
+            await asyncio.sleep(0.5)
+        Path(flag).touch()
+        restarted = await wait_pod(
+            client, namespace, "slow-start", lambda p: p.status.container_statuses[0].restart_count >= 1, timeout=30
+        )
+        assert restarted.status.container_statuses[0].last_state.HasField("terminated")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(flag)
+
+
+async def test_initial_delay_seconds_delays_the_first_probe(
+    client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    """readinessProbe.initialDelaySeconds: not Ready before the delay, although the probe always passes."""
+    await client.create(
+        pod_manifest(
+            "delayed",
+            namespace,
+            agent.node,
+            ["sleep", "300"],
+            container={"readinessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3, "periodSeconds": 1}},
+        )
+    )
+    running = await wait_pod(client, namespace, "delayed", _running)
+    assert _cond(running, "Ready") != "True"
+    await wait_pod(client, namespace, "delayed", lambda p: _cond(p, "Ready") == "True", timeout=30)
+    started = running.status.container_statuses[0].state.running.started_at.seconds
+    # startedAt has whole seconds: Ready may come up to 1 s early by that rounding, never earlier.
+    assert time.time() >= started + 3 - 1, f"Ready {time.time() - started:.1f}s after the start"
