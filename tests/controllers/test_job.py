@@ -163,4 +163,6 @@ async def test_with_on_failure_container_restarts_count_against_the_backoff_limi
     current.status.container_statuses[0].restart_count = 3  # one more than the limit allows
     await client.update_status(current)
     await eventually_async(lambda: condition(client, namespace, "Failed", "BackoffLimitExceeded"))
-    assert len(await pods_of(client, namespace, active_only=False)) == 1, "restarted in place, never replaced"
+    # Restarted in place, never replaced (the failed Job then stops its pod, so it may already be gone).
+    names = {p.metadata.name for p in await pods_of(client, namespace, active_only=False)}
+    assert names <= {pod.metadata.name}, names

@@ -31,3 +31,14 @@ async def test_node_flags_shape_the_node(start_agent: StartAgent, client: ApiCli
     assert parse_quantity(alloc["cpu"]) == parse_quantity("2500m")
     assert parse_quantity(alloc["memory"]) == 5 * 2**30
     assert parse_quantity(alloc["pods"]) == 20
+
+
+async def test_a_healthy_node_reports_no_pressure(start_agent: StartAgent, client: ApiClient) -> None:
+    """The pressure conditions docs/agent.md lists are written, False on a healthy machine (that they turn
+    True under pressure is not tested here: it needs a full disk or memory)."""
+    agent = await start_agent()
+    node = await client.get(core_pb2.Node, agent.node)
+    conditions = {c.type: c.status for c in node.status.conditions}
+    assert conditions["Ready"] == "True"
+    for kind in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+        assert conditions.get(kind) == "False", conditions

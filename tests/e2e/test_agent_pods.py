@@ -365,3 +365,69 @@ async def test_initial_delay_seconds_delays_the_first_probe(
     started = running.status.container_statuses[0].state.running.started_at.seconds
     # startedAt has whole seconds: Ready may come up to 1 s early by that rounding, never earlier.
     assert time.time() >= started + 3 - 1, f"Ready {time.time() - started:.1f}s after the start"
+
+
+_SPIN = "while True: pass"
+
+
+async def test_a_cpu_limit_is_enforced(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    """docs/agent.md: the CFS quota comes from the cpu limit. A busy loop limited to 250m gets about a
+    quarter of a CPU, measured from the process's own CPU time (plausible bug: the quota written to the
+    wrong group, or in the wrong unit, so the loop runs free)."""
+    if CgroupDriver.detect("probe") is None:
+        pytest.skip("no writable cgroup hierarchy on this host")
+    limits = {"resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}
+    created = await client.create(
+        pod_manifest("spinner", namespace, agent.node, [PYTHON, "-c", _SPIN], container=limits)
+    )
+    pod = await wait_pod(client, namespace, "spinner", _running)
+    if pod.status.resource_enforcement == "rlimit":
+        pytest.skip("this host's cgroups have no cpu controller the agent can use")
+    started = agent.data_dir / "pods" / created.metadata.uid / "containers" / "main" / "started.json"
+    pid = json.loads(started.read_text())["pid"]
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    before, began = cpu_seconds(), time.monotonic()
+    await asyncio.sleep(4)
+    used, wall = cpu_seconds() - before, time.monotonic() - began
+    assert used <= 0.25 * wall * 1.5 + 0.2, f"{used:.2f}s of CPU in {wall:.1f}s with a 250m limit"
+    assert used >= 0.25 * wall * 0.4, f"only {used:.2f}s of CPU in {wall:.1f}s: the loop did not run"
+
+
+async def _reasons(client: ApiClient, namespace: str, name: str) -> set[str]:
+    events = (await client.list(core_pb2.Event, namespace)).items
+    return {e.reason for e in events if e.involved_object.name == name}
+
+
+async def test_the_agent_reports_what_it_does_as_events(client: ApiClient, agent: AgentProcess, namespace: str) -> None:
+    """docs/agent.md's Events: Started, Unhealthy and Killing for a liveness failure, BackOff for a crash loop,
+    Failed for a configuration error (plausible bug: events recorded but never flushed to the API)."""
+    await client.create(
+        pod_manifest(
+            "unhealthy",
+            namespace,
+            agent.node,
+            ["sleep", "300"],
+            container={"livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}},
+            terminationGracePeriodSeconds=1,
+        )
+    )
+    await client.create(pod_manifest("crasher", namespace, agent.node, ["false"]))
+    missing = {"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]}
+    await client.create(pod_manifest("misconfigured", namespace, agent.node, ["true"], container=missing))
+
+    async def reported() -> bool:
+        return (
+            {"Started", "Unhealthy", "Killing"} <= await _reasons(client, namespace, "unhealthy")
+            and "BackOff" in await _reasons(client, namespace, "crasher")
+            and "Failed" in await _reasons(client, namespace, "misconfigured")
+        )
+
+    await eventually_async(reported, timeout=45)
+    events = (await client.list(core_pb2.Event, namespace)).items
+    failed = next(e for e in events if e.involved_object.name == "misconfigured" and e.reason == "Failed")
+    assert "absent" in failed.message and failed.source.component, failed
