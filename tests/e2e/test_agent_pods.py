@@ -7,11 +7,13 @@ import contextlib
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -431,3 +433,82 @@ async def test_the_agent_reports_what_it_does_as_events(client: ApiClient, agent
     events = (await client.list(core_pb2.Event, namespace)).items
     failed = next(e for e in events if e.involved_object.name == "misconfigured" and e.reason == "Failed")
     assert "absent" in failed.message and failed.source.component, failed
+
+
+# Records what reaches it in RECORD: "http <path>" for a GET, "tcp" for a bare connection; SIGTERM is recorded
+# too, so the order (hook first, then the signal) can be read back.
+_RECORDER = """
+import os, signal, socket, sys
+rec, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def note(text):
+    with open(rec, "a") as f:
+        f.write(text + "\\n")
+signal.signal(signal.SIGTERM, lambda *a: (note("SIGTERM"), os._exit(0)))
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", port)); s.listen()
+while True:
+    c, _ = s.accept()
+    if mode == "http":
+        data = c.recv(4096).decode(errors="replace")
+        note("http " + (data.split()[1] if len(data.split()) > 1 else "?"))
+        c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n")
+    else:
+        note("tcp")
+    c.close()
+"""
+
+
+async def test_pre_stop_http_and_tcp_hooks_run_before_sigterm(
+    client: ApiClient, agent: AgentProcess, namespace: str, tmp_path: Path
+) -> None:
+    """docs/agent.md: lifecycle.preStop httpGet and tcpSocket run within the grace period, before SIGTERM
+    (plausible bug: only exec hooks implemented, http/tcp skipped silently)."""
+    http_rec, tcp_rec = tmp_path / "http.rec", tmp_path / "tcp.rec"
+    http_port, tcp_port = 18931, 18932
+    containers = [
+        {
+            "name": "web",
+            "command": [PYTHON, "-c", _RECORDER, str(http_rec), str(http_port), "http"],
+            "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": http_port, "host": "127.0.0.1"}}},
+            "readinessProbe": {"tcpSocket": {"port": http_port, "host": "127.0.0.1"}, "periodSeconds": 1},
+        },
+        {
+            "name": "raw",
+            "command": [PYTHON, "-c", _RECORDER, str(tcp_rec), str(tcp_port), "tcp"],
+            # No probe here: a tcp probe's connections would look like the hook's.
+            "lifecycle": {"preStop": {"tcpSocket": {"port": tcp_port, "host": "127.0.0.1"}}},
+        },
+    ]
+    pod = pod_manifest("hooked", namespace, agent.node, ["true"], terminationGracePeriodSeconds=10)
+    del pod.spec.containers[:]
+    for c in containers:
+        pod.spec.containers.append(from_manifest_container(c))
+    await client.create(pod)
+    await wait_pod(client, namespace, "hooked", lambda p: _cond(p, "Ready") == "True", timeout=30)
+
+    async def raw_listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", tcp_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    await eventually_async(raw_listening, timeout=15)
+    await asyncio.sleep(0.3)
+    http_rec.unlink(missing_ok=True)  # the probe's and our own connections are not what we look for
+    tcp_rec.unlink(missing_ok=True)
+    await client.delete(core_pb2.Pod, "hooked", namespace)
+    await eventually_async(lambda: _gone(client, namespace, "hooked"), timeout=30)
+    http_lines = http_rec.read_text().split("\n") if http_rec.exists() else []
+    tcp_lines = tcp_rec.read_text().split("\n") if tcp_rec.exists() else []
+    assert "http /drain" in http_lines and "SIGTERM" in http_lines, http_lines
+    assert http_lines.index("http /drain") < http_lines.index("SIGTERM"), http_lines
+    assert "tcp" in tcp_lines and "SIGTERM" in tcp_lines, tcp_lines
+    assert tcp_lines.index("tcp") < tcp_lines.index("SIGTERM"), tcp_lines
+
+
+def from_manifest_container(doc: dict[str, Any]) -> core_pb2.Container:
+    from google.protobuf import json_format
+
+    c = core_pb2.Container()
+    json_format.ParseDict(doc, c)
+    return c
