@@ -175,3 +175,20 @@ async def test_on_delete_replaces_only_the_pods_deleted_by_hand(
         return versions.get(victim.spec.node_name) == "2" and sorted(versions.values()) == ["1", "2"]
 
     await eventually_async(one_replaced)
+
+
+async def test_daemonset_pods_ignore_cordoning(
+    client: ApiClient, namespace: str, hollow: StartHollow, start_manager: StartManager
+) -> None:
+    """docs/controllers.md: DaemonSet pods ignore cordoning (a cordoned node still runs its node agent-like
+    pod); plausible bug: spec.unschedulable treated as a taint by the DaemonSet controller."""
+    nodes = await hollow(2)
+    cordoned = sorted(nodes.names)[0]
+    await change(client, core_pb2.Node, cordoned, "", lambda n: setattr(n.spec, "unschedulable", True))
+    await start_manager(["daemonset"])
+    await client.create(daemonset("everywhere", namespace))
+
+    async def on_both() -> bool:
+        return sorted(_versions(await pods_of(client, namespace))) == sorted(nodes.names)
+
+    await eventually_async(on_both)
