@@ -107,17 +107,28 @@ async def serve(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Starting may wait a long time (an API server not up yet, retried with back-off): a signal must end
+    # that wait too, not only a running agent.
+    starting = asyncio.create_task(agent.start(), name="agent-start")
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        await agent.start()
-        log.info(
-            "agent for node %s (%s) running, serving on port %d; data in %s",
-            config.node_name,
-            config.node_ip,
-            agent.node.agent_port,
-            config.data_dir,
-        )
-        await stop.wait()
+        await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start-up error ends the agent with its message
+            log.info(
+                "agent for node %s (%s) running, serving on port %d; data in %s",
+                config.node_name,
+                config.node_ip,
+                agent.node.agent_port,
+                config.data_dir,
+            )
+            await stopper
+        else:
+            log.info("stopping before the agent finished starting")
     finally:
+        for task in (starting, stopper):
+            task.cancel()
+        await asyncio.gather(starting, stopper, return_exceptions=True)
         await agent.stop()
 
 
