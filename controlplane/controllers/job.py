@@ -67,6 +67,10 @@ class JobController(Controller):
         self.jobs = ctx.informers.informer(batch_pb2.Job)
         self.pods = ctx.informers.informer(core_pb2.Pod)
         self.expectations = Expectations(ctx.config.expectations_timeout)
+        self._finished: dict[str, str] = {}
+        """Jobs (key -> uid) this controller marked Failed or Complete: until the informer shows that status,
+        a sync must not act on the stale copy (whose pods it just deleted, and whose failures it would count
+        again from fewer pods, then create a replacement)."""
         self.jobs.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         events = OwnedPodEvents(self.jobs, "Job", self.expectations, self.queue)
         self.pods.add_event_handler(events.added, events.updated, events.deleted)
@@ -78,11 +82,14 @@ class JobController(Controller):
         cached = self.jobs.store.get(key)
         if cached is None:
             self.expectations.forget(key)
+            self._finished.pop(key, None)
             return
         job = copy(cached)
         if job.metadata.HasField("deletion_timestamp"):
             return
         finished = _finished_condition(job)
+        if finished is None and self._finished.get(key) == job.metadata.uid:
+            return  # we finished it a moment ago; the update event of that status will bring it back here
         if finished is not None:
             await self._delete_when_expired(job, finished)
             return
@@ -162,6 +169,8 @@ class JobController(Controller):
             job.status.CopyFrom(status)
             with contextlib.suppress(NotFoundError):
                 job = await self.client.update_status(job)
+                if _finished_condition(job) is not None:  # written: remember it until the cache shows it
+                    self._finished[key] = job.metadata.uid
             finished = _finished_condition(job)
             if finished is not None:
                 await self._delete_when_expired(job, finished)
