@@ -11,23 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane.launcher.etcd import free_port
 from controlplane.launcher.localcluster import pid_alive
-from tests.e2e.test_readme_commands import _env
+from tests.e2e.test_readme_commands import navarch_up
 
 
 def test_a_killed_component_is_restarted_and_works(tmp_path: Path) -> None:
-    env, port, data = _env(tmp_path), free_port(), tmp_path / "cluster"
-    up = subprocess.run(
-        ["navarch", "up", "--agents", "1", "--port", str(port), "--data-dir", str(data)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
+    with navarch_up(tmp_path, "--agents", "1") as (env, port, data):
         state = json.loads((data / "cluster.json").read_text())
         name = next(n for n in state["components"] if "controller-manager" in n)
         old = state["components"][name]
@@ -69,10 +58,6 @@ def test_a_killed_component_is_restarted_and_works(tmp_path: Path) -> None:
         assert pods.strip().startswith("pod/after-"), "the restarted controller manager created no pod"
         log = (data / "supervisor.log").read_text()
         assert "restarted (restart 1)" in log
-    finally:
-        subprocess.run(
-            ["navarch", "down", "--purge", "--data-dir", str(data)], env=env, capture_output=True, timeout=120
-        )
 
 
 def _etcd_member_pid(data: Path, member: str) -> int | None:
@@ -86,18 +71,8 @@ def test_three_etcd_members_survive_the_loss_of_one(tmp_path: Path) -> None:
     """``navarch up --etcd-members 3`` (docs/cli.md): three members; with one killed the API keeps answering
     and writing, and the supervisor starts the member again (plausible bugs: the flag accepted but one member
     started; the API server given only the first member, so losing it stops everything)."""
-    env, port, data = _env(tmp_path), free_port(), tmp_path / "cluster"
-    up = subprocess.run(
-        ["navarch", "up", "--agents", "1", "--etcd-members", "3", "--port", str(port), "--data-dir", str(data)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    navarch = ["navarch", "--server", f"127.0.0.1:{port}"]
-    try:
+    with navarch_up(tmp_path, "--agents", "1", "--etcd-members", "3") as (env, port, data):
+        navarch = ["navarch", "--server", f"127.0.0.1:{port}"]
         state = json.loads((data / "cluster.json").read_text())
         assert len(state["etcd"]) == 3
         victim = _etcd_member_pid(data, "etcd0")
@@ -130,6 +105,3 @@ def test_three_etcd_members_survive_the_loss_of_one(tmp_path: Path) -> None:
             check=False,
         )
         assert got.stdout.strip() == "v", got.stderr
-    finally:
-        down = ["navarch", "down", "--purge", "--data-dir", str(data)]
-        subprocess.run(down, env=env, capture_output=True, timeout=120, check=False)

@@ -10,6 +10,7 @@ background until the block's other commands have used them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -75,13 +76,13 @@ def _export(command: str, env: dict[str, str]) -> bool:
     return match is not None
 
 
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], int]]:
-    """``navarch up`` with two agents on a free port (the README's cluster, smaller)."""
-    tmp = tmp_path_factory.mktemp("readme")
+@contextlib.contextmanager
+def navarch_up(tmp: Path, *flags: str) -> Iterator[tuple[dict[str, str], int, Path]]:
+    """``navarch up FLAGS`` on a free port with its own config and data dir; ``down --purge`` afterwards.
+    Yields the CLI environment, the API port and the data dir."""
     env, port, data = _env(tmp), free_port(), tmp / "cluster"
     up = subprocess.run(
-        ["navarch", "up", "--agents", "2", "--port", str(port), "--data-dir", str(data)],
+        ["navarch", "up", *flags, "--port", str(port), "--data-dir", str(data)],
         env=env,
         capture_output=True,
         text=True,
@@ -90,11 +91,17 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[di
     )
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        yield env, port
+        yield env, port, data
     finally:
-        subprocess.run(
-            ["navarch", "down", "--purge", "--data-dir", str(data)], env=env, capture_output=True, timeout=120
-        )
+        down = ["navarch", "down", "--purge", "--data-dir", str(data)]
+        subprocess.run(down, env=env, capture_output=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], int]]:
+    """``navarch up`` with two agents (the README's cluster, smaller)."""
+    with navarch_up(tmp_path_factory.mktemp("readme"), "--agents", "2") as (env, port, _):
+        yield env, port
 
 
 def test_the_cli_block(local_cluster: tuple[dict[str, str], int]) -> None:

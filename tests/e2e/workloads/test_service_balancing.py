@@ -53,13 +53,8 @@ async def _service(client: ApiClient, namespace: str, **spec: object) -> str:
     return str(svc.spec.cluster_ip)
 
 
-async def test_client_ip_affinity_keeps_a_client_on_one_replica(
-    client: ApiClient, namespace: str, agents: StartAgents
-) -> None:
-    await agents(1)
-    await agents(2, "--no-service-proxy")
-    await client.create(web(namespace, 3, 18081))
-    ip = await _service(client, namespace, sessionAffinity="ClientIP")
+async def _answering(ip: str) -> None:
+    """Wait until the Service answers through the proxy."""
 
     async def answered() -> bool:
         try:
@@ -69,6 +64,16 @@ async def test_client_ip_affinity_keeps_a_client_on_one_replica(
         return True
 
     await eventually_async(answered, timeout=30)
+
+
+async def test_client_ip_affinity_keeps_a_client_on_one_replica(
+    client: ApiClient, namespace: str, agents: StartAgents
+) -> None:
+    await agents(1)
+    await agents(2, "--no-service-proxy")
+    await client.create(web(namespace, 3, 18081))
+    ip = await _service(client, namespace, sessionAffinity="ClientIP")
+    await _answering(ip)
     by_source: dict[str, set[str]] = {}
     for n in range(10, 22):
         source = f"127.0.0.{n}"
@@ -84,15 +89,7 @@ async def test_least_connections_sends_new_requests_to_the_idle_replica(
     await agents(2, "--no-service-proxy")
     await client.create(web(namespace, 3, 18082))
     ip = await _service(client, namespace)
-
-    async def answered() -> bool:
-        try:
-            await asyncio.to_thread(get_from, "127.0.0.1", ip, 80)
-        except OSError:
-            return False
-        return True
-
-    await eventually_async(answered, timeout=30)
+    await _answering(ip)
     # Two connections that send nothing keep two replicas' single-threaded servers (and the proxy) busy.
     idle = [socket.create_connection((ip, 80), timeout=5) for _ in range(2)]
     try:
