@@ -6,7 +6,7 @@ its resourceVersion).
 
 Every example reaches the server (the generators only build what the schema can carry), and the test says
 so. It runs twice: on Hypothesis' fixed corpus (CI's derandomized profile) and on a fresh random seed,
-printed on stderr so that a failure found by one CI run can be replayed (NAVARCH_PROPERTY_SEED=N).
+printed in the run's summary so that a failure found by one CI run can be replayed (NAVARCH_PROPERTY_SEED=N).
 
 Plausible bugs it catches that the older property test could not: a rule the server forgot (the old oracle
 was the server's own ``validate()``), a rule that refuses valid input, a Patch path that skips validation,
@@ -19,7 +19,6 @@ import json
 import os
 import random
 import string
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from hypothesis import strategies as st
 from controlplane.api.objects import from_manifest, wrap
 from controlplane.api.pb import api_pb2
 from tests.helpers import api_stub
+from tests.integration.conftest import SUMMARY
 
 NAMESPACE = "oracle"
 SEED = int(os.environ.get("NAVARCH_PROPERTY_SEED") or random.SystemRandom().randrange(2**32))
@@ -267,10 +267,9 @@ async def test_raw_merge_patches_agree_with_the_model(
 
 def test_every_example_reached_the_server() -> None:
     """Runs after the property tests (file order): none of their examples stopped before the server."""
-    print(
-        f"\nproperty oracle: seed {SEED} (replay: NAVARCH_PROPERTY_SEED={SEED}); "
-        f"{REACHED['reached']} of {REACHED['examples']} Create examples reached the server",
-        file=sys.__stderr__,
+    SUMMARY.append(
+        f"property oracle: seed {SEED} (replay: NAVARCH_PROPERTY_SEED={SEED}); "
+        f"{REACHED['reached']} of {REACHED['examples']} Create examples reached the server"
     )
     assert REACHED["examples"] >= 100
     assert REACHED["reached"] / REACHED["examples"] >= 0.9
