@@ -141,8 +141,13 @@ async def test_daemonset_rolling_update_keeps_max_unavailable(
         await change(client, apps_pb2.DaemonSet, "agent", namespace, lambda ds: set_version(ds, "2"))
         await eventually_async(lambda: settled("2"), timeout=30)
     assert min(ready for _, ready, _ in history.samples) >= 4 - max_unavailable
-    ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
-    assert ds.status.updated_number_scheduled == 4
+
+    # The status follows the pods (written after the last one turned ready): wait for it, do not race it.
+    async def status_updated() -> bool:
+        ds = await client.get(apps_pb2.DaemonSet, "agent", namespace)
+        return ds.status.updated_number_scheduled == 4
+
+    await eventually_async(status_updated, timeout=15)
     assert len({p.metadata.labels[HASH_LABEL] for p in await pods_of(client, namespace)}) == 1
 
 
