@@ -147,9 +147,9 @@ async def test_recreate_stops_every_old_pod_before_starting_new_ones(client: Api
         await change(client, apps_pb2.Deployment, "web", namespace, lambda d: set_version(d, "2"))
         await eventually_async(lambda: rolled_out(client, "web", namespace, "2"), timeout=30)
     # Recreate: no new pod while an old one exists, a terminating one included (Kubernetes waits for the old
-    # pods to be gone). Hollow nodes finish a pod's deletion at once, so this cannot yet catch a controller that
-    # ignores terminating pods (planted: it passes); it does catch one that starts new pods before scaling old
-    # ones down.
+    # pods to be gone). Hollow nodes finish a pod's deletion at once, so this cannot catch a controller that
+    # ignores terminating pods (tests/e2e/workloads/test_graceful_order.py does, with real slow terminations);
+    # it does catch one that starts new pods before scaling old ones down.
     assert all(len(v) <= 1 for v in history.existing), "old and new pods overlapped"
     assert {"1"} in history.existing and {"2"} in history.existing
 
