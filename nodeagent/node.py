@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import platform
-import shutil
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,6 +35,7 @@ from controlplane.api.pb import coordination_pb2, core_pb2, meta_pb2
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient
 from nodeagent.config import AgentConfig
+from nodeagent.pressure import meminfo, node_conditions, sample_host
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,9 @@ def address_towards(server: str) -> str:
             return "127.0.0.1"
 
 
-def _meminfo() -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            out[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
 def detected_capacity() -> dict[str, str]:
     """CPU count, memory and the default pod limit of this host."""
-    mem = _meminfo().get("MemTotal", 0)
+    mem = meminfo().get("MemTotal", 0)
     return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem // 1024}Ki", "pods": "110"}
 
 
@@ -105,12 +94,6 @@ def _read(path: str) -> str:
         return ""
 
 
-def _condition(kind: str, ok: bool, reason_ok: str, reason_bad: str, message: str) -> meta_pb2.Condition:
-    # Pressure conditions are True when there IS pressure; Ready is True when ready.
-    status = ("True" if ok else "False") if kind == "Ready" else ("False" if ok else "True")
-    return meta_pb2.Condition(type=kind, status=status, reason=reason_ok if ok else reason_bad, message=message)
-
-
 class NodeManager:
     """Registers the Node, keeps its Lease fresh and its conditions current."""
 
@@ -119,6 +102,7 @@ class NodeManager:
         self.config = config
         self.agent_port = agent_port
         self._last_conditions: list[tuple[str, str, str]] = []
+        self._written_conditions: list[meta_pb2.Condition] = []
         self._last_status_write = 0.0
 
     def desired_node(self) -> core_pb2.Node:
@@ -157,44 +141,9 @@ class NodeManager:
         return node
 
     def conditions(self) -> list[meta_pb2.Condition]:
-        """Ready and the pressure conditions, measured now."""
-        mem = _meminfo()
-        total, available = mem.get("MemTotal", 0), mem.get("MemAvailable", 0)
-        mem_ok = not total or available / total > 0.05
-        disk = shutil.disk_usage(self.config.data_dir)
-        disk_ok = disk.free / disk.total > 0.10 if disk.total else True
-        pid_max = int(_read("/proc/sys/kernel/pid_max") or 4194304)
-        pids = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit())
-        pid_ok = pids < 0.9 * pid_max
-        stamp = now()
-        out = [
-            _condition("Ready", True, "AgentReady", "AgentNotReady", "navarch-agent is posting ready status"),
-            _condition(
-                "MemoryPressure",
-                mem_ok,
-                "AgentHasSufficientMemory",
-                "AgentHasInsufficientMemory",
-                f"{available // 2**20} MiB of {total // 2**20} MiB available",
-            ),
-            _condition(
-                "DiskPressure",
-                disk_ok,
-                "AgentHasNoDiskPressure",
-                "AgentHasDiskPressure",
-                f"{disk.free // 2**30} GiB free in {self.config.data_dir}",
-            ),
-            _condition(
-                "PIDPressure",
-                pid_ok,
-                "AgentHasSufficientPID",
-                "AgentHasInsufficientPID",
-                f"{pids} processes of {pid_max}",
-            ),
-        ]
-        for c in out:
-            c.last_probe_time.CopyFrom(stamp)
-            c.last_transition_time.CopyFrom(stamp)
-        return out
+        """Ready and the pressure conditions, measured now (transition times kept from the last write)."""
+        sample = sample_host(Path(self.config.data_dir))
+        return node_conditions(sample, str(self.config.data_dir), now(), self._written_conditions)
 
     async def register_with_retry(self, max_delay: float = 30.0) -> core_pb2.Node:
         """``register``, retried with back-off while the API server cannot be reached (it may start later)."""
@@ -236,6 +185,7 @@ class NodeManager:
 
     def _remember(self, node: core_pb2.Node) -> None:
         self._last_conditions = [(c.type, c.status, c.reason) for c in node.status.conditions]
+        self._written_conditions = list(node.status.conditions)
         self._last_status_write = asyncio.get_running_loop().time()
 
     async def renew_lease(self) -> None:
