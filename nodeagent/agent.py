@@ -24,6 +24,7 @@ from nodeagent.access import AgentAccessService, allowed_networks
 from nodeagent.certificates import CertificateRenewer, NodeCredentials
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
+from nodeagent.forkserver import ForkServer
 from nodeagent.node import NodeManager
 from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
 from nodeagent.proxy import ServiceProxy
@@ -43,7 +44,10 @@ class Agent:
         self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
         self.cgroups = CgroupDriver.detect(config.node_name) if config.cgroups else None
         self.proxy = ServiceProxy(self.client, config.node_ip, config.proxy_balance) if config.service_proxy else None
-        self.ctx = AgentContext(self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups)
+        self.launcher = ForkServer(config.data_dir / "forkserver.log")
+        self.ctx = AgentContext(
+            self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups, self.launcher
+        )
         if self.proxy is not None:
             services = self.proxy.services.store
             self.ctx.services = lambda namespace: services.by_index("namespace", namespace)
@@ -79,6 +83,7 @@ class Agent:
             self._tasks.append(asyncio.create_task(renewer.run(), name="certificate-renewer"))
         self.node.agent_port = transport.add_port(self.server, self.config.listen, server_credentials)
         await self.server.start()
+        await asyncio.to_thread(self.launcher.warm_up)
         await self.node.register_with_retry()
         self.recorder.start()
         self._records = self.state.load_all()
@@ -147,6 +152,7 @@ class Agent:
         await asyncio.gather(*self._worker_tasks.values(), *self._tasks, return_exceptions=True)
         await self.recorder.stop()
         await self.client.close()
+        await asyncio.to_thread(self.launcher.close)
 
 
 def default_node_name() -> str:

@@ -41,12 +41,13 @@ from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from nodeagent import identity, supervisor
 from nodeagent.cgroups import CgroupDriver, Limits
 from nodeagent.config import AgentConfig
+from nodeagent.forkserver import ForkServer
 from nodeagent.logs import ContainerLogState, instance_log, prune_instances
 from nodeagent.probes import ProbeRunner, check
 from nodeagent.sandbox import ConfigError, Sandbox, container_env, env_name, expand, service_env
-from nodeagent.shim import now_rfc3339
+from nodeagent.shimspec import ShimSpec, Termination, now_rfc3339
 from nodeagent.state import ContainerRecord, PodRecord, StateStore
-from nodeagent.supervisor import ContainerProcess, ExitStatus
+from nodeagent.supervisor import ContainerProcess
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class AgentContext:
     recorder: EventRecorder
     ports: PortAllocator
     cgroups: CgroupDriver | None
+    launcher: ForkServer
+    """Starts every container's shim (one pre-imported parent that forks them)."""
     services: Callable[[str], list[core_pb2.Service]] = dataclasses.field(default=lambda namespace: [])
     """The Services of a namespace as the agent knows them (for the pods' service environment variables)."""
 
@@ -312,7 +315,7 @@ class PodWorker:
 
     async def _run_once(
         self, c: core_pb2.Container, volumes: dict[str, Any], rec: ContainerRecord, *, init: bool
-    ) -> ExitStatus:
+    ) -> Termination:
         cdir = self.sandbox.container_dir(c.name)
         proc: ContainerProcess | None = None
         if rec.shim_pid:
@@ -338,20 +341,23 @@ class PodWorker:
             identity.give_to(str(self.sandbox.root / "work"), run_as)
             identity.give_to(str(self.sandbox.root / "volumes"), run_as)
             argv = [expand(a, env) for a in [*c.command, *c.args]]
-            spec: dict[str, Any] = {
-                "argv": argv,
-                "env": env,
-                "cwd": cwd,
-                "uid": run_as.uid,
-                "gid": run_as.gid,
-                "groups": list(run_as.groups),
-                "log_path": str(instance_log(cdir, rec.restart_count)),
-                "log_max_bytes": self.ctx.config.log_max_bytes,
-                "log_keep": self.ctx.config.log_keep,
-                **self._limits(c, rec.restart_count),
-            }
+            uid_limits = self._limits(c, rec.restart_count)
+            spec = ShimSpec(
+                argv=argv,
+                env=env,
+                cwd=cwd,
+                state_dir=str(cdir),
+                log_path=str(instance_log(cdir, rec.restart_count)),
+                log_max_bytes=self.ctx.config.log_max_bytes,
+                log_keep=self.ctx.config.log_keep,
+                uid=run_as.uid,
+                gid=run_as.gid,
+                groups=list(run_as.groups),
+                cgroup_procs=uid_limits[0],
+                rlimit_as=uid_limits[1],
+            )
             prune_instances(cdir, keep_from=rec.restart_count - 1)  # this and the previous instance's logs
-            proc = supervisor.start(spec, cdir)
+            proc = supervisor.start(spec, self.ctx.launcher)
             rec.shim_pid, rec.shim_start, rec.started_at = proc.shim_pid, proc.shim_start, now_rfc3339()
             self._save()
             # Report Running only once the workload really runs (not merely its shim).
@@ -379,8 +385,9 @@ class PodWorker:
             self.ctx.recorder.event(self.pod, WARNING, "Failed", f"Error: {status.message}")
         return self._terminated(c.name, rec, status)
 
-    def _limits(self, c: core_pb2.Container, instance: int) -> dict[str, Any]:
-        """How the shim enforces the container's limits: cgroups to join, or an address-space rlimit."""
+    def _limits(self, c: core_pb2.Container, instance: int) -> tuple[list[str], int]:
+        """How the shim enforces the container's limits: cgroup.procs files to join, or an address-space
+        rlimit in bytes (0: none)."""
         memory = c.resources.limits.get("memory")
         cpu = c.resources.limits.get("cpu")
         cpu_request = c.resources.requests.get("cpu")
@@ -392,12 +399,12 @@ class PodWorker:
         driver = self.ctx.cgroups
         if driver is not None:
             try:
-                return {"cgroup_procs": driver.create(self.uid, c.name, instance, limits)}
+                return driver.create(self.uid, c.name, instance, limits), 0
             except OSError as err:
                 log.warning("pod %s: cgroups for %s: %s; falling back to rlimit", self.pod.metadata.name, c.name, err)
                 self._enforcement_fallback = True
         # setrlimit is the fallback: address space is a loose proxy for memory, so allow headroom.
-        return {"rlimit_as": limits.memory_bytes * 2}
+        return [], limits.memory_bytes * 2
 
     def enforcement(self) -> str:
         """The resource enforcement this pod gets, as reported in its status."""
@@ -432,21 +439,13 @@ class PodWorker:
                 Path(c.working_dir).mkdir(parents=True, exist_ok=True)
         return env, cwd
 
-    def _terminated(self, name: str, rec: ContainerRecord, status: ExitStatus) -> ExitStatus:
+    def _terminated(self, name: str, rec: ContainerRecord, status: Termination) -> Termination:
         driver = self.ctx.cgroups
         if driver is not None:
             if status.started and driver.oom_killed(self.uid, name, rec.restart_count):
-                status.reason = "OOMKilled"
+                status = dataclasses.replace(status, reason="OOMKilled")
             driver.remove_instance(self.uid, name, rec.restart_count)
-        term = {
-            "exit_code": status.exit_code,
-            "signal": status.signal,
-            "reason": status.reason,
-            "message": status.message,
-            "started_at": rec.started_at,
-            "finished_at": status.finished_at,
-            "container_id": f"pid://{rec.shim_pid}",
-        }
+        term = dataclasses.replace(status, started_at=rec.started_at, container_id=f"pid://{rec.shim_pid}")
         rec.last_termination = term
         rec.shim_pid = rec.shim_start = 0
         self._save()
@@ -458,18 +457,18 @@ class PodWorker:
         st.ready = False
         st.started = False
         self._publish()
-        return status
+        return term
 
     @staticmethod
-    def _set_terminated(state: core_pb2.ContainerState, term: dict[str, Any]) -> None:
+    def _set_terminated(state: core_pb2.ContainerState, term: Termination) -> None:
         t = state.terminated
-        t.exit_code, t.signal = term["exit_code"], term.get("signal", 0)
-        t.reason, t.message = term.get("reason", ""), term.get("message", "")
-        t.container_id = term.get("container_id", "")
-        if term.get("started_at"):
-            t.started_at.CopyFrom(_ts(term["started_at"]))
-        if term.get("finished_at"):
-            t.finished_at.CopyFrom(_ts(term["finished_at"]))
+        t.exit_code, t.signal = term.exit_code, term.signal
+        t.reason, t.message = term.reason, term.message
+        t.container_id = term.container_id
+        if term.started_at:
+            t.started_at.CopyFrom(_ts(term.started_at))
+        if term.finished_at:
+            t.finished_at.CopyFrom(_ts(term.finished_at))
 
     def _waiting(self, name: str, reason: str, message: str) -> None:
         st = self.statuses[name]

@@ -16,33 +16,16 @@ shim holds the pipes, the agent can die and come back without the workload notic
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
 import subprocess
 import sys
 import threading
-import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-STARTED = "started.json"
-EXIT = "exit.json"
-
-
-def now_rfc3339() -> str:
-    """The current time in RFC 3339 with nanoseconds, as CRI log lines carry it."""
-    ns = time.time_ns()
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}Z"
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+from nodeagent.shimspec import ShimSpec, ShimStarted, Termination, now_rfc3339
 
 
 class RotatingLog:
@@ -91,74 +74,60 @@ def _pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
         log.write(name, line)
 
 
-def _child_setup(spec: dict[str, Any]) -> None:
-    for default in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+def _child_setup(spec: ShimSpec) -> None:
+    for default in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(default, signal.SIG_DFL)
     # Only the workload is limited, not the shim: its memory is not the container's, and an OOM kill
     # must never take the shim (which records how the workload ended).
     pid = str(os.getpid())
-    for cgroup_procs in spec.get("cgroup_procs", []):
+    for cgroup_procs in spec.cgroup_procs:
         with open(cgroup_procs, "w") as f:
             f.write(pid)
-    memory = spec.get("rlimit_as")
-    if memory:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if spec.rlimit_as:
+        resource.setrlimit(resource.RLIMIT_AS, (spec.rlimit_as, spec.rlimit_as))
     # Privileges go last: joining the cgroup needs them. Groups first, then gid, then uid (after which none
     # of these calls would be allowed any more).
-    if spec.get("uid") is not None:
-        os.setgroups([int(g) for g in spec.get("groups", [])])
-        if spec.get("gid") is not None:
-            os.setgid(int(spec["gid"]))
-        os.setuid(int(spec["uid"]))
+    if spec.uid is not None:
+        os.setgroups(spec.groups)
+        if spec.gid is not None:
+            os.setgid(spec.gid)
+        os.setuid(spec.uid)
 
 
 def main(spec_path: str) -> int:
     """Run the container described by the spec file; returns the shim's own exit code."""
-    spec = json.loads(Path(spec_path).read_text())
-    state_dir = Path(spec["state_dir"])
+    spec = ShimSpec.read(Path(spec_path))
+    state_dir = Path(spec.state_dir)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    log = RotatingLog(
-        Path(spec["log_path"]), int(spec.get("log_max_bytes", 10 * 1024 * 1024)), int(spec.get("log_keep", 3))
-    )
+    log = RotatingLog(Path(spec.log_path), spec.log_max_bytes, spec.log_keep)
     joining: Path | None = None
     try:
-        for cgroup_procs in spec.get("cgroup_procs", []):
+        for cgroup_procs in spec.cgroup_procs:
             # The workload joins in _child_setup; checked here, where a failure can still be reported clearly.
             joining = Path(cgroup_procs).parent
             if not os.access(cgroup_procs, os.W_OK):
                 raise PermissionError(13, "not writable")
         joining = None
         child = subprocess.Popen(
-            spec["argv"],
-            env=spec["env"],
-            cwd=spec["cwd"],
+            spec.argv,
+            env=spec.env,
+            cwd=spec.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=lambda: _child_setup(spec),
         )
     except OSError as err:
-        reason = "StartError"
-        message = f"{spec['argv'][0]}: {err.strerror}" if err.strerror else str(err)
+        message = f"{spec.argv[0]}: {err.strerror}" if err.strerror else str(err)
         if joining is not None:
             message = f"cannot join cgroup {joining}: {err.strerror or err}"
-        if err.filename == spec["cwd"]:
-            message = f"working directory {spec['cwd']}: {err.strerror}"
-        write_json(
-            state_dir / EXIT,
-            {
-                "exit_code": 128,
-                "signal": 0,
-                "reason": reason,
-                "message": message,
-                "finished_at": now_rfc3339(),
-                "started": False,
-            },
-        )
+        if err.filename == spec.cwd:
+            message = f"working directory {spec.cwd}: {err.strerror}"
+        Termination(128, 0, "StartError", message, now_rfc3339(), started=False).write(state_dir)
         log.close()
         return 0
-    write_json(state_dir / STARTED, {"pid": child.pid, "started_at": now_rfc3339()})
+    ShimStarted(child.pid, now_rfc3339()).write(state_dir)
     pumps = [
         threading.Thread(target=_pump, args=(s, n, log), daemon=True)
         for s, n in ((child.stdout, "stdout"), (child.stderr, "stderr"))
@@ -170,17 +139,7 @@ def main(spec_path: str) -> int:
         t.join(timeout=5)
     log.close()
     exit_code, killed_by = (code, 0) if code >= 0 else (128 - code, -code)
-    write_json(
-        state_dir / EXIT,
-        {
-            "exit_code": exit_code,
-            "signal": killed_by,
-            "reason": "Completed" if code == 0 else "Error",
-            "message": "",
-            "finished_at": now_rfc3339(),
-            "started": True,
-        },
-    )
+    Termination(exit_code, killed_by, "Completed" if code == 0 else "Error", "", now_rfc3339()).write(state_dir)
     return 0
 
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodeagent.shimspec import Termination
+
 
 @dataclass
 class ContainerRecord:
@@ -21,7 +23,7 @@ class ContainerRecord:
     shim_start: int = 0
     restart_count: int = 0
     started_at: str = ""
-    last_termination: dict[str, Any] | None = None
+    last_termination: Termination | None = None
     done: bool = False
     """Finished and not to be restarted (init containers that succeeded, restartPolicy stops)."""
 
@@ -67,8 +69,13 @@ class StateStore:
         for path in self.root.glob("*/pod.json"):
             try:
                 data = json.loads(path.read_text())
-                containers = {k: ContainerRecord(**v) for k, v in data.pop("containers", {}).items()}
+                containers = {k: _container(v) for k, v in data.pop("containers", {}).items()}
                 out[data["uid"]] = PodRecord(**data, containers=containers)
             except (OSError, ValueError, TypeError, KeyError):
                 continue
         return out
+
+
+def _container(data: dict[str, Any]) -> ContainerRecord:
+    term = data.pop("last_termination", None)
+    return ContainerRecord(**data, last_termination=Termination.from_dict(term) if term else None)

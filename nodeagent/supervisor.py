@@ -2,23 +2,23 @@
 
 A container's process group is its shim's pid: the shim is the session leader, the workload runs in its
 group. A ``ContainerProcess`` is identified by (shim pid, shim start time) so that a recycled pid is never
-mistaken for ours; ``adopt`` re-attaches to a shim left running by a previous agent.
+mistaken for ours; ``adopt`` re-attaches to a shim left running by a previous agent. Shims are forked by the
+agent's fork server (nodeagent/forkserver.py), so no shim is the agent's child: a shim's end is seen through
+a pidfd and how it ended is read from its ``exit.json``, the same for a shim this agent started and one it
+adopted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from nodeagent.shim import EXIT, STARTED, now_rfc3339, write_json
+from nodeagent.forkserver import ForkServer
+from nodeagent.shimspec import EXIT, STARTED, ShimSpec, ShimStarted, Termination, now_rfc3339
 
 
 def process_start_time(pid: int) -> int | None:
@@ -44,40 +44,20 @@ def alive(pid: int, start_time: int) -> bool:
 
 
 @dataclass
-class ExitStatus:
-    """How a container process ended."""
-
-    exit_code: int
-    signal: int
-    reason: str
-    message: str
-    finished_at: str
-    started: bool = True
-
-
-@dataclass
 class ContainerProcess:
     """A running (or finished) container, through its shim."""
 
     shim_pid: int
     shim_start: int
     state_dir: Path
-    _popen: subprocess.Popen[bytes] | None = None
 
     @property
-    def started(self) -> dict[str, Any] | None:
+    def started(self) -> ShimStarted | None:
         """What the shim recorded at start (workload pid and time), if it got that far."""
-        path = self.state_dir / STARTED
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        except (OSError, ValueError):
-            return None
+        return ShimStarted.read(self.state_dir)
 
     def running(self) -> bool:
         """Whether the shim (and so possibly the workload) is still there."""
-        if self._popen is not None and self._popen.poll() is not None:
-            return False
         return alive(self.shim_pid, self.shim_start)
 
     def signal_group(self, sig: int) -> None:
@@ -86,13 +66,9 @@ class ContainerProcess:
             if alive(self.shim_pid, self.shim_start):
                 os.killpg(self.shim_pid, sig)
 
-    def exit_status(self) -> ExitStatus | None:
+    def exit_status(self) -> Termination | None:
         """The recorded exit, if the shim wrote one."""
-        try:
-            data = json.loads((self.state_dir / EXIT).read_text())
-        except (OSError, ValueError):
-            return None
-        return ExitStatus(**data)
+        return Termination.read(self.state_dir)
 
     async def wait_started(self, timeout: float = 10.0) -> bool:
         """Wait until the shim has started the workload (True) or has given up or gone (False)."""
@@ -108,17 +84,15 @@ class ContainerProcess:
             delay = min(delay * 2, 0.1)
         return self.started is not None
 
-    async def wait(self, poll: float = 0.2) -> ExitStatus:
+    async def wait(self, poll: float = 0.2) -> Termination:
         """Wait until the shim is gone; returns the exit status (SIGKILLed shims: 137 / signal 9)."""
         while self.running():
             await self._wait_exit(poll)
-        if self._popen is not None:
-            self._popen.wait()
         status = self.exit_status()
         if status is None:
-            status = ExitStatus(137, signal.SIGKILL, "Error", "killed", now_rfc3339())
+            status = Termination(137, signal.SIGKILL, "Error", "killed", now_rfc3339())
             with contextlib.suppress(OSError):
-                write_json(self.state_dir / EXIT, status.__dict__)
+                status.write(self.state_dir)
         return status
 
     async def _wait_exit(self, poll: float) -> None:
@@ -144,33 +118,16 @@ class ContainerProcess:
         finally:
             loop.remove_reader(fd)
             os.close(fd)
-            if self._popen is not None:
-                self._popen.poll()  # reap our child so it does not linger as a zombie
 
 
-def start(spec: dict[str, Any], state_dir: Path) -> ContainerProcess:
+def start(spec: ShimSpec, launcher: ForkServer) -> ContainerProcess:
     """Start a container through a new shim (in its own session); returns at once."""
+    state_dir = Path(spec.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     for stale in (STARTED, EXIT):
         (state_dir / stale).unlink(missing_ok=True)
-    spec_path = state_dir / "spec.json"
-    write_json(spec_path, {**spec, "state_dir": str(state_dir)})
-    with open(state_dir / "shim.log", "ab") as shim_log:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "nodeagent.shim", str(spec_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=shim_log,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",
-            env={
-                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            },
-        )
-    start_time = process_start_time(popen.pid) or 0
-    return ContainerProcess(popen.pid, start_time, state_dir, popen)
+    pid = launcher.start(spec.write(state_dir))
+    return ContainerProcess(pid, process_start_time(pid) or 0, state_dir)
 
 
 def adopt(shim_pid: int, shim_start: int, state_dir: Path) -> ContainerProcess:

@@ -106,17 +106,20 @@ def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, 
 
 
 def kill_workloads(data_dir: Path) -> int:
-    """SIGKILL every container shim (and so its process group) an agent with ``data_dir`` started."""
-    marker = f"nodeagent.shim {data_dir.resolve()}"
+    """SIGKILL every container shim (and so its process group) an agent with ``data_dir`` started.
+
+    A shim is recognised by its standard error, which is its container's ``shim.log`` under the data
+    directory (shims are forked by the agent's fork server, so their command line is the server's)."""
+    root = str(data_dir.resolve()) + os.sep
     killed = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stderr = os.readlink(entry / "fd" / "2")
         except OSError:
             continue
-        if marker in cmdline:
+        if stderr.startswith(root) and stderr.endswith("/shim.log"):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(entry.name), signal.SIGKILL)
                 killed += 1

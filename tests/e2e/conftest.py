@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
@@ -20,6 +19,7 @@ from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.launcher import processes
 from nodeagent.cgroups import CgroupDriver
 from tests.cli.conftest import cli, cli_env
 from tests.helpers import eventually, eventually_async, node_ready
@@ -130,10 +130,7 @@ async def agent(start_agent: StartAgent) -> AgentProcess:
 
 def _kill_leftovers(data_dir: Path) -> None:
     """Kill every shim the agent left (tests must not leak processes)."""
-    out = subprocess.run(["pgrep", "-f", f"nodeagent.shim {data_dir}"], capture_output=True, text=True, check=False)
-    for pid in out.stdout.split():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(pid), signal.SIGKILL)
+    processes.kill_workloads(data_dir)
 
 
 async def _no_processes(driver: CgroupDriver) -> bool:

@@ -1,0 +1,204 @@
+"""A fork server for container shims: one pre-imported shim parent per agent forks a supervisor per container.
+
+Starting a fresh interpreter per container costs ~40 ms of CPU and a whole interpreter's memory; forking a
+parent that has already imported the shim costs about a millisecond, and the forked supervisor shares the
+parent's pages until it writes them.
+
+Guarantees:
+
+- The server is the agent's child in a session of its own, talking over a private socket pair inherited at
+  start (no file-system socket: no other local user can ask it to fork). It exits when the agent's end of
+  the socket closes, whatever the agent died of.
+- Every supervisor it forks calls ``setsid`` at once, so its pid is its container's process group (the agent
+  signals the whole tree with ``killpg``), and it runs ``nodeagent.shim.main`` on the spec file it was
+  given. A supervisor outlives the server and the agent (it is re-parented and keeps its pipes); a restarted
+  agent adopts it by pid and start time exactly as it adopts a shim started by an earlier agent.
+- The server reaps its finished supervisors; how a container ended is in its ``exit.json``, never in a wait
+  status, so nobody needs to be the supervisor's parent.
+
+``ForkServer.start`` is synchronous and takes about a millisecond; it restarts a server that died (once per
+call) and raises ``OSError`` if no server can be had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPLY_TIMEOUT = 10.0
+"""Seconds to wait for the server's answer (the first call includes the server's own start)."""
+
+
+class ForkServer:
+    """The agent's handle on its fork server (started on first use)."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _spawn(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with open(self.log_path, "ab") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "nodeagent.forkserver", str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,
+                    cwd="/",
+                    env={
+                        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    },
+                )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(REPLY_TIMEOUT)
+        self._sock = ours
+        return ours
+
+    def _ask(self, sock: socket.socket, spec_path: Path) -> int:
+        sock.sendall(os.fsencode(spec_path))
+        reply = sock.recv(64)
+        if not reply:
+            raise ConnectionError("the fork server closed its socket")
+        text = reply.decode(errors="replace")
+        if not text.isdigit():
+            raise OSError(f"the fork server could not start a shim: {text}")
+        return int(text)
+
+    def start(self, spec_path: Path) -> int:
+        """Fork a supervisor for the container whose spec is at ``spec_path``; its pid."""
+        with self._lock:
+            for attempt in (1, 2):
+                sock = self._sock or self._spawn()
+                try:
+                    return self._ask(sock, spec_path)
+                except (ConnectionError, TimeoutError, BrokenPipeError) as err:
+                    self._close_locked()
+                    if attempt == 2:
+                        raise OSError(f"no fork server: {err}") from err
+        raise AssertionError("unreachable")
+
+    def warm_up(self) -> None:
+        """Start the server now rather than on the first container start."""
+        with self._lock:
+            if self._sock is None:
+                self._spawn()
+
+    def pid(self) -> int | None:
+        """The server's pid, if one runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def _close_locked(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=2)  # it exits on the closed socket
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the server (supervisors it forked keep running)."""
+        with self._lock:
+            self._close_locked()
+
+
+# ---------------------------------------------------------------- the server process
+
+
+def _name_process(name: bytes) -> None:
+    """Set the process's name as ``ps``/``pgrep`` show it (Linux ``PR_SET_NAME``; best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+
+
+def _supervise(spec_path: str) -> None:
+    """In the forked child: become the container's session leader and run the shim; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        _name_process(b"navarch-shim")
+        os.chdir("/")
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        log = os.open(Path(spec_path).parent / "shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)
+        for fd in (devnull, log):
+            if fd > 2:
+                os.close(fd)
+        from nodeagent import shim
+
+        code = shim.main(spec_path)
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            os.write(2, f"shim: {err!r}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve(fd: int) -> None:
+    """Answer fork requests on the inherited socket until the agent closes it."""
+    from nodeagent import shim  # noqa: F401 - imported once here, so that every fork has it
+
+    _name_process(b"navarch-forksrv")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    while True:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        _reap()
+        if not ready:
+            continue
+        try:
+            request = sock.recv(4096)
+        except OSError:
+            return
+        if not request:
+            return  # the agent is gone
+        spec_path = os.fsdecode(request)
+        try:
+            pid = os.fork()
+        except OSError as err:
+            sock.send(f"fork: {err.strerror}".encode())
+            continue
+        if pid == 0:
+            sock.close()
+            _supervise(spec_path)
+        sock.send(str(pid).encode())
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
