@@ -137,14 +137,23 @@ async def follow(
                 continue
             path = instance_log(container_dir, current)
             if f is None or _rotated(f, path):
-                # The shim rotated the file (or it had not been created yet): finish the old file, take the new.
+                # The shim rotated the file (or it had not been created yet): finish the old file, then every
+                # file rotated since (a slow reader may have missed several rotations), then take the new one.
+                held = -1
                 if f is not None:
+                    held = os.fstat(f.fileno()).st_ino
                     rest = _read_available(f, options, 1 << 30)
                     f.close()
                     f = None
                     if rest:
                         yield rest
                 f = _open_from_start(path)
+                if held != -1:
+                    live_ino = os.fstat(f.fileno()).st_ino if f is not None else -1
+                    for missed in _rotated_since(container_dir, current, held, live_ino):
+                        text = b"".join(shown for r in _records([missed]) if (shown := options.render(r)) is not None)
+                        if text:
+                            yield text
                 if f is not None:
                     continue
             st = state()
@@ -167,6 +176,15 @@ async def follow(
     finally:
         if f is not None:
             f.close()
+
+
+def _rotated_since(container_dir: Path, instance: int, held: int, live: int) -> list[Path]:
+    """Rotated files newer than the one with inode ``held`` and older than the live one, oldest first (if
+    ``held`` was already dropped, every rotated file left is newer than it)."""
+    files = [p for p in instance_files(container_dir, instance) if p.suffix != ".log"]
+    inodes = [_inode(p) for p in files]
+    newer = files[inodes.index(held) + 1 :] if held in inodes else files
+    return [p for p in newer if _inode(p) not in (live, -2)]
 
 
 def _inode(path: Path) -> int:
