@@ -3,7 +3,10 @@
 Starts its own etcd (one member, fsync on), a ``navarch-apiserver`` and ``--agents`` node agents (each on
 its own loopback address), then creates ``--pods`` Pods at once, bound round-robin to the nodes (the
 scheduler is not involved), each running ``sleep``. A watch records when every pod is first reported
-Running; the script prints p50/p99/max of create -> Running and the time until all were Running.
+Running; the script prints p50/p99/max of create -> Running and the time until all were Running, the Pod
+writes each start cost (watch events from creation to Running), the agents' memory (idle and with the pods)
+and each container supervisor's (RSS, and USS: the pages it does not share with its fork server), and in the
+same run the rate of bare ``subprocess.Popen`` of the same command, with the ratio of the two rates.
 Nothing is asserted: record the figures in docs/performance.md.
 
     python bench/pod_startup.py [--pods 50] [--agents 2]
@@ -15,8 +18,10 @@ import argparse
 import asyncio
 import os
 import platform
+import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.api.objects import from_manifest
@@ -65,10 +70,58 @@ async def wait_ready(client: ApiClient, nodes: list[str], timeout: float = 60) -
             await asyncio.sleep(0.2)
 
 
-async def measure(client: ApiClient, nodes: list[str], count: int, timeout: float) -> tuple[list[float], float]:
-    """Create ``count`` pods at once; (create -> Running latencies, seconds until all Running)."""
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, USS) of a process in KiB, from /proc/PID/smaps_rollup (USS = private clean + private dirty)."""
+    rss = uss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key == "Rss":
+                rss = int(rest.split()[0])
+            elif key in ("Private_Clean", "Private_Dirty"):
+                uss += int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss, uss
+
+
+def named(name: str) -> list[int]:
+    """Pids of processes whose name (comm) is ``name``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def bare_popen_rate(count: int) -> float:
+    """Processes per second that ``subprocess.Popen`` starts the same command at, one after another."""
+    began = time.perf_counter()
+    procs = [subprocess.Popen(["sleep", "3600"]) for _ in range(count)]
+    elapsed = time.perf_counter() - began
+    for p in procs:
+        p.kill()
+        p.wait()
+    return count / elapsed
+
+
+@dataclass
+class Measured:
+    latencies: list[float]
+    total: float
+    writes: dict[str, int] = field(default_factory=dict)
+    """Per pod: MODIFIED events from its creation until it was first seen Running."""
+
+
+async def measure(client: ApiClient, nodes: list[str], count: int, timeout: float) -> Measured:
+    """Create ``count`` pods at once and follow them until all are Running."""
     created: dict[str, float] = {}
     running: dict[str, float] = {}
+    writes: dict[str, int] = {}
     done = asyncio.Event()
     listed = await client.list(core_pb2.Pod, "bench")
 
@@ -77,6 +130,8 @@ async def measure(client: ApiClient, nodes: list[str], count: int, timeout: floa
             p = ev.object
             if ev.type == "BOOKMARK" or p.metadata.name in running:
                 continue
+            if ev.type == "MODIFIED":
+                writes[p.metadata.name] = writes.get(p.metadata.name, 0) + 1
             statuses = p.status.container_statuses
             if p.status.phase == "Running" and statuses and all(s.state.HasField("running") for s in statuses):
                 running[p.metadata.name] = time.perf_counter()
@@ -99,23 +154,46 @@ async def measure(client: ApiClient, nodes: list[str], count: int, timeout: floa
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-    return [running[n] - created[n] for n in running], max(running.values()) - began
+    return Measured([running[n] - created[n] for n in running], max(running.values()) - began, writes)
 
 
-async def main(opts: argparse.Namespace, api: str, nodes: list[str]) -> None:
+async def main(opts: argparse.Namespace, api: str, nodes: list[str], agent_pids: list[int]) -> None:
     client = ApiClient(ClientConfig(endpoints=[api], timeout=30))
     try:
         await wait_ready(client, nodes)
         ns = from_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
         await client.create(ns)
-        latencies, total = await measure(client, nodes, opts.pods, opts.timeout)
+        await asyncio.sleep(3)  # let the agents settle after registering
+        idle = [memory_kib(p)[0] for p in agent_pids]
+        m = await measure(client, nodes, opts.pods, opts.timeout)
+        await asyncio.sleep(1)
+        busy = [memory_kib(p)[0] for p in agent_pids]
+        shims = [memory_kib(p) for p in named("navarch-shim")]
+        servers = [memory_kib(p) for p in named("navarch-forksrv")]
     finally:
         await client.close()
+    popen_rate = bare_popen_rate(opts.pods)
+    rate = opts.pods / m.total
     print(f"# pod_startup: {opts.pods} pods created at once on {len(nodes)} agents (real processes)")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'create -> Running':<24}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'all Running s':>16}")
-    print(f"{'':<24}{pct(latencies, 50):>10.0f}{pct(latencies, 99):>10.0f}{max(latencies) * 1000:>10.0f}{total:>16.2f}")
-    print(f"pods per second to Running: {opts.pods / total:.1f}")
+    lat = m.latencies
+    print(f"{'':<24}{pct(lat, 50):>10.0f}{pct(lat, 99):>10.0f}{max(lat) * 1000:>10.0f}{m.total:>16.2f}")
+    print(f"pods per second to Running: {rate:.1f}")
+    print(f"bare Popen of the same command, same run: {popen_rate:.0f}/s; ratio {rate / popen_rate:.3f}")
+    writes = sorted(m.writes.get(f"p{i}", 0) for i in range(opts.pods))
+    print(f"Pod writes from creation to Running: p50 {writes[len(writes) // 2]}, max {writes[-1]} (pods created bound)")
+    idle_mib, busy_mib = (", ".join(f"{k / 1024:.0f}" for k in ks) for ks in (idle, busy))
+    print(f"agent RSS MiB: idle {idle_mib}; with the pods {busy_mib}")
+    if servers:
+        print(f"fork server RSS MiB: {', '.join(f'{r / 1024:.1f}' for r, _ in servers)}")
+    if shims:
+        rss = sorted(r for r, _ in shims)
+        uss = sorted(u for _, u in shims)
+        print(
+            f"per-container supervisor ({len(shims)}): RSS p50 {rss[len(rss) // 2] / 1024:.1f} MiB, "
+            f"USS p50 {uss[len(uss) // 2] / 1024:.2f} MiB (max {uss[-1] / 1024:.2f})"
+        )
 
 
 def run(opts: argparse.Namespace) -> None:
@@ -130,8 +208,9 @@ def run(opts: argparse.Namespace) -> None:
         daemons.append(
             processes.agent([api], node, f"127.0.0.{i + 2}", data, workdir / f"{node}.log", "--no-cgroups").start()
         )
+    agent_pids = [d.proc.pid for d in daemons[1:] if d.proc is not None]
     try:
-        asyncio.run(main(opts, api, nodes))
+        asyncio.run(main(opts, api, nodes, agent_pids))
     finally:
         for daemon in reversed(daemons):
             daemon.stop()
