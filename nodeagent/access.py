@@ -26,7 +26,7 @@ from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotF
 from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
 from controlplane.pki import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, read_instance
-from nodeagent.podworker import PodWorker
+from nodeagent.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,9 @@ from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.forkserver import ForkServer
 from nodeagent.node import NodeManager
-from nodeagent.podworker import AgentContext, PodWorker, PortAllocator
+from nodeagent.pod.context import AgentContext, PortAllocator
+from nodeagent.pod.process import ShimProcesses
+from nodeagent.pod.worker import PodWorker
 from nodeagent.proxy import ServiceProxy
 from nodeagent.sandbox import Sandbox
 from nodeagent.state import PodRecord, StateStore
@@ -46,7 +48,7 @@ class Agent:
         self.proxy = ServiceProxy(self.client, config.node_ip, config.proxy_balance) if config.service_proxy else None
         self.launcher = ForkServer(config.data_dir / "forkserver.log")
         self.ctx = AgentContext(
-            self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups, self.launcher
+            self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups, ShimProcesses(self.launcher)
         )
         if self.proxy is not None:
             services = self.proxy.services.store

@@ -87,7 +87,7 @@ class ContainerProcess:
     async def wait(self, poll: float = 0.2) -> Termination:
         """Wait until the shim is gone; returns the exit status (SIGKILLed shims: 137 / signal 9)."""
         while self.running():
-            await self._wait_exit(poll)
+            await self.wait_exit(poll)
         status = self.exit_status()
         if status is None:
             status = Termination(137, signal.SIGKILL, "Error", "killed", now_rfc3339())
@@ -95,7 +95,8 @@ class ContainerProcess:
                 status.write(self.state_dir)
         return status
 
-    async def _wait_exit(self, poll: float) -> None:
+    async def wait_exit(self, poll: float) -> None:
+        """Return when the shim exits, or after about ``poll`` seconds without a pidfd."""
         # A pidfd becomes readable when the process exits, child or not (Linux >= 5.3).
         try:
             fd = os.pidfd_open(self.shim_pid)
