@@ -235,20 +235,30 @@ class ContainerRunner:
         proc = self.processes.adopt(rec.shim_pid, rec.shim_start, self.state_dir)
         return proc if proc.running() else None
 
-    async def terminate(self, deadline: float) -> None:
-        """Stop the running instance on purpose: prekill hooks (preStop) while there is time, SIGTERM, SIGKILL
-        at ``deadline`` (event loop time); then record how it ended."""
+    def _stopping_instance(self) -> Instance:
+        return self.instance or Instance(
+            self._pod(), self.container, self.init, self.record.restart_count, self.state_dir, events=self
+        )
+
+    async def prekill(self, deadline: float) -> None:
+        """Run the prekill hooks (preStop) of the running instance, if there is time before ``deadline``."""
+        if self.leftover() is None or deadline <= asyncio.get_running_loop().time():
+            return
+        inst = self._stopping_instance()
+        await asyncio.gather(*(h.prekill(inst, deadline) for h in self.hooks), return_exceptions=True)
+
+    async def kill(self, deadline: float) -> None:
+        """SIGTERM the running instance, SIGKILL at ``deadline`` (event loop time); record how it ended."""
         proc = self.leftover()
         if proc is None:
             return
-        loop = asyncio.get_running_loop()
-        inst = self.instance or Instance(
-            self._pod(), self.container, self.init, self.record.restart_count, self.state_dir, events=self
-        )
-        if deadline > loop.time():
-            await asyncio.gather(*(h.prekill(inst, deadline) for h in self.hooks), return_exceptions=True)
-        await self._signal_stop(proc, max(0.0, deadline - loop.time()))
-        self._ended(inst, await proc.wait())
+        await self._signal_stop(proc, max(0.0, deadline - asyncio.get_running_loop().time()))
+        self._ended(self._stopping_instance(), await proc.wait())
+
+    async def terminate(self, deadline: float) -> None:
+        """Stop the running instance on purpose: ``prekill`` then ``kill``."""
+        await self.prekill(deadline)
+        await self.kill(deadline)
 
     @staticmethod
     async def _signal_stop(proc: Process, grace: float) -> None:

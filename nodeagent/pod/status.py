@@ -1,10 +1,12 @@
 """The Pod's status: a pure function from what the worker knows to ``PodStatus``, and the publisher that
 writes it — once per change, coalesced (changes made while a write is in flight go out together in the
-next one), never the same status twice."""
+next one), never the same status twice; a new pod's first write waits (briefly) for its containers to
+start, so that a quick start costs one write carrying Running rather than Pending, then Running."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,10 +81,22 @@ def pod_status(v: PodView) -> core_pb2.PodStatus:
 class StatusPublisher:
     """Writes a pod's status through UpdateStatus whenever it is marked dirty and has changed."""
 
-    def __init__(self, client: ApiClient, pod: Callable[[], core_pb2.Pod], build: Callable[[], core_pb2.PodStatus]):
+    def __init__(
+        self,
+        client: ApiClient,
+        pod: Callable[[], core_pb2.Pod],
+        build: Callable[[], core_pb2.PodStatus],
+        *,
+        settled: Callable[[], bool] = lambda: True,
+        first_write_hold: float = 0.0,
+    ) -> None:
         self.client = client
         self._pod = pod
         self._build = build
+        self._settled = settled
+        self._hold = first_write_hold
+        """The first write waits up to this long for ``settled()`` (a start that is done at once costs one write,
+        carrying Running, instead of Pending then Running)."""
         self._dirty = asyncio.Event()
         self._written = asyncio.Event()
         self.last: core_pb2.PodStatus | None = None
@@ -95,6 +109,14 @@ class StatusPublisher:
     async def run(self) -> None:
         """Publish until cancelled, or until the pod is gone or replaced by one of the same name."""
         delay = 0.1
+        if self._hold > 0:
+            await self._dirty.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._hold):
+                    while not self._settled():
+                        self._dirty.clear()
+                        await self._dirty.wait()
+            self._dirty.set()
         while True:
             await self._dirty.wait()
             self._dirty.clear()

@@ -46,6 +46,9 @@ from nodeagent.state import PodRecord
 
 log = logging.getLogger(__name__)
 
+FIRST_WRITE_HOLD = 1.0
+"""Seconds a new pod's first status write may wait for its containers to have started (or failed)."""
+
 
 class PodWorker:
     """Runs one pod (identified by uid) on this node."""
@@ -70,7 +73,13 @@ class PodWorker:
             ProbesHook(ctx.config.node_ip),
             LifecycleHook(ctx.config.node_ip),
         ]
-        self.publisher = StatusPublisher(ctx.client, lambda: self.pod, self.build_status)
+        self.publisher = StatusPublisher(
+            ctx.client,
+            lambda: self.pod,
+            self.build_status,
+            settled=self._start_settled,
+            first_write_hold=FIRST_WRITE_HOLD,
+        )
         cfg = ctx.config
         backoff = BackOff(cfg.backoff_initial, cfg.backoff_max, cfg.backoff_reset)
         self.runners: dict[str, ContainerRunner] = {}
@@ -231,7 +240,10 @@ class PodWorker:
         )
         self._event(NORMAL, "Killing", f"Stopping containers ({grace:g}s grace period)")
         deadline = asyncio.get_running_loop().time() + grace
-        await asyncio.gather(*(r.terminate(deadline) for r in running))
+        # Every preStop hook finishes (or the grace period ends) before any container gets SIGTERM: a
+        # container's hook may talk to another container of the pod.
+        await asyncio.gather(*(r.prekill(deadline) for r in running))
+        await asyncio.gather(*(r.kill(deadline) for r in running))
 
     def _grace_seconds(self) -> float:
         if self._vanished:
@@ -262,6 +274,17 @@ class PodWorker:
         self.volumes.remove()
 
     # ------------------------------------------------------------ status
+
+    def _start_settled(self) -> bool:
+        """Whether the pod's start has got somewhere worth reporting: it finished, or every main container
+        runs or ended, or a container waits for something other than being created (a configuration error)."""
+        if self.terminal or self._terminate.is_set():
+            return True
+        statuses = [r.status for r in self.runners.values()]
+        if any(st.state.HasField("waiting") and st.state.waiting.reason != "ContainerCreating" for st in statuses):
+            return True
+        main = [self.runners[c.name].status for c in self.pod.spec.containers]
+        return bool(main) and all(st.state.HasField("running") or st.state.HasField("terminated") for st in main)
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
