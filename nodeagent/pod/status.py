@@ -78,6 +78,14 @@ def pod_status(v: PodView) -> core_pb2.PodStatus:
     return status
 
 
+def start_settled(statuses: Sequence[core_pb2.ContainerStatus], main: Sequence[core_pb2.ContainerStatus]) -> bool:
+    """Whether a pod's start has got somewhere worth reporting: every main container runs or ended, or a
+    container waits for something other than being created (a configuration error, a back-off)."""
+    if any(st.state.HasField("waiting") and st.state.waiting.reason != "ContainerCreating" for st in statuses):
+        return True
+    return bool(main) and all(st.state.HasField("running") or st.state.HasField("terminated") for st in main)
+
+
 class StatusPublisher:
     """Writes a pod's status through UpdateStatus whenever it is marked dirty and has changed."""
 

@@ -31,14 +31,10 @@ from nodeagent.logs import ContainerLogState
 from nodeagent.pod.container import ContainerRunner, timestamp
 from nodeagent.pod.context import AgentContext
 from nodeagent.pod.hooks import ContainerHook
-from nodeagent.pod.hooks.environment import EnvironmentHook
-from nodeagent.pod.hooks.identity import IdentityHook
-from nodeagent.pod.hooks.lifecycle import LifecycleHook
 from nodeagent.pod.hooks.limits import LimitsHook
-from nodeagent.pod.hooks.logs import LogsHook
-from nodeagent.pod.hooks.probes import ProbesHook
+from nodeagent.pod.pipeline import container_hooks
 from nodeagent.pod.restart import BackOff, effective_policy
-from nodeagent.pod.status import PodView, StatusPublisher, pod_status
+from nodeagent.pod.status import PodView, StatusPublisher, pod_status, start_settled
 from nodeagent.pod.volumes import PodVolumes
 from nodeagent.sandbox import Sandbox
 from nodeagent.shimspec import now_rfc3339
@@ -65,14 +61,7 @@ class PodWorker:
         self._terminate = asyncio.Event()
         self._draining = self._vanished = False
         self.limits = LimitsHook(ctx.cgroups, self.uid)
-        self.hooks: list[ContainerHook] = [
-            EnvironmentHook(ctx, self.sandbox, lambda: self.volumes.paths),
-            IdentityHook(ctx.config, self.sandbox),
-            self.limits,
-            LogsHook(ctx.config),
-            ProbesHook(ctx.config.node_ip),
-            LifecycleHook(ctx.config.node_ip),
-        ]
+        self.hooks: list[ContainerHook] = container_hooks(ctx, self.sandbox, lambda: self.volumes.paths, self.limits)
         self.publisher = StatusPublisher(
             ctx.client,
             lambda: self.pod,
@@ -276,15 +265,10 @@ class PodWorker:
     # ------------------------------------------------------------ status
 
     def _start_settled(self) -> bool:
-        """Whether the pod's start has got somewhere worth reporting: it finished, or every main container
-        runs or ended, or a container waits for something other than being created (a configuration error)."""
         if self.terminal or self._terminate.is_set():
             return True
-        statuses = [r.status for r in self.runners.values()]
-        if any(st.state.HasField("waiting") and st.state.waiting.reason != "ContainerCreating" for st in statuses):
-            return True
         main = [self.runners[c.name].status for c in self.pod.spec.containers]
-        return bool(main) and all(st.state.HasField("running") or st.state.HasField("terminated") for st in main)
+        return start_settled([r.status for r in self.runners.values()], main)
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase

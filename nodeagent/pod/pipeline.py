@@ -1,0 +1,32 @@
+"""The container hooks every pod runs, in order: the one place that says which steps a container goes
+through. A new behaviour is a new hook module and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from nodeagent.pod.context import AgentContext
+from nodeagent.pod.hooks import ContainerHook
+from nodeagent.pod.hooks.environment import EnvironmentHook
+from nodeagent.pod.hooks.identity import IdentityHook
+from nodeagent.pod.hooks.lifecycle import LifecycleHook
+from nodeagent.pod.hooks.limits import LimitsHook
+from nodeagent.pod.hooks.logs import LogsHook
+from nodeagent.pod.hooks.probes import ProbesHook
+from nodeagent.sandbox import Sandbox
+
+
+def container_hooks(
+    ctx: AgentContext, sandbox: Sandbox, volumes: Callable[[], dict[str, Path]], limits: LimitsHook
+) -> list[ContainerHook]:
+    """Environment first (the others read what it resolves), then identity, limits and logs (all before the
+    process starts), probes (while it runs) and lifecycle (before it is stopped)."""
+    return [
+        EnvironmentHook(ctx, sandbox, volumes),
+        IdentityHook(ctx.config, sandbox),
+        limits,
+        LogsHook(ctx.config),
+        ProbesHook(ctx.config.node_ip),
+        LifecycleHook(ctx.config.node_ip),
+    ]
