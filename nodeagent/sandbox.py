@@ -39,6 +39,11 @@ def env_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text).upper()
 
 
+def inside(rel: str) -> bool:
+    """Whether a relative path stays inside the directory it is joined to (no absolute path, no '..')."""
+    return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\0" not in rel
+
+
 class Sandbox:
     """One pod's directories and volumes."""
 
@@ -135,6 +140,10 @@ class Sandbox:
         for key, (rel, file_mode) in wanted.items():
             if key not in data:
                 raise ConfigError(f'volume "{volume}": key "{key}" not found in {kind.lower()} "{name}"')
+            if not inside(rel):
+                # Refused by validation; a pod stored before that rule still must not write off the sandbox.
+                raise ConfigError(f'volume "{volume}": item path {rel!r} leaves the volume')
+            file_mode &= 0o777
             path = target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
@@ -157,6 +166,8 @@ class Sandbox:
             real = volumes.get(mount.name)
             if real is None:
                 continue
+            if not inside(mount.sub_path or ".") or not inside(mount.mount_path.lstrip("/") or "."):
+                raise ConfigError(f'volumeMount "{mount.name}": subPath or mountPath leaves the sandbox')
             source = real / mount.sub_path if mount.sub_path else real
             env[f"NAVARCH_VOLUME_{env_name(mount.name)}"] = str(source)
             link = self.work / mount.mount_path.lstrip("/")

@@ -336,6 +336,10 @@ def _validate_container(errs: Errors, path: str, c: core_pb2.Container, volumes:
             errs.add(f"{vp}.name", f"{vm.name!r} is not a volume of this pod" if vm.name else "required")
         if not vm.mount_path:
             errs.add(f"{vp}.mountPath", "required")
+        elif ".." in vm.mount_path.split("/"):
+            # The mountPath is linked under the sandbox's work/ directory: '..' would leave it.
+            errs.add(f"{vp}.mountPath", f"{vm.mount_path!r} must not contain '..'")
+        check_relative_path(errs, f"{vp}.subPath", vm.sub_path, required=False)
     all_ports = port_names | {str(p.container_port) for p in c.ports}
     if c.HasField("liveness_probe"):
         if init:
@@ -403,6 +407,41 @@ def _validate_affinity(errs: Errors, path: str, aff: core_pb2.Affinity) -> None:
                 errs.add(f"{p}.podAffinityTerm.topologyKey", "required")
 
 
+def check_relative_path(errs: Errors, path: str, value: str, *, required: bool = True) -> None:
+    """A path inside a directory: relative, without '..' elements (Kubernetes' rule for items[].path and
+    subPath; here these paths are joined to host directories, so an escape would write on the host)."""
+    if not value:
+        if required:
+            errs.add(path, "required")
+        return
+    if value.startswith("/"):
+        errs.add(path, f"{value!r} must be a relative path")
+    elif ".." in value.split("/"):
+        errs.add(path, f"{value!r} must not contain '..'")
+    elif "\0" in value:
+        errs.add(path, "must not contain NUL")
+
+
+def check_file_mode(errs: Errors, path: str, mode: int) -> None:
+    """File permission bits: 0 to 0777 (no setuid, setgid or sticky bit)."""
+    if not 0 <= mode <= 0o777:
+        errs.add(path, f"{mode} ({mode:#o}) must be a file mode between 0 and 0777 (511)")
+
+
+def _validate_projection(
+    errs: Errors, path: str, source: core_pb2.ConfigMapVolumeSource | core_pb2.SecretVolumeSource
+) -> None:
+    if source.HasField("default_mode"):
+        check_file_mode(errs, f"{path}.defaultMode", source.default_mode)
+    for i, item in enumerate(source.items):
+        ip = f"{path}.items[{i}]"
+        if not item.key:
+            errs.add(f"{ip}.key", "required")
+        check_relative_path(errs, f"{ip}.path", item.path)
+        if item.HasField("mode"):
+            check_file_mode(errs, f"{ip}.mode", item.mode)
+
+
 def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
     """A PodSpec, in a Pod or in a workload's template."""
     volumes: set[str] = set()
@@ -421,6 +460,10 @@ def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
             errs.add(f"{vp}.configMap.name", "required")
         if vol.HasField("secret") and not vol.secret.secret_name:
             errs.add(f"{vp}.secret.secretName", "required")
+        if vol.HasField("config_map"):
+            _validate_projection(errs, f"{vp}.configMap", vol.config_map)
+        if vol.HasField("secret"):
+            _validate_projection(errs, f"{vp}.secret", vol.secret)
         if vol.empty_dir.size_limit:
             check_quantities(errs, f"{vp}.emptyDir", {"sizeLimit": vol.empty_dir.size_limit})
     if not spec.containers:
