@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
@@ -27,6 +26,7 @@ from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
 from controlplane.pki import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, read_instance
 from nodeagent.pod.worker import PodWorker
+from nodeagent.runas import command_as
 
 log = logging.getLogger(__name__)
 
@@ -171,19 +171,15 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
         if env_cwd is None or not worker.log_state(container).running:
             raise PreconditionError(f'container "{container}" of pod "{start.name}" is not running')
         env, cwd = env_cwd
-        run_as = worker.exec_identity.get(container)
-        argv = list(start.command)
-        if run_as is not None and run_as.uid is not None and (run_as.uid, run_as.gid) != (os.geteuid(), os.getegid()):
-            # The command runs as the container does, never as the (root) agent.
-            groups = ",".join(str(g) for g in run_as.groups)
-            gid = run_as.gid if run_as.gid is not None else os.getegid()
-            # -I: the container's PYTHON* variables must not steer the helper.
-            argv = [sys.executable, "-I", "-m", "nodeagent.runas", str(run_as.uid), str(gid), groups, "--", *argv]
+        # The command runs as the container does, never as the (root) agent; the helper that drops
+        # privileges gets the container's environment through a file descriptor, not its own environment.
+        launch = command_as(worker.exec_identity.get(container), list(start.command), env)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
+                *launch.argv,
+                env=launch.env,
                 cwd=cwd,
+                pass_fds=launch.pass_fds,
                 stdin=asyncio.subprocess.PIPE if start.stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -195,6 +191,8 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
             yield podaccess_pb2.PodExecOutput(stderr=f"{start.command[0]}: {err.strerror or err}\n".encode())
             yield podaccess_pb2.PodExecOutput(exit_code=code)
             return
+        finally:
+            launch.close()
         log.info("exec in %s/%s[%s]: %s", start.namespace, start.name, container, start.command[0])
         outputs: asyncio.Queue[podaccess_pb2.PodExecOutput | None] = asyncio.Queue(maxsize=64)
 

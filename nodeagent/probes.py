@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable
 
 from controlplane.api.pb import core_pb2
+from nodeagent.identity import RunAs
+from nodeagent.runas import command_as
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +30,31 @@ def _port(value: object, ports: dict[str, int]) -> int:
 
 
 async def check(
-    probe: core_pb2.Probe, *, host: str, ports: dict[str, int], env: dict[str, str], cwd: str
+    probe: core_pb2.Probe,
+    *,
+    host: str,
+    ports: dict[str, int],
+    env: dict[str, str],
+    cwd: str,
+    run_as: RunAs | None = None,
 ) -> tuple[bool, str]:
-    """Run a probe once: (success, message)."""
+    """Run a probe once: (success, message). An exec probe runs as ``run_as`` (the container's user)."""
     timeout = probe.timeout_seconds or 1
     try:
         if probe.HasField("exec"):
-            proc = await asyncio.create_subprocess_exec(
-                *probe.exec.command,
-                env=env,
-                cwd=cwd,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            launch = command_as(run_as, list(probe.exec.command), env)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *launch.argv,
+                    env=launch.env,
+                    cwd=cwd,
+                    pass_fds=launch.pass_fds,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            finally:
+                launch.close()
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), timeout)
             except TimeoutError:
@@ -96,6 +109,7 @@ class ProbeRunner:
         env: dict[str, str],
         cwd: str,
         initial: bool,
+        run_as: RunAs | None = None,
         fail_before_success: bool = False,
     ) -> None:
         self.name = name
@@ -105,6 +119,7 @@ class ProbeRunner:
         self.ports = ports
         self.env = env
         self.cwd = cwd
+        self.run_as = run_as
         self.result = initial
         self.fail_before_success = fail_before_success
         """Startup probes: report failureThreshold failures even though the result was never success."""
@@ -116,7 +131,9 @@ class ProbeRunner:
         p = self.probe
         await asyncio.sleep(p.initial_delay_seconds)
         while True:
-            ok, message = await check(p, host=self.host, ports=self.ports, env=self.env, cwd=self.cwd)
+            ok, message = await check(
+                p, host=self.host, ports=self.ports, env=self.env, cwd=self.cwd, run_as=self.run_as
+            )
             if ok:
                 self._successes += 1
                 self._failures = 0

@@ -1,28 +1,83 @@
-"""``python -m nodeagent.runas UID GID GROUPS -- COMMAND...``: drop to a user, then exec the command.
+"""Running a command for a pod as the pod's user: the one place that drops privileges for the agent.
 
-The agent runs ``navarch exec`` commands as the container's user through this helper rather than with
-``subprocess``'s ``user=``/``group=``: those force a plain ``fork`` of the agent, and forking a process that
-runs gRPC's threads can crash the child before it reaches ``exec``. This process is single-threaded.
-A command that cannot be run exits like a shell: 127 not found, 126 not executable.
+``python -I -m nodeagent.runas UID GID GROUPS ENV_FD -- COMMAND...`` reads the command's environment from the
+inherited file ``ENV_FD`` (JSON), drops to the user and groups, then execs the command with that environment.
+The helper itself starts with an empty environment: a pod's ``LD_PRELOAD``, ``LD_LIBRARY_PATH`` or
+``PYTHON*`` never reach a process that still has root's privileges, and its Secrets never appear on a
+command line (``/proc/PID/cmdline`` is world-readable).
+
+The agent uses this helper rather than ``subprocess``'s ``user=``/``group=``: those force a plain ``fork``
+of the agent, and forking a process that runs gRPC's threads can crash the child before it reaches ``exec``.
+This process is single-threaded. A command that cannot be run exits like a shell: 127 not found, 126 not
+executable.
+
+``command_as`` builds the invocation: for a command that runs as the agent's own user it is the command
+itself (nothing to drop), else the helper with a memfd carrying the environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import dataclass, field
+
+from nodeagent.identity import RunAs
+
+HELPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Invocation:
+    """What to hand to ``create_subprocess_exec``; ``close()`` once the process has started."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+    _fds: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+
+def command_as(run_as: RunAs | None, argv: list[str], env: dict[str, str]) -> Invocation:
+    """How to run ``argv`` with ``env`` as ``run_as`` (None or the agent's own identity: directly)."""
+    euid, egid = os.geteuid(), os.getegid()
+    if run_as is None or run_as.uid is None:
+        return Invocation(list(argv), dict(env))
+    gid = run_as.gid if run_as.gid is not None else egid
+    if (run_as.uid, gid) == (euid, egid):
+        return Invocation(list(argv), dict(env))  # already that user: nothing to drop
+    fd = os.memfd_create("navarch-env", os.MFD_CLOEXEC)
+    os.write(fd, json.dumps(env).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    groups = ",".join(str(g) for g in run_as.groups)
+    helper = [sys.executable, "-I", "-m", "nodeagent.runas", str(run_as.uid), str(gid), groups, str(fd), "--"]
+    return Invocation([*helper, *argv], {"PATH": HELPER_PATH}, (fd,), [fd])
+
+
+def _read_env(fd: int) -> dict[str, str]:
+    with os.fdopen(fd, "rb") as f:
+        data = json.loads(f.read() or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("the environment must be an object")
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def main(argv: list[str]) -> int:
     """Switch to the user and exec; returns only on failure."""
-    if len(argv) < 5 or argv[3] != "--":
-        sys.stderr.write("usage: python -m nodeagent.runas UID GID GROUPS -- COMMAND...\n")
+    if len(argv) < 6 or argv[4] != "--":
+        sys.stderr.write("usage: python -m nodeagent.runas UID GID GROUPS ENV_FD -- COMMAND...\n")
         return 2
-    uid, gid, groups, command = int(argv[0]), int(argv[1]), argv[2], argv[4:]
+    uid, gid, groups, env_fd, command = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), argv[5:]
+    env = _read_env(env_fd)
     os.setgroups([int(g) for g in groups.split(",") if g])
     os.setgid(gid)
     os.setuid(uid)
     try:
-        os.execvp(command[0], command)
+        os.execvpe(command[0], command, env)
     except OSError as err:
         sys.stderr.write(f"{command[0]}: {err.strerror or err}\n")
         return 127 if isinstance(err, FileNotFoundError) else 126

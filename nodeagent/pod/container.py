@@ -244,6 +244,8 @@ class ContainerRunner:
         """Run the prekill hooks (preStop) of the running instance, if there is time before ``deadline``."""
         if self.leftover() is None or deadline <= asyncio.get_running_loop().time():
             return
+        if self.instance is None:
+            return  # no prestart ran (so no identity resolved): no hook runs rather than one as the agent
         inst = self._stopping_instance()
         await asyncio.gather(*(h.prekill(inst, deadline) for h in self.hooks), return_exceptions=True)
 

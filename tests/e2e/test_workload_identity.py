@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +115,47 @@ async def test_exec_runs_as_the_container_not_as_the_root_agent(
     frames = [f async for f in client.pod_exec("sleeper", ["no-such-command"], namespace)]
     assert frames[-1].exit_code == 127
     assert b"no-such-command" in b"".join(f.stderr for f in frames)
+
+
+async def test_exec_probes_and_pre_stop_hooks_run_as_the_container(
+    client: ApiClient, start_agent: StartAgent, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    """docs/security.md: every process the agent starts for a pod runs as the pod's user — its readiness and
+    liveness exec probes and its preStop exec hook report uid 4321 like the main process, and receive the
+    container's environment (plausible bug, the issue's finding: probes and hooks ran as the root agent)."""
+    agent = await start_agent("--run-as-user", "65534", "--run-as-group", "65534")
+    # Outside pytest's 0700 tmp_path, so that uid 4321 can reach it.
+    out = Path(tempfile.mkdtemp(prefix="navarch-seen-"))
+    out.chmod(0o1777)
+    request.addfinalizer(lambda: shutil.rmtree(out, ignore_errors=True))
+    record = f'echo "$(id -u) $MARK" >> {out}/$0'
+    probe = {"exec": {"command": ["sh", "-c", record, "readiness"]}, "periodSeconds": 1}
+    pod = pod_manifest(
+        "hooked",
+        namespace,
+        agent.node,
+        ["sh", "-c", f"{record}; exec sleep 300", "main"],
+        securityContext={"runAsUser": 4321, "runAsGroup": 4321},
+        terminationGracePeriodSeconds=5,
+        container={
+            "env": [{"name": "MARK", "value": "from-the-pod"}],
+            "readinessProbe": probe,
+            "livenessProbe": {**probe, "exec": {"command": ["sh", "-c", record, "liveness"]}},
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", record, "prestop"]}}},
+        },
+    )
+    await client.create(pod)
+
+    async def probed() -> bool:
+        return all((out / n).exists() for n in ("main", "readiness", "liveness"))
+
+    await eventually_async(probed, timeout=30)
+    await client.delete(core_pb2.Pod, "hooked", namespace)
+
+    async def stopped() -> bool:
+        return (out / "prestop").exists()
+
+    await eventually_async(stopped, timeout=30)
+    for name in ("main", "readiness", "liveness", "prestop"):
+        lines = set((out / name).read_text().split("\n")) - {""}
+        assert lines == {"4321 from-the-pod"}, f"{name}: {lines}"

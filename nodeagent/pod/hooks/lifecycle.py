@@ -26,6 +26,8 @@ class LifecycleHook(ContainerHook):
             if hook.HasField(field):
                 getattr(probe, field).CopyFrom(getattr(hook, field))
         probe.timeout_seconds = max(1, int(deadline - asyncio.get_running_loop().time()))
-        ok, message = await check(probe, host=self.node_ip, ports=inst.ports, env=inst.env, cwd=inst.cwd)
+        ok, message = await check(
+            probe, host=self.node_ip, ports=inst.ports, env=inst.env, cwd=inst.cwd, run_as=inst.run_as
+        )
         if not ok:
             inst.events.event(WARNING, "FailedPreStopHook", f"PreStopHook failed: {message}")

@@ -50,6 +50,7 @@ class ProbesHook(ContainerHook):
                 cwd=inst.cwd,
                 initial=initial,
                 fail_before_success=fail_before_success,
+                run_as=inst.run_as,
             )
             tasks.append(asyncio.create_task(r.run(), name=f"{kind}-{c.name}"))
 
