@@ -74,9 +74,9 @@ def give_to(path: str, run_as: RunAs) -> None:
     if run_as.uid is None:
         return
     gid = run_as.gid if run_as.gid is not None else -1
+    # follow_symlinks=False (lchown): the workload may have swapped any entry for a link since it was listed,
+    # and a chown through it would hand the workload a file outside its sandbox.
     for root, dirs, files in os.walk(path):
-        os.chown(root, run_as.uid, gid)
+        os.chown(root, run_as.uid, gid, follow_symlinks=False)
         for name in [*dirs, *files]:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                os.chown(full, run_as.uid, gid)
+            os.chown(os.path.join(root, name), run_as.uid, gid, follow_symlinks=False)

@@ -16,7 +16,6 @@ A process that runs in the default working directory can therefore use ``./<moun
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
+from nodeagent import safefs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -83,7 +83,10 @@ class Sandbox:
                 out[vol.name] = path
                 continue
             target = self.volumes / vol.name
-            target.mkdir(parents=True, exist_ok=True)
+            self.volumes.mkdir(parents=True, exist_ok=True)
+            # The volumes directory may belong to the workload: never follow a link it put in its place.
+            with safefs.opened_dir(str(self.volumes)) as volumes_fd:
+                os.close(safefs.ensure_dir(volumes_fd, vol.name))
             if vol.HasField("config_map"):
                 await self._project(
                     client,
@@ -137,27 +140,32 @@ class Sandbox:
         wanted = {i.key: (i.path, i.mode if i.HasField("mode") else mode) for i in items} or {
             k: (k, mode) for k in data
         }
-        for key, (rel, file_mode) in wanted.items():
+        for key, (rel, _) in wanted.items():
             if key not in data:
                 raise ConfigError(f'volume "{volume}": key "{key}" not found in {kind.lower()} "{name}"')
             if not inside(rel):
                 # Refused by validation; a pod stored before that rule still must not write off the sandbox.
                 raise ConfigError(f'volume "{volume}": item path {rel!r} leaves the volume')
-            file_mode &= 0o777
-            path = target / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                if path.read_bytes() == data[key] and (path.stat().st_mode & 0o777) == file_mode:
-                    continue  # unchanged: leave the file (and its mtime) alone
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data[key])
-            os.chmod(tmp, file_mode)
-            os.replace(tmp, path)
-        # Keys removed from the object disappear from the volume too.
-        keep = {Path(rel).parts[0] for rel, _ in wanted.values()}
-        for entry in target.iterdir():
-            if entry.name not in keep and not entry.name.startswith(".") and entry.is_file():
-                entry.unlink(missing_ok=True)
+            if not [p for p in rel.split("/") if p not in ("", ".")]:
+                raise ConfigError(f'volume "{volume}": item path {rel!r} names no file')
+        try:
+            with safefs.opened_dir(str(target.parent)) as volumes_fd, safefs.opened_dir(target.name, volumes_fd) as top:
+                # New files belong to whoever owns the volume (the pod's user once it has started).
+                st = os.fstat(top)
+                owner = (st.st_uid, st.st_gid)
+                for key, (rel, file_mode) in wanted.items():
+                    *dirs, leaf = [p for p in rel.split("/") if p and p != "."]
+                    fd = safefs.walk_to(top, dirs)
+                    try:
+                        mode = file_mode & 0o777
+                        if not safefs.same_content(fd, leaf, data[key], mode, owner):
+                            safefs.replace_file(fd, leaf, data[key], mode, owner)
+                    finally:
+                        os.close(fd)
+                # Keys removed from the object disappear from the volume too.
+                safefs.remove_files_except(top, {Path(rel).parts[0] for rel, _ in wanted.values()})
+        except OSError as err:
+            raise ConfigError(f'volume "{volume}": {err.strerror or err}') from None
 
     def link_mounts(self, container: core_pb2.Container, volumes: dict[str, Path]) -> dict[str, str]:
         """Symlink each mountPath under work/ and return the NAVARCH_VOLUME_* variables."""

@@ -438,6 +438,8 @@ def _validate_projection(
         if not item.key:
             errs.add(f"{ip}.key", "required")
         check_relative_path(errs, f"{ip}.path", item.path)
+        if item.path and not [p for p in item.path.split("/") if p not in ("", ".")]:
+            errs.add(f"{ip}.path", f"{item.path!r} must name a file")
         if item.HasField("mode"):
             check_file_mode(errs, f"{ip}.mode", item.mode)
 
