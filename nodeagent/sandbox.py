@@ -61,6 +61,9 @@ class Sandbox:
         """Make the directories (idempotent)."""
         for d in (self.work, self.volumes, self.containers):
             d.mkdir(parents=True, exist_ok=True)
+        # Shim state and logs hold the resolved environment (Secrets included) and the output: the agent's
+        # alone (logs reach users through the API, with its authorization).
+        self.containers.chmod(0o700)
 
     def remove(self) -> None:
         """Delete everything, emptyDirs included (the pod is gone)."""

@@ -8,6 +8,7 @@ imports it in every supervisor it forks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -31,9 +32,14 @@ def now_rfc3339() -> str:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write JSON atomically (temp file + rename), readable by its owner only: a spec holds the container's
+    resolved environment, Secrets included."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 

@@ -7,12 +7,11 @@ time, the restart count and the last termination. Written atomically after every
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeagent.shimspec import Termination
+from nodeagent.shimspec import Termination, write_json
 
 
 @dataclass
@@ -59,9 +58,7 @@ class StateStore:
         """Persist a record atomically."""
         path = self.pod_dir(record.uid) / "pod.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record)))
-        os.replace(tmp, path)
+        write_json(path, asdict(record))
 
     def load_all(self) -> dict[str, PodRecord]:
         """Every pod record on disk, by uid (unreadable ones are skipped)."""

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from controlplane.api.errors import PreconditionError
+from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
-from tests.e2e.conftest import StartAgent, container_log, pod_manifest, wait_pod
+from tests.e2e.conftest import AgentProcess, StartAgent, container_log, pod_manifest, wait_pod
 from tests.helpers import eventually_async
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root agent")
@@ -159,3 +163,87 @@ async def test_exec_probes_and_pre_stop_hooks_run_as_the_container(
     for name in ("main", "readiness", "liveness", "prestop"):
         lines = set((out / name).read_text().split("\n")) - {""}
         assert lines == {"4321 from-the-pod"}, f"{name}: {lines}"
+
+
+READ_ALL = """
+import os, sys
+root, marker = sys.argv[1], sys.argv[2].encode()
+for dirpath, dirs, files in os.walk(root):
+    for name in files:
+        path = os.path.join(dirpath, name)
+        try:
+            with open(path, "rb") as f:
+                if marker in f.read():
+                    print(path)
+        except OSError:
+            pass
+"""
+
+
+async def test_no_secret_value_is_readable_by_another_user_on_the_node(
+    client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    """docs/security.md: a Secret used in a pod's environment and as a volume is on the node only where the
+    pod's user and the agent can read it — every file under the agent's data directory is read as a third
+    uid (nobody) and none holds the value (plausible bug, the issue's finding: the container's spec.json,
+    with its resolved environment, was 0644 in 0755 directories)."""
+    agent = await start_agent()
+    agent.data_dir.chmod(0o755)  # the test's own tmp dir is 0700: open it, so only the agent's modes decide
+    for parent in agent.data_dir.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o005)
+    secret = "s3cr3t-" + os.urandom(6).hex()
+    await client.create(
+        from_manifest(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "db", "namespace": namespace},
+                "stringData": {"password": secret},
+            }
+        )
+    )
+    pod = pod_manifest(
+        "uses-secret",
+        namespace,
+        agent.node,
+        ["sh", "-c", 'echo started; test "$PASSWORD" = "$(cat "$NAVARCH_VOLUME_CREDS/password")" && exec sleep 300'],
+        securityContext={"runAsUser": 4321, "runAsGroup": 4321},
+        volumes=[{"name": "creds", "secret": {"secretName": "db"}}],
+        container={
+            "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+            "volumeMounts": [{"name": "creds", "mountPath": "/creds"}],
+        },
+    )
+    await client.create(pod)
+    await wait_pod(client, namespace, "uses-secret", lambda p: p.status.phase == "Running", timeout=30)
+    await eventually_async(lambda: _logged(agent, client, namespace), timeout=15)
+    # The system's python: the test's interpreter may live where uid 65534 cannot read (a root pyenv).
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    readable = await asyncio.to_thread(
+        subprocess.run,
+        [python, "-I", "-c", READ_ALL, str(agent.data_dir), secret],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert readable.stdout == "", f"readable by uid 65534: {readable.stdout}"
+    as_root = await asyncio.to_thread(
+        subprocess.run,
+        [python, "-I", "-c", READ_ALL, str(agent.data_dir), secret],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert as_root.stdout, "the test found the secret nowhere, even as root: it tested nothing"
+
+
+async def _logged(agent: AgentProcess, client: ApiClient, namespace: str) -> bool:
+    pod = await client.get(core_pb2.Pod, "uses-secret", namespace)
+    return "started" in container_log(agent, pod) and pod.status.phase == "Running"
