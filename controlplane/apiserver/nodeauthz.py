@@ -2,9 +2,10 @@
 (``system:node:<name>``, group ``system:nodes``) reaches only what its own node needs.
 
 Allowed: read every Node, write its own Node (and status); its own Lease in ``navarch-node-lease``; list and
-watch Pods only with ``fieldSelector=spec.nodeName=<name>``; read, update, patch and delete Pods bound to it
-(and their status); read the Secrets and ConfigMaps those Pods reference; read Services, Endpoints and
-Namespaces (the node proxy); write Events. Anything else a node asks is denied outright, whatever RBAC says.
+watch Pods only with ``fieldSelector=spec.nodeName=<name>``; read and delete Pods bound to it and write
+their status (never the pod itself: not its labels, finalizers or owners); read the Secrets and ConfigMaps
+those Pods reference; read Services, Endpoints and Namespaces (the node proxy); write Events. Anything else
+a node asks is denied outright, whatever RBAC says.
 """
 
 from __future__ import annotations
@@ -93,7 +94,12 @@ class NodeAuthorizer:
                 if attrs.field_selector.replace(" ", "") in (f"spec.nodeName={node}", f"spec.nodeName=={node}"):
                     return Decision.ALLOW, "a node lists its own pods"
                 return Decision.DENY, f"node {node} may list pods only with fieldSelector spec.nodeName={node}"
+            # A node reports its pods' status and deletes them once stopped; it may not rewrite their
+            # labels, finalizers or owners (that would pull pods into other Services or controllers).
+            allowed = ("get", "update", "patch") if attrs.subresource == "status" else ("get", "delete")
             if verb in ("get", "update", "patch", "delete") and attrs.name:
+                if verb not in allowed:
+                    return Decision.DENY, f"node {node} may write only the status of its pods, not the pod itself"
                 if await self._pod_node(attrs.namespace, attrs.name) == node:
                     return Decision.ALLOW, "the pod is bound to this node"
                 return Decision.DENY, f"node {node} may touch only pods bound to it"

@@ -121,6 +121,10 @@ def patch(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.patch(kind, name, {"metadata": {"labels": {"touched": "yes"}}}, namespace, dry_run=True)
 
 
+def patch_status(kind: str, name: str, namespace: str) -> Call:
+    return lambda c: c.patch(kind, name, {"status": {"message": "seen"}}, namespace, status=True, dry_run=True)
+
+
 # user -> (certificate name, groups)
 USERS = {
     "viewer": ("vera", ("viewers",)),  # view in A through its group
@@ -186,8 +190,12 @@ ROWS = [
     Row("node", "list its own pods", lst("Pod", "", "spec.nodeName=rbac-n1"), True),
     Row("node", "list another node's pods", lst("Pod", "", "spec.nodeName=rbac-n2"), False),
     Row("node", "list every pod", lst("Pod", ""), False),
-    Row("node", "patch its own pod", patch("Pod", "on-n1", A), True),
-    Row("node", "patch another node's pod", patch("Pod", "on-n2", A), False),
+    Row("node", "patch its own pod's status", patch_status("Pod", "on-n1", A), True),
+    Row("node", "patch another node's pod's status", patch_status("Pod", "on-n2", A), False),
+    Row("node", "delete its own pod", delete("Pod", "on-n1", A), True),
+    Row("node", "delete another node's pod", delete("Pod", "on-n2", A), False),
+    # NodeRestriction's rule: a node may not relabel its pods (into another Service) or rewrite owners.
+    Row("node", "patch its own pod's labels", patch("Pod", "on-n1", A), False),
     Row("node", "list services", lst("Service", ""), True),
     Row("node", "create a deployment", create(_deployment("n", A)), False),
     Row("node", "list secrets", lst("Secret", A), False),
