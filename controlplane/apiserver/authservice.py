@@ -8,7 +8,9 @@ the agent's client certificate and as its endpoint's serving certificate (DNS na
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
@@ -20,7 +22,7 @@ from controlplane.api.pb import auth_pb2, auth_pb2_grpc
 from controlplane.api.validation import Errors, check_dns1123_subdomain
 from controlplane.apiserver.authn import AUTHENTICATED_GROUP, UserInfo
 from controlplane.apiserver.authz import Attributes, AuthorizerChain
-from controlplane.apiserver.guard import current_user
+from controlplane.apiserver.guard import current_user, peer_ip
 from controlplane.apiserver.requestinfo import review_attributes
 from controlplane.apiserver.service import unary_handler
 
@@ -30,14 +32,56 @@ R = TypeVar("R")
 CSR_GROUP = "certificates.k8s.io"
 
 
-class NodeCertificateSigner:
-    """Signs node CSRs with the cluster CA."""
+def _loopback(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, ca: pki.CertificateAuthority, validity: float) -> None:
+
+def _normal_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+class NodeCertificateSigner:
+    """Signs node CSRs with the cluster CA, granting no more names than it can check.
+
+    A node certificate is for client auth (the agent calling the API server) and server auth (its own
+    endpoint, which only the API server calls). Its IP addresses must be the node's: the addresses its Node
+    has registered, or, before the Node exists (the first join), the address the request came from — never
+    any other, so a join token or a compromised worker cannot get a certificate naming another host (an API
+    server's address, say). Its only DNS name is the node's name."""
+
+    def __init__(
+        self,
+        ca: pki.CertificateAuthority,
+        validity: float,
+        node_addresses: Callable[[str], list[str] | None] = lambda node: None,
+    ) -> None:
         self.ca = ca
         self.validity = validity
+        self.node_addresses = node_addresses
+        """The IP addresses a registered Node reports (None: no such Node yet)."""
 
-    def sign(self, csr_pem: bytes, requester: UserInfo) -> bytes:
+    def _check_ips(self, node: str, ips: list[str], peer_ip: str) -> None:
+        registered = self.node_addresses(node)
+        allowed = {_normal_ip(a) for a in (registered if registered is not None else [peer_ip]) if a}
+        for ip in ips:
+            if _normal_ip(ip) in allowed:
+                continue
+            if registered is None and _loopback(peer_ip) and _loopback(ip):
+                continue  # agents on the API server's own host connect from 127.0.0.1 whatever their node IP
+            where = (
+                f"the addresses Node {node} has registered ({', '.join(sorted(registered)) or 'none'})"
+                if registered is not None
+                else f"the address this request came from ({peer_ip or 'unknown'}): Node {node} is not registered"
+            )
+            raise InvalidError(f"csrPem: IP address {ip} is not one of {where}", field="csrPem")
+
+    def sign(self, csr_pem: bytes, requester: UserInfo, peer_ip: str = "") -> bytes:
         """The signed certificate (PEM) for a node CSR the requester may ask for; errors name the field."""
         try:
             csr = pki.parse_csr(csr_pem)
@@ -58,6 +102,7 @@ class NodeCertificateSigner:
             raise ForbiddenError(f'user "{requester.name}" may renew only its own certificate, not one for {user}')
         if any(d != node for d in csr.sans.dns):
             raise InvalidError(f"csrPem: the only DNS name a node certificate may carry is the node name ({node})")
+        self._check_ips(node, csr.sans.ips, peer_ip)
         cert = self.ca.issue(
             csr.public_key, csr.identity, client=True, server=True, sans=csr.sans, validity=self.validity
         )
@@ -112,5 +157,5 @@ class AuthService(auth_pb2_grpc.AuthServicer):
                 "this API server signs no node certificates: start it with --cluster-signing-cert-file and "
                 "--cluster-signing-key-file"
             )
-        cert = self.signer.sign(request.csr_pem, requester)
+        cert = self.signer.sign(request.csr_pem, requester, peer_ip(context))
         return auth_pb2.NodeCertificateResponse(certificate_pem=cert, ca_pem=pki.cert_pem(self.signer.ca.cert))

@@ -71,7 +71,7 @@ class UserRateLimiter:
         return True
 
 
-def _peer_ip(context: grpc.aio.ServicerContext) -> str:
+def peer_ip(context: grpc.aio.ServicerContext) -> str:
     peer = str(context.peer() or "")
     kind, _, rest = peer.partition(":")
     return rest.rpartition(":")[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
@@ -155,7 +155,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         event.namespace, event.name = attrs.namespace, attrs.name
 
     def _event(self, method: str, context: grpc.aio.ServicerContext) -> AuditEvent:
-        return AuditEvent(user="", groups=(), method=method, source_ip=_peer_ip(context))
+        return AuditEvent(user="", groups=(), method=method, source_ip=peer_ip(context))
 
     def _finish(
         self, event: AuditEvent, started: float, context: grpc.aio.ServicerContext, failure: BaseException | None

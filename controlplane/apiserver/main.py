@@ -19,7 +19,7 @@ from controlplane import addresses, pki, transport
 from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import UnavailableError
-from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, auth_pb2_grpc
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, auth_pb2_grpc, core_pb2
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
 from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
 from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
@@ -143,7 +143,9 @@ class ApiServer:
         signer = None
         if sec.signing_cert_file and sec.signing_key_file:
             signer = NodeCertificateSigner(
-                pki.CertificateAuthority.load(sec.signing_cert_file, sec.signing_key_file), sec.node_cert_validity
+                pki.CertificateAuthority.load(sec.signing_cert_file, sec.signing_key_file),
+                sec.node_cert_validity,
+                self._node_addresses,
             )
         self.auth_service = AuthService(self.authorizer, signer)
         self.server = transport.make_server([self.guard])
@@ -198,6 +200,13 @@ class ApiServer:
         log.info(
             "serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints)
         )
+
+    def _node_addresses(self, name: str) -> list[str] | None:
+        """The IP addresses a registered Node reports (None: no such Node), for node certificate requests."""
+        node = self.caches["Node"].get(object_key(kinds.lookup("Node"), "", name))
+        if not isinstance(node, core_pb2.Node):
+            return None
+        return [a.address for a in node.status.addresses if a.type in ("InternalIP", "ExternalIP")]
 
     async def _fetch_pod(self, namespace: str, name: str) -> Message:
         return await self.registry.get(kinds.lookup("Pod"), namespace, name)

@@ -12,7 +12,7 @@ import grpc.aio
 import pytest
 
 from controlplane import pki, transport
-from controlplane.api.errors import ForbiddenError, UnauthenticatedError, UnavailableError
+from controlplane.api.errors import ForbiddenError, InvalidError, UnauthenticatedError, UnavailableError
 from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, core_pb2, rbac_pb2
 from controlplane.apiserver.authn import BOOTSTRAP_SECRET_TYPE
 from controlplane.client.client import ApiClient, ClientConfig
@@ -234,6 +234,45 @@ async def test_a_node_renews_only_its_own_certificate(secure: SecureCluster) -> 
             await request_certificate(channel, "someone-else", "127.0.0.9")
     finally:
         await channel.close()
+
+
+async def test_node_certificates_name_only_the_nodes_own_addresses(secure: SecureCluster) -> None:
+    """A node certificate (client and server auth under the cluster CA) may carry only the node's own IP
+    addresses: those its Node has registered, or, before it registers, the address the request came from
+    (plausible bug, the issue's finding: any IP SAN was signed, so one join token or one compromised worker
+    got a cluster-CA certificate valid for an API server's address). Failed on the previous signer."""
+    async with secure.admin() as admin:
+        node = core_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = "addressed"
+        created = await admin.create(node)
+        created.status.addresses.add(type="InternalIP", address="10.1.2.3")
+        await admin.update_status(created)
+
+    async def certificate_for(name: str, ip: str) -> bytes:
+        node_cert, node_key = issue_user(secure.pki, f"system:node:{name}", (pki.NODES_GROUP,))
+        channel = transport.make_channel([secure.endpoint], transport.ChannelTLS(secure.pki.ca, node_cert, node_key))
+        try:
+            _key, cert, _ca = await request_certificate(channel, name, ip)
+            return cert
+        finally:
+            await channel.close()
+
+    async def registered() -> bool:  # the Node reaches the signer through the watch cache
+        try:
+            await certificate_for("addressed", "10.1.2.3")
+        except InvalidError:
+            return False
+        return True
+
+    await eventually_async(registered, timeout=10)
+    with pytest.raises(InvalidError, match=r"10\.9\.9\.9 is not one of the addresses Node addressed has registered"):
+        await certificate_for("addressed", "10.9.9.9")
+    with pytest.raises(InvalidError, match="has registered"):
+        await certificate_for("addressed", "127.0.0.1")
+    # Not registered yet: only the address it calls from (here loopback, so loopback addresses).
+    assert await certificate_for("unregistered", "127.0.0.9")
+    with pytest.raises(InvalidError, match="the address this request came from"):
+        await certificate_for("unregistered", "10.9.9.9")
 
 
 async def test_too_many_requests_from_one_user_are_refused_with_resource_exhausted(secure: SecureCluster) -> None:
