@@ -718,7 +718,19 @@ def _validate_lease(errs: Errors, lease: coordination_pb2.Lease) -> None:
         errs.add("spec.leaseDurationSeconds", "must be greater than 0")
 
 
-RBAC_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*")
+RBAC_VERBS = (
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "bind",
+    "escalate",
+    "*",
+)
 SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 
 

@@ -25,6 +25,7 @@ from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
 from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
 from controlplane.apiserver.authservice import AuthService, NodeCertificateSigner
 from controlplane.apiserver.authz import AuthorizerChain
+from controlplane.apiserver.escalation import EscalationCheck
 from controlplane.apiserver.guard import Limits, RequestGuard
 from controlplane.apiserver.nodeauthz import NodeAuthorizer
 from controlplane.apiserver.podproxy import PodProxy
@@ -118,15 +119,17 @@ class ApiServer:
             )
             for info in kinds.KINDS
         }
+        rbac = RBACAuthorizer(self.caches)
+        self.authorizer = AuthorizerChain([NodeAuthorizer(self.caches, self._fetch_pod), rbac])
         self.registry = Registry(
             self.store,
             self.caches,
             not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
             service_ranges=config.service_ranges,
+            admit=EscalationCheck(self.authorizer, rbac.rules_of),
         )
         self.proxy = PodProxy(self.registry, sec.agent_tls)
-        self.authorizer = AuthorizerChain([NodeAuthorizer(self.caches, self._fetch_pod), RBACAuthorizer(self.caches)])
         secret_info = kinds.lookup("Secret")
         self.authenticator = Authenticator(
             insecure=sec.tls is None,

@@ -54,7 +54,8 @@ class RBACAuthorizer:
     def __init__(self, caches: dict[str, WatchCache]) -> None:
         self.caches = caches
 
-    def _rules(self, ref: rbac_pb2.RoleRef, namespace: str) -> Iterable[rbac_pb2.PolicyRule]:
+    def rules_of(self, ref: rbac_pb2.RoleRef, namespace: str) -> Iterable[rbac_pb2.PolicyRule]:
+        """The rules a binding's roleRef grants in ``namespace`` ("" for a ClusterRoleBinding)."""
         if ref.kind == "ClusterRole":
             role: Message | None = self.caches["ClusterRole"].get(object_key(_CLUSTER_ROLE, "", ref.name))
         elif ref.kind == "Role" and namespace:
@@ -68,14 +69,14 @@ class RBACAuthorizer:
         for binding in self.caches["ClusterRoleBinding"].list(Filter()):
             assert isinstance(binding, rbac_pb2.ClusterRoleBinding)
             if any(subject_matches(s, attrs, "") for s in binding.subjects) and any(
-                rule_allows(r, attrs) for r in self._rules(binding.role_ref, "")
+                rule_allows(r, attrs) for r in self.rules_of(binding.role_ref, "")
             ):
                 return Decision.ALLOW, f'allowed by ClusterRoleBinding "{binding.metadata.name}"'
         if attrs.namespace:
             for binding in self.caches["RoleBinding"].list(Filter(namespace=attrs.namespace)):
                 assert isinstance(binding, rbac_pb2.RoleBinding)
                 if any(subject_matches(s, attrs, attrs.namespace) for s in binding.subjects) and any(
-                    rule_allows(r, attrs) for r in self._rules(binding.role_ref, attrs.namespace)
+                    rule_allows(r, attrs) for r in self.rules_of(binding.role_ref, attrs.namespace)
                 ):
                     return Decision.ALLOW, f'allowed by RoleBinding "{binding.metadata.name}"'
         return Decision.NO_OPINION, "no RBAC rule allows it"

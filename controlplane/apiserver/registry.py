@@ -14,7 +14,7 @@ import builtins
 import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,8 +98,11 @@ class Registry:
         not_ready_toleration_seconds: int = 30,
         unreachable_toleration_seconds: int = 30,
         service_ranges: ServiceRanges | None = None,
+        admit: Callable[[Message], Awaitable[None]] | None = None,
     ):
         self.store = store
+        self.admit = admit
+        """Checks a new or changed object against its author (RBAC escalation); after validation."""
         self.allocator = ServiceAllocator(store, service_ranges)
         self.not_ready_toleration_seconds = not_ready_toleration_seconds
         self.unreachable_toleration_seconds = unreachable_toleration_seconds
@@ -144,6 +147,8 @@ class Registry:
                 unreachable_seconds=self.unreachable_toleration_seconds,
             )
         validation.validate(obj)
+        if self.admit is not None:
+            await self.admit(obj)
         if info.namespaced:
             await self._require_active_namespace(m.namespace, obj)
         if dry:
@@ -382,6 +387,8 @@ class Registry:
             errs = validation.Errors()
             strategy.validate_update(errs, new, old)
             errs.raise_for(new)
+            if self.admit is not None and not status:
+                await self.admit(new)
             meta(new).resource_version = meta(old).resource_version
             if new == old or dry:
                 return new  # no-op writes are not stored (and emit no watch event)

@@ -41,6 +41,18 @@ def _rule(verbs: list[str], group: str, resources: list[str], names: list[str] |
     return rbac_pb2.PolicyRule(verbs=verbs, api_groups=[group], resources=resources, resource_names=names or [])
 
 
+def _pods_reader() -> rbac_pb2.Role:
+    return rbac_pb2.Role(rules=[_rule(["get", "list"], "", ["pods"])])
+
+
+def _everything() -> rbac_pb2.Role:
+    return rbac_pb2.Role(rules=[_rule(["*"], "*", ["*"])])
+
+
+def _nodes_reader() -> rbac_pb2.Role:
+    return rbac_pb2.Role(rules=[_rule(["get"], "", ["nodes"])])
+
+
 def _subject(who: str) -> rbac_pb2.Subject:
     kind, _, name = who.partition(":")
     return rbac_pb2.Subject(kind=kind, name=name, api_group=GROUP)
@@ -134,6 +146,7 @@ USERS = {
     "star": ("stella", ()),  # a Role with verbs ["*"] on deployments in A
     "cluster": ("carl", ()),  # a ClusterRoleBinding to a ClusterRole reading configmaps
     "nobody": ("noel", ()),  # authenticated, no bindings
+    "binder": ("bea", ()),  # may create rolebindings in A and has the bind verb on cluster-admin only
     "node": ("system:node:rbac-n1", (pki.NODES_GROUP,)),
 }
 
@@ -158,6 +171,25 @@ ROWS = [
     Row("admin", "create a role binding in A", create(_role_binding("x", A, "ClusterRole", "view", "User:z")), True),
     Row("admin", "patch a deployment in A", patch("Deployment", "web", A), True),
     Row("admin", "create a role binding in B", create(_role_binding("x", B, "ClusterRole", "view", "User:z")), False),
+    # RBAC's escalation rule: a binding or role may grant only what its author holds.
+    Row(
+        "admin",
+        "bind cluster-admin in A (escalation)",
+        create(_role_binding("x", A, "ClusterRole", "cluster-admin", "User:ada")),
+        False,
+    ),
+    Row(
+        "binder",
+        "bind cluster-admin in A with the bind verb",
+        create(_role_binding("x", A, "ClusterRole", "cluster-admin", "User:bea")),
+        True,
+    ),
+    Row(
+        "binder", "bind admin in A without it", create(_role_binding("x", A, "ClusterRole", "admin", "User:bea")), False
+    ),
+    Row("admin", "create a role in A with what it holds", create(_meta(_pods_reader(), "r", A)), True),
+    Row("admin", "create a role in A granting everything", create(_meta(_everything(), "r", A)), False),
+    Row("admin", "create a role in A granting nodes", create(_meta(_nodes_reader(), "r", A)), False),
     # resourceNames: only get/update/patch/delete of the named object
     Row("named", "get the named configmap", get("ConfigMap", "allowed-cm", A), True),
     Row("named", "patch the named configmap", patch("ConfigMap", "allowed-cm", A), True),
@@ -209,6 +241,13 @@ async def _setup(admin: ApiClient) -> None:
     star = rbac_pb2.Role(rules=[_rule(["*"], "apps", ["deployments"])])
     await admin.create(_meta(cm_reader, "cm-reader", A))
     await admin.create(_meta(star, "star", A))
+    binder = rbac_pb2.Role(
+        rules=[
+            _rule(["create"], GROUP, ["rolebindings"]),
+            _rule(["bind"], GROUP, ["clusterroles"], ["cluster-admin"]),
+        ]
+    )
+    await admin.create(_meta(binder, "binder", A))
     reader = rbac_pb2.ClusterRole(rules=[_rule(["get", "list", "watch"], "", ["configmaps"])])
     await admin.create(_meta(reader, "rbac-cm-reader"))
     crb = rbac_pb2.ClusterRoleBinding(
@@ -222,6 +261,7 @@ async def _setup(admin: ApiClient) -> None:
         _role_binding("admins", A, "ClusterRole", "admin", "User:ada"),
         _role_binding("named", A, "Role", "cm-reader", "User:nina"),
         _role_binding("star", A, "Role", "star", "User:stella"),
+        _role_binding("binder", A, "Role", "binder", "User:bea"),
     ):
         await admin.create(binding)
     for ns in (A, B):
