@@ -32,6 +32,9 @@ from controlplane.apiserver.authz import Attributes, AuthorizerChain
 log = logging.getLogger(__name__)
 
 current_user: contextvars.ContextVar[UserInfo] = contextvars.ContextVar("current_user")
+
+FIRST_FRAME_TIMEOUT = 10.0
+"""Seconds an authenticated stream may take to send its first frame (what it asks for)."""
 """The authenticated caller of the request being handled."""
 
 _STREAMING = ("Watch", "PodLogs", "PodExec")
@@ -131,8 +134,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     # ------------------------------------------------------------ checks
 
-    async def _admit(self, method: str, request: Any, context: grpc.aio.ServicerContext, event: AuditEvent) -> None:
-        """Authenticate, rate-limit and authorize, filling the audit event as facts become known."""
+    def _authenticate(self, context: grpc.aio.ServicerContext, event: AuditEvent) -> UserInfo:
+        """Who calls (UNAUTHENTICATED otherwise), within its rate limit."""
         user = self.authenticator.authenticate(context)
         event.user, event.groups, event.authenticated_by = user.name, user.groups, user.method
         current_user.set(user)
@@ -141,6 +144,20 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 f'too many requests from user "{user.name}" (limit {self.limits.rate:g}/s, burst {self.limits.burst});'
                 " slow down and retry"
             )
+        return user
+
+    async def _admit(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        event: AuditEvent,
+        user: UserInfo | None = None,
+    ) -> None:
+        """Authenticate (unless ``user`` already is), rate-limit and authorize, filling the audit event as facts
+        become known."""
+        if user is None:
+            user = self._authenticate(context, event)
         if not method.startswith(requestinfo.API):
             # Reflection and Auth: authenticated is enough here (Auth's handlers authorize what they do).
             event.verb, event.resource = requestinfo.AUTH_AUDIT.get(method, ("", ""))
@@ -178,10 +195,15 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         raise AssertionError("unreachable: abort raises")
 
     async def _admit_or_refuse(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext, event: AuditEvent
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        event: AuditEvent,
+        user: UserInfo | None = None,
     ) -> None:
         try:
-            await self._admit(method, request, context, event)
+            await self._admit(method, request, context, event, user)
         except ApiError as refused:
             await self._refuse(context, event, refused)
         if self.audit is not None and self.audit.wants_request:
@@ -238,13 +260,23 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             failure: BaseException | None = None
             try:
                 first = None
+                # Who calls is known before anything is read from the stream: an unauthenticated caller gets
+                # nothing read, buffered or parsed.
+                try:
+                    user = self._authenticate(context, event)
+                except ApiError as refused:
+                    await self._refuse(context, event, refused)
                 if method.startswith(requestinfo.API):
                     # The first frame says what is asked (PodExec's start): read it to authorize, then replay it.
-                    first = await anext(aiter(requests), None)
+                    try:
+                        async with asyncio.timeout(FIRST_FRAME_TIMEOUT):
+                            first = await anext(aiter(requests), None)
+                    except TimeoutError:
+                        first = None
                     if first is None:
                         empty = InvalidError("the stream ended before its first frame (start)", field="start")
                         await self._refuse(context, event, empty)
-                await self._admit_or_refuse(method, first, context, event)
+                await self._admit_or_refuse(method, first, context, event, user)
 
                 async def replay() -> AsyncIterator[Any]:
                     if first is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from controlplane import pki, transport
 from controlplane.api.errors import ForbiddenError, InvalidError, UnauthenticatedError, UnavailableError
-from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, core_pb2, rbac_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, core_pb2, podaccess_pb2, rbac_pb2
 from controlplane.apiserver.authn import BOOTSTRAP_SECRET_TYPE
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.clusterpki import issue_user
@@ -63,6 +65,29 @@ async def test_a_call_without_credentials_is_unauthenticated(secure: SecureClust
     async with ApiClient(anonymous_config) as anonymous:
         with pytest.raises(UnavailableError, match="presents no certificate"):
             await anonymous.list(core_pb2.Pod, "default")
+
+
+async def test_an_exec_stream_is_refused_before_anything_is_read_from_it(secure: SecureCluster) -> None:
+    """PodExec authenticates before it reads the stream: a caller without credentials that opens the stream
+    and sends nothing is refused at once, not held waiting for a first frame (plausible bug, the issue's
+    finding: the guard read the first frame first, so anyone could hold streams open and make the server
+    buffer them). Failed on the previous guard (the call hung until its deadline)."""
+    channel = transport.make_channel([secure.token_endpoint], transport.ChannelTLS(secure.pki.ca))
+    never = asyncio.Event()
+
+    async def nothing() -> AsyncIterator[podaccess_pb2.PodExecInput]:
+        await never.wait()
+        yield podaccess_pb2.PodExecInput()
+
+    try:
+        call = api_pb2_grpc.ApiStub(channel).PodExec(nothing(), timeout=8)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, caught.value
+    finally:
+        never.set()
+        await channel.close()
 
 
 async def test_certificates_and_tokens_name_users_and_groups(secure: SecureCluster) -> None:
