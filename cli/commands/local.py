@@ -20,9 +20,11 @@ import click
 
 from cli import config as cfg
 from cli.context import fail
+from controlplane import transport
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.clusterpki import ClusterPki
 from controlplane.launcher.localcluster import pid_alive, read_state, running_supervisor
 
 CONTEXT = "navarch-local"
@@ -43,8 +45,15 @@ data_dir_option = click.option(
 )
 
 
-async def _ready_nodes(api: str) -> int:
-    client = ApiClient(ClientConfig(endpoints=[api], timeout=3, max_attempts=1))
+def _tls(pki_dir: str) -> transport.ChannelTLS | None:
+    if not pki_dir:
+        return None
+    c = ClusterPki(Path(pki_dir))
+    return transport.ChannelTLS(c.ca, c.cert("admin"), c.key("admin"))
+
+
+async def _ready_nodes(api: str, pki_dir: str) -> int:
+    client = ApiClient(ClientConfig(endpoints=[api], timeout=3, max_attempts=1, tls=_tls(pki_dir)))
     try:
         nodes = (await client.list(core_pb2.Node)).items
         return sum(1 for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions))
@@ -66,9 +75,17 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 @click.option("--etcd-members", type=click.Choice(["1", "3"]), default="1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=6443, show_default=True, help="API server port.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for Ready nodes.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="FOR TESTS ONLY: plain text on loopback, no authentication — any local user can run anything as you.",
+)
 @data_dir_option
-def up(agents: int, etcd_members: str, port: int, timeout: float, data_dir: Path) -> None:
-    """Start a local cluster: etcd, API server, scheduler, controller manager and agents on 127.0.0.2, ..."""
+def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool, data_dir: Path) -> None:
+    """Start a local cluster: etcd, API server, scheduler, controller manager and agents on 127.0.0.2, ...
+
+    Everything talks mutual TLS with certificates made in DATA_DIR/pki (readable by you only); the CLI's
+    navarch-local context gets the admin certificate."""
     data_dir = data_dir.resolve()
     running = running_supervisor(data_dir)
     if running is not None:
@@ -90,7 +107,10 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, data_dir: Path
         etcd_members,
         "--port",
         str(port),
+        *(["--insecure"] if insecure else []),
     ]
+    if insecure:
+        click.echo("WARNING: --insecure: no TLS, no authentication; any local user can act as cluster admin", err=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -103,7 +123,7 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, data_dir: Path
         if proc.poll() is not None:
             fail(f"the local cluster stopped while starting; {log_path} says:\n{_log_tail(log_path)}")
         state = read_state(data_dir) or {}
-        if state.get("phase") == "ready" and asyncio.run(_ready_nodes(api)) >= agents:
+        if state.get("phase") == "ready" and asyncio.run(_ready_nodes(api, str(state.get("pki", "")))) >= agents:
             break
         if time.monotonic() > deadline:
             fail(
@@ -113,8 +133,19 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, data_dir: Path
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
     data = cfg.load()
-    cfg.upsert(data, "clusters", CONTEXT, server=api)
-    cfg.upsert(data, "contexts", CONTEXT, cluster=CONTEXT, namespace="default")
+    pki_dir = str(state.get("pki", ""))
+    if pki_dir:
+        c = ClusterPki(Path(pki_dir))
+        cfg.upsert(data, "clusters", CONTEXT, server=api, certificate_authority=c.ca)
+        cfg.upsert(data, "users", CONTEXT, client_certificate=c.cert("admin"), client_key=c.key("admin"))
+        cfg.upsert(data, "contexts", CONTEXT, cluster=CONTEXT, user=CONTEXT, namespace="default")
+    else:
+        cluster = cfg.upsert(data, "clusters", CONTEXT, server=api)
+        cluster.pop("certificate-authority", None)
+        cfg.upsert(data, "contexts", CONTEXT, cluster=CONTEXT, namespace="default")
+        data["contexts"] = [
+            {k: v for k, v in e.items() if k != "user" or e.get("name") != CONTEXT} for e in data["contexts"]
+        ]
     data["current-context"] = CONTEXT
     cfg.save(data)
     logs = data_dir / "logs"
@@ -156,7 +187,7 @@ def down(purge: bool, timeout: float, data_dir: Path) -> None:
     if purge:
         shutil.rmtree(data_dir, ignore_errors=True)
         data = cfg.load()
-        for section in ("clusters", "contexts"):
+        for section in ("clusters", "users", "contexts"):
             data[section] = [e for e in data.get(section, []) if e.get("name") != CONTEXT]
         if data.get("current-context") == CONTEXT:
             data["current-context"] = ""

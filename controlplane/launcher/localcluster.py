@@ -10,7 +10,15 @@
     navarch down ──SIGTERM──> agents stopped and their workloads killed, components stopped, etcd stopped
 
 Each agent gets its own loopback address, so nodes have distinct IPs without root (Linux routes all of
-127.0.0.0/8 to the loopback interface). ``cluster.json`` records the supervisor's pid, the addresses and the
+127.0.0.0/8 to the loopback interface).
+
+Secure by default: the first ``up`` makes a PKI in ``DIR/pki`` (the data directory is 0700, keys 0600), etcd
+serves its clients over mutual TLS, the API server serves only mutual TLS (loopback included) with the
+node authorizer and RBAC, every component and agent has its own certificate, and the CLI gets the admin
+certificate. Another local user without those files gets a failed handshake, nothing else. ``--insecure``
+(tests only) runs everything in plain text on loopback, where any local user can do anything.
+
+``cluster.json`` records the supervisor's pid, the addresses and the
 etcd ports, so a second ``navarch up`` can tell a cluster is running and a later one reuses etcd's data.
 """
 
@@ -27,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controlplane import pki
+from controlplane.clusterpki import ClusterPki, init_cluster_pki
 from controlplane.launcher import processes
-from controlplane.launcher.etcd import EtcdCluster, free_port
+from controlplane.launcher.etcd import EtcdCluster, EtcdTLS, free_port
 
 log = logging.getLogger("navarch.up")
 
@@ -86,20 +96,34 @@ class LocalCluster:
     agents: int = 3
     etcd_members: int = 1
     port: int = 6443
+    insecure: bool = False
     components: dict[str, _Supervised] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         self.api = f"127.0.0.1:{self.port}"
+        self.nodes = [(f"node-{i + 1}", f"127.0.0.{i + 2}") for i in range(self.agents)]
+        self.pki: ClusterPki | None = None if self.insecure else local_pki(self.data_dir / "pki", self.nodes)
         previous = read_state(self.data_dir) or {}
         ports = previous.get("etcd_ports")
         if not (isinstance(ports, list) and len(ports) == self.etcd_members):
             ports = [(free_port(), free_port()) for _ in range(self.etcd_members)]
+        tls = None
+        if self.pki is not None:
+            c = self.pki
+            tls = EtcdTLS(
+                c.etcd_ca,
+                c.cert("etcd/server"),
+                c.key("etcd/server"),
+                client_cert_file=c.cert("apiserver-etcd-client"),
+                client_key_file=c.key("apiserver-etcd-client"),
+            )
         self.etcd = EtcdCluster(
-            self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports]
+            self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports], tls=tls
         )
         self.logs = self.data_dir / "logs"
-        self.nodes = [(f"node-{i + 1}", f"127.0.0.{i + 2}") for i in range(self.agents)]
 
     def _write_state(self, phase: str) -> None:
         state = {
@@ -110,6 +134,7 @@ class LocalCluster:
             "etcd_ports": [[m.client_port, m.peer_port] for m in self.etcd.members],
             "nodes": [{"name": n, "ip": ip} for n, ip in self.nodes],
             "logs": str(self.logs),
+            "pki": str(self.pki.root) if self.pki is not None else "",
             "components": {
                 name: (s.daemon.proc.pid if s.daemon.proc is not None else 0) for name, s in self.components.items()
             },
@@ -127,17 +152,28 @@ class LocalCluster:
         servers = [self.api]
         # The usual status ports on the usual API port; any free ones beside a cluster on another port.
         scheduler_port, manager_port = (10259, 10257) if self.port == 6443 else (0, 0)
+        c = self.pki
         daemons = [
-            processes.apiserver(self.etcd.endpoints, self.api, self.logs / "apiserver.log"),
-            processes.scheduler(servers, f"127.0.0.1:{scheduler_port}", self.logs / "scheduler.log", "--leader-elect"),
+            processes.apiserver(self.etcd.endpoints, self.api, self.logs / "apiserver.log", *apiserver_tls(c)),
+            processes.scheduler(
+                servers,
+                f"127.0.0.1:{scheduler_port}",
+                self.logs / "scheduler.log",
+                "--leader-elect",
+                *client_tls(c, "scheduler"),
+            ),
             processes.controller_manager(
-                servers, f"127.0.0.1:{manager_port}", self.logs / "controller-manager.log", "--leader-elect"
+                servers,
+                f"127.0.0.1:{manager_port}",
+                self.logs / "controller-manager.log",
+                "--leader-elect",
+                *client_tls(c, "controller-manager"),
             ),
         ]
         for name, ip in self.nodes:
-            daemons.append(
-                processes.agent(servers, name, ip, self.data_dir / "agents" / name, self.logs / f"{name}.log")
-            )
+            agent_dir = self.data_dir / "agents" / name
+            node_tls = client_tls(c, f"nodes/{name}") + (["--cert-dir", str(agent_dir / "pki")] if c else [])
+            daemons.append(processes.agent(servers, name, ip, agent_dir, self.logs / f"{name}.log", *node_tls))
         for d in daemons:
             self.components[d.name] = _Supervised(d.start())
         self._write_state("ready")
@@ -178,6 +214,58 @@ class LocalCluster:
         self._write_state("stopped")  # kept: a later `up` reuses etcd's ports (its peer URLs are in its data)
 
 
+def local_pki(directory: Path, nodes: list[tuple[str, str]]) -> ClusterPki:
+    """The local cluster's PKI, made on first use: the cluster's certificates plus one per node."""
+    if not (directory / "ca-key.pem").exists():
+        init_cluster_pki(directory)
+    directory.chmod(0o700)
+    c = ClusterPki(directory)
+    ca: pki.CertificateAuthority | None = None
+    for name, ip in nodes:
+        if Path(c.cert(f"nodes/{name}")).exists():
+            continue
+        ca = ca or pki.CertificateAuthority.load(c.ca, c.ca_key)
+        identity = pki.Identity(f"{pki.NODE_USER_PREFIX}{name}", (pki.NODES_GROUP,))
+        cert, key = ca.issue_pair(identity, client=True, server=True, sans=pki.Sans([name], [ip]))
+        pki.write_pair(directory / "nodes", name, cert, key, chain=[ca.cert])
+    return c
+
+
+def client_tls(c: ClusterPki | None, name: str) -> list[str]:
+    """A component's flags to call the API server with its own certificate (none in plain text)."""
+    if c is None:
+        return []
+    return ["--certificate-authority", c.ca, "--client-certificate", c.cert(name), "--client-key", c.key(name)]
+
+
+def apiserver_tls(c: ClusterPki | None) -> list[str]:
+    """The API server's flags for mutual TLS towards clients, agents and etcd (none in plain text)."""
+    if c is None:
+        return []
+    return [
+        "--tls-cert-file",
+        c.cert("apiserver"),
+        "--tls-private-key-file",
+        c.key("apiserver"),
+        "--client-ca-file",
+        c.ca,
+        "--cluster-signing-cert-file",
+        c.ca,
+        "--cluster-signing-key-file",
+        c.ca_key,
+        "--agent-client-certificate",
+        c.cert("apiserver-agent-client"),
+        "--agent-client-key",
+        c.key("apiserver-agent-client"),
+        "--etcd-cafile",
+        c.etcd_ca,
+        "--etcd-certfile",
+        c.cert("apiserver-etcd-client"),
+        "--etcd-keyfile",
+        c.key("apiserver-etcd-client"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a local cluster until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description="Run a local Navarch cluster (used by `navarch up`).")
@@ -185,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
     parser.add_argument("--port", type=int, default=6443)
+    parser.add_argument("--insecure", action="store_true", help="Plain text on loopback (tests only).")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = False
@@ -195,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    cluster = LocalCluster(opts.data_dir, opts.agents, opts.etcd_members, opts.port)
+    cluster = LocalCluster(opts.data_dir, opts.agents, opts.etcd_members, opts.port, insecure=opts.insecure)
     try:
         cluster.start()
         while not stopping:

@@ -4,12 +4,14 @@ running on it, and nothing left behind after ``down --purge``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from controlplane.launcher.etcd import free_port
@@ -82,3 +84,76 @@ async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path
     assert down.returncode == 0, down.stderr
     assert not data_dir.exists()
     assert leftovers(data_dir) == []
+
+
+OUTSIDER = r"""
+import json, os, socket, ssl, sys
+api_port, etcd, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+seen = {}
+try:
+    os.listdir(data)
+    seen["data"] = "readable"
+except PermissionError:
+    seen["data"] = "denied"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def exchange(port, wrap, payload):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        if wrap:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            s = ctx.wrap_socket(s)
+        s.sendall(payload)
+        return s.recv(4096)
+    except (OSError, ssl.SSLError) as err:
+        return repr(err).encode()
+    finally:
+        s.close()
+
+
+seen["api_plain"] = exchange(api_port, False, PREFACE).hex()
+seen["api_tls_no_cert"] = exchange(api_port, True, PREFACE).hex()
+host, _, port = etcd.rpartition("/")[2].rpartition(":")
+request = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
+seen["etcd_plain"] = exchange(int(port), False, request).decode(errors="replace")
+seen["etcd_tls_no_cert"] = exchange(int(port), True, request).decode(errors="replace")
+print(json.dumps(seen))
+"""
+
+
+def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None:
+    """docs/security.md and the README: `navarch up` is mutual TLS everywhere, loopback included. As uid
+    65534 on the same host: the data dir (certificates, etcd data) cannot be listed, the API server answers
+    neither plain text nor TLS without a client certificate with anything gRPC, and etcd answers no request
+    without its client certificate (plausible bug, the issue's finding: a plain-text API on 127.0.0.1 let any
+    local user create pods run as root). The admin's own CLI keeps working. Failed on the previous `up`."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    from tests.e2e.test_readme_commands import navarch_up
+
+    with navarch_up(tmp_path, "--agents", "1") as (env, port, data):
+        assert "node-1" in navarch(env, "get", "nodes").stdout
+        state = json.loads((data / "cluster.json").read_text())
+        outsider = subprocess.run(
+            ["/usr/bin/python3", "-I", "-c", OUTSIDER, str(port), state["etcd"][0], str(data)],
+            user=65534,
+            group=65534,
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        seen = json.loads(outsider.stdout)
+    assert seen["data"] == "denied"
+    for key in ("api_plain", "api_tls_no_cert"):
+        reply = bytes.fromhex(seen[key]) if all(c in "0123456789abcdef" for c in seen[key]) else b""
+        # An HTTP/2 server's first frame is SETTINGS (type 4 at byte 3): never sent to these callers.
+        assert not (len(reply) >= 9 and reply[3] == 4), f"{key}: the API server spoke HTTP/2: {reply[:40]!r}"
+    for key in ("etcd_plain", "etcd_tls_no_cert"):
+        assert "etcdserver" not in seen[key], f"{key}: etcd answered: {seen[key][:200]}"

