@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +153,32 @@ class CgroupDriver:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value) > 0
         return False
+
+    def kill_instance(self, pod_uid: str, container: str, instance: int) -> int:
+        """SIGKILL every process left in an instance's groups (a workload that daemonised out of its process
+        group, with ``setsid``, is still in its cgroup); how many were signalled. v2's ``cgroup.kill`` where
+        there is one, else each pid of ``cgroup.procs``, until the groups are empty (bounded)."""
+        signalled = 0
+        for path in self._dirs(pod_uid, container, instance).values():
+            kill_file = path / "cgroup.kill"
+            if self.version == 2 and kill_file.exists():
+                with contextlib.suppress(OSError):
+                    kill_file.write_text("1")
+                    signalled += 1
+                continue
+            for _round in range(20):  # a process may fork while we kill: look again until empty
+                try:
+                    pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                except (OSError, ValueError):
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                        signalled += 1
+                time.sleep(0.01)
+        return signalled
 
     def remove_instance(self, pod_uid: str, container: str, instance: int) -> None:
         """Remove a finished instance's groups (they are empty once its processes are gone)."""

@@ -16,12 +16,14 @@ shim holds the pipes, the agent can die and come back without the workload notic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -94,8 +96,62 @@ def _child_setup(spec: ShimSpec) -> None:
         os.setuid(spec.uid)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of the workload become our children instead of init's (Linux; best effort)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (from /proc's parent links)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_descendants(rounds: int = 50) -> None:
+    """SIGKILL and reap everything below this process, until nothing is left (bounded)."""
+    me = os.getpid()
+    for _ in range(rounds):
+        left = descendants(me)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.01)
+
+
 def main(spec_path: str) -> int:
     """Run the container described by the spec file; returns the shim's own exit code."""
+    become_subreaper()
     spec = ShimSpec.read(Path(spec_path))
     state_dir = Path(spec.state_dir)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -135,6 +191,9 @@ def main(spec_path: str) -> int:
     for t in pumps:
         t.start()
     code = child.wait()
+    # The container ends with its main process (as a container's processes end with its PID 1): anything it
+    # left behind, daemons that setsid'd away included (re-parented to us, a subreaper), is killed.
+    kill_descendants()
     for t in pumps:
         t.join(timeout=5)
     log.close()

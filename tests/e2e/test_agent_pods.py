@@ -7,7 +7,9 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -512,3 +514,36 @@ def from_manifest_container(doc: dict[str, Any]) -> core_pb2.Container:
     c = core_pb2.Container()
     json_format.ParseDict(doc, c)
     return c
+
+
+def _no_process(marker: str) -> bool:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroups", "no-cgroups"])
+async def test_a_daemonising_workload_leaves_nothing_after_its_pod_is_deleted(
+    client: ApiClient, start_agent: StartAgent, namespace: str, cgroups: bool
+) -> None:
+    """docs/agent.md: deleting a pod kills its whole workload, also processes that left its process group
+    with setsid (plausible bug, the issue's finding: termination signalled the process group only, so a
+    daemon survived its pod). With cgroups the container's group is emptied; without, the shim is a
+    subreaper and kills what its main process left. Both failed on the previous agent."""
+    agent = await start_agent(*([] if cgroups else ["--no-cgroups"]))
+    mark = str(random.randint(100_000, 999_999))
+    script = f'setsid sh -c "exec sleep 7{mark}" < /dev/null > /dev/null 2>&1 & exec sleep 8{mark}'
+    await client.create(
+        pod_manifest("daemon", namespace, agent.node, ["sh", "-c", script], terminationGracePeriodSeconds=2)
+    )
+    await wait_pod(client, namespace, "daemon", _running)
+
+    async def both_running() -> bool:
+        return not _no_process(f"sleep 7{mark}") and not _no_process(f"sleep 8{mark}")
+
+    await eventually_async(both_running, timeout=15)
+    await client.delete(core_pb2.Pod, "daemon", namespace)
+    await eventually_async(lambda: _gone(client, namespace, "daemon"), timeout=30)
+    for _ in range(6):  # and nothing comes back
+        assert _no_process(f"sleep 7{mark}"), "the setsid daemon outlived its pod"
+        assert _no_process(f"sleep 8{mark}")
+        await asyncio.sleep(0.5)

@@ -57,6 +57,8 @@ class LimitsHook(ContainerHook):
             return termination
         if termination.started and self.cgroups.oom_killed(self.pod_uid, inst.name, inst.restart_count):
             termination = dataclasses.replace(termination, reason="OOMKilled")
+        # The instance is over: whatever it left running (daemonised out of its process group) goes too.
+        self.cgroups.kill_instance(self.pod_uid, inst.name, inst.restart_count)
         self.cgroups.remove_instance(self.pod_uid, inst.name, inst.restart_count)
         return termination
 
