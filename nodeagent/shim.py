@@ -71,8 +71,14 @@ class RotatingLog:
             self._file.close()
 
 
-def _pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
-    for line in iter(stream.readline, b""):
+MAX_RECORD = 16 * 1024
+"""Longest piece of a line held at once (the CRI's split size): a longer line is logged as partial records
+(``P``), so a workload writing one endless line costs the shim 16 KiB, not the host's memory."""
+
+
+def pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
+    """Copy a workload's output stream into the log, line by line, each record at most MAX_RECORD bytes."""
+    for line in iter(lambda: stream.readline(MAX_RECORD), b""):
         log.write(name, line)
 
 
@@ -185,7 +191,7 @@ def main(spec_path: str) -> int:
         return 0
     ShimStarted(child.pid, now_rfc3339()).write(state_dir)
     pumps = [
-        threading.Thread(target=_pump, args=(s, n, log), daemon=True)
+        threading.Thread(target=pump, args=(s, n, log), daemon=True)
         for s, n in ((child.stdout, "stdout"), (child.stderr, "stderr"))
     ]
     for t in pumps:

@@ -131,3 +131,24 @@ async def test_a_stalled_follower_reads_every_file_rotated_while_it_was_away(tmp
             received.extend((await anext(stream)).decode().splitlines())
     await stream.aclose()
     assert received == [f"line {i:04d}" for i in range(15)]
+
+
+def test_an_endless_line_is_split_into_bounded_partial_records(tmp_path: Path) -> None:
+    """A workload that writes one enormous line without a newline costs the shim at most MAX_RECORD bytes at a
+    time: the line is logged as partial records (plausible bug, the issue's finding: the shim read whole
+    lines, so one pod could make it hold gigabytes)."""
+    import io
+
+    from nodeagent.shim import MAX_RECORD, pump
+
+    log = RotatingLog(tmp_path / "0.log", max_bytes=10 * 2**20, keep=1)
+    line = b"x" * (5 * MAX_RECORD + 7) + b"\n"
+    pump(io.BytesIO(line + b"short\n"), "stdout", log)
+    log.close()
+    records = (tmp_path / "0.log").read_bytes().splitlines()
+    assert len(records) == 7
+    tags = [r.split(b" ")[2] for r in records]
+    assert tags == [b"P"] * 5 + [b"F", b"F"]
+    assert all(len(r.split(b" ", 3)[3]) <= MAX_RECORD for r in records)
+    assert b"".join(r.split(b" ", 3)[3] for r in records[:6]) == line.rstrip(b"\n")
+    assert read_instance(tmp_path, 0, LogOptions()).decode().splitlines() == ["x" * (5 * MAX_RECORD + 7), "short"]
