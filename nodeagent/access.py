@@ -173,7 +173,9 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
         env, cwd = env_cwd
         # The command runs as the container does, never as the (root) agent; the helper that drops
         # privileges gets the container's environment through a file descriptor, not its own environment.
-        launch = command_as(worker.exec_identity.get(container), list(start.command), env)
+        launch = command_as(
+            worker.exec_identity.get(container), list(start.command), env, worker.exec_cgroups.get(container, [])
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *launch.argv,

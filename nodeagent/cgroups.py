@@ -154,6 +154,14 @@ class CgroupDriver:
                 return int(value) > 0
         return False
 
+    def procs_files(self, pod_uid: str, container: str, instance: int) -> list[str]:
+        """The ``cgroup.procs`` files of an instance's existing groups (for processes that join it later)."""
+        return [
+            str(path / "cgroup.procs")
+            for path in self._dirs(pod_uid, container, instance).values()
+            if (path / "cgroup.procs").exists()
+        ]
+
     def kill_instance(self, pod_uid: str, container: str, instance: int) -> int:
         """SIGKILL every process left in an instance's groups (a workload that daemonised out of its process
         group, with ``setsid``, is still in its cgroup); how many were signalled. v2's ``cgroup.kill`` where

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from controlplane.api.pb import core_pb2
 from nodeagent.identity import RunAs
@@ -37,12 +37,14 @@ async def check(
     env: dict[str, str],
     cwd: str,
     run_as: RunAs | None = None,
+    cgroups: Sequence[str] = (),
 ) -> tuple[bool, str]:
-    """Run a probe once: (success, message). An exec probe runs as ``run_as`` (the container's user)."""
+    """Run a probe once: (success, message). An exec probe runs as ``run_as`` (the container's user), in
+    ``cgroups`` (the container's)."""
     timeout = probe.timeout_seconds or 1
     try:
         if probe.HasField("exec"):
-            launch = command_as(run_as, list(probe.exec.command), env)
+            launch = command_as(run_as, list(probe.exec.command), env, cgroups)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *launch.argv,
@@ -110,6 +112,7 @@ class ProbeRunner:
         cwd: str,
         initial: bool,
         run_as: RunAs | None = None,
+        cgroups: Sequence[str] = (),
         fail_before_success: bool = False,
     ) -> None:
         self.name = name
@@ -120,6 +123,7 @@ class ProbeRunner:
         self.env = env
         self.cwd = cwd
         self.run_as = run_as
+        self.cgroups = list(cgroups)
         self.result = initial
         self.fail_before_success = fail_before_success
         """Startup probes: report failureThreshold failures even though the result was never success."""
@@ -132,7 +136,13 @@ class ProbeRunner:
         await asyncio.sleep(p.initial_delay_seconds)
         while True:
             ok, message = await check(
-                p, host=self.host, ports=self.ports, env=self.env, cwd=self.cwd, run_as=self.run_as
+                p,
+                host=self.host,
+                ports=self.ports,
+                env=self.env,
+                cwd=self.cwd,
+                run_as=self.run_as,
+                cgroups=self.cgroups,
             )
             if ok:
                 self._successes += 1

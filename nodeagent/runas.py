@@ -1,7 +1,8 @@
 """Running a command for a pod as the pod's user: the one place that drops privileges for the agent.
 
-``python -I -m nodeagent.runas UID GID GROUPS ENV_FD -- COMMAND...`` reads the command's environment from the
-inherited file ``ENV_FD`` (JSON), drops to the user and groups, then execs the command with that environment.
+``python -I -m nodeagent.runas UID GID GROUPS PAYLOAD_FD -- COMMAND...`` reads the command's environment and the
+container's ``cgroup.procs`` files from the inherited file ``PAYLOAD_FD`` (JSON), joins those cgroups, drops to
+the user and groups (UID -1: stays who it is), then execs the command with that environment.
 The helper itself starts with an empty environment: a pod's ``LD_PRELOAD``, ``LD_LIBRARY_PATH`` or
 ``PYTHON*`` never reach a process that still has root's privileges, and its Secrets never appear on a
 command line (``/proc/PID/cmdline`` is world-readable).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nodeagent.identity import RunAs
@@ -42,40 +44,55 @@ class Invocation:
         self._fds.clear()
 
 
-def command_as(run_as: RunAs | None, argv: list[str], env: dict[str, str]) -> Invocation:
-    """How to run ``argv`` with ``env`` as ``run_as`` (None or the agent's own identity: directly)."""
+def command_as(run_as: RunAs | None, argv: list[str], env: dict[str, str], cgroups: Sequence[str] = ()) -> Invocation:
+    """How to run ``argv`` with ``env`` as ``run_as`` inside ``cgroups`` (the container's ``cgroup.procs``
+    files). Without a user to switch to or groups to join: directly."""
     euid, egid = os.geteuid(), os.getegid()
-    if run_as is None or run_as.uid is None:
-        return Invocation(list(argv), dict(env))
-    gid = run_as.gid if run_as.gid is not None else egid
-    if (run_as.uid, gid) == (euid, egid):
-        return Invocation(list(argv), dict(env))  # already that user: nothing to drop
+    same = run_as is None or run_as.uid is None
+    if run_as is not None and run_as.uid is not None:
+        same = (run_as.uid, run_as.gid if run_as.gid is not None else egid) == (euid, egid)
+    if same and not cgroups:
+        return Invocation(list(argv), dict(env))  # nothing to drop, nothing to join
     fd = os.memfd_create("navarch-env", os.MFD_CLOEXEC)
-    os.write(fd, json.dumps(env).encode())
+    os.write(fd, json.dumps({"env": env, "cgroups": list(cgroups)}).encode())
     os.lseek(fd, 0, os.SEEK_SET)
-    groups = ",".join(str(g) for g in run_as.groups)
-    helper = [sys.executable, "-I", "-m", "nodeagent.runas", str(run_as.uid), str(gid), groups, str(fd), "--"]
+    if same or run_as is None or run_as.uid is None:
+        uid, gid, groups = -1, -1, ""
+    else:
+        uid, gid = run_as.uid, run_as.gid if run_as.gid is not None else egid
+        groups = ",".join(str(g) for g in run_as.groups)
+    helper = [sys.executable, "-I", "-m", "nodeagent.runas", str(uid), str(gid), groups, str(fd), "--"]
     return Invocation([*helper, *argv], {"PATH": HELPER_PATH}, (fd,), [fd])
 
 
-def _read_env(fd: int) -> dict[str, str]:
+def _read_payload(fd: int) -> tuple[dict[str, str], list[str]]:
     with os.fdopen(fd, "rb") as f:
         data = json.loads(f.read() or b"{}")
-    if not isinstance(data, dict):
-        raise ValueError("the environment must be an object")
-    return {str(k): str(v) for k, v in data.items()}
+    if not isinstance(data, dict) or not isinstance(data.get("env", {}), dict):
+        raise ValueError("the payload must be an object with an env object")
+    env = {str(k): str(v) for k, v in data.get("env", {}).items()}
+    return env, [str(p) for p in data.get("cgroups", [])]
 
 
 def main(argv: list[str]) -> int:
-    """Switch to the user and exec; returns only on failure."""
+    """Join the container's cgroups, switch to the user (UID -1: stay) and exec; returns only on failure."""
     if len(argv) < 6 or argv[4] != "--":
-        sys.stderr.write("usage: python -m nodeagent.runas UID GID GROUPS ENV_FD -- COMMAND...\n")
+        sys.stderr.write("usage: python -m nodeagent.runas UID GID GROUPS PAYLOAD_FD -- COMMAND...\n")
         return 2
-    uid, gid, groups, env_fd, command = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), argv[5:]
-    env = _read_env(env_fd)
-    os.setgroups([int(g) for g in groups.split(",") if g])
-    os.setgid(gid)
-    os.setuid(uid)
+    uid, gid, groups, payload_fd, command = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), argv[5:]
+    env, cgroups = _read_payload(payload_fd)
+    pid = str(os.getpid())
+    for procs in cgroups:  # before the privileges go: joining needs them
+        try:
+            with open(procs, "w") as f:
+                f.write(pid)
+        except OSError as err:
+            sys.stderr.write(f"cannot join the container's cgroup {os.path.dirname(procs)}: {err.strerror or err}\n")
+            return 126
+    if uid >= 0:
+        os.setgroups([int(g) for g in groups.split(",") if g])
+        os.setgid(gid)
+        os.setuid(uid)
     try:
         os.execvpe(command[0], command, env)
     except OSError as err:

@@ -152,6 +152,11 @@ class PodWorker:
         return {n: (r.instance.env, r.instance.cwd) for n, r in self.runners.items() if r.instance is not None}
 
     @property
+    def exec_cgroups(self) -> dict[str, list[str]]:
+        """The cgroup.procs files of each started container: exec'd commands join them."""
+        return {n: r.instance.cgroup_procs for n, r in self.runners.items() if r.instance is not None}
+
+    @property
     def exec_identity(self) -> dict[str, RunAs]:
         """Who each container runs as: exec'd commands run as the same user."""
         return {n: r.instance.run_as for n, r in self.runners.items() if r.instance is not None}

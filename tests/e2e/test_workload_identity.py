@@ -16,6 +16,7 @@ from controlplane.api.errors import PreconditionError
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
+from nodeagent.cgroups import CgroupDriver
 from tests.e2e.conftest import AgentProcess, StartAgent, container_log, pod_manifest, wait_pod
 from tests.helpers import eventually_async
 
@@ -126,13 +127,15 @@ async def test_exec_probes_and_pre_stop_hooks_run_as_the_container(
 ) -> None:
     """docs/security.md: every process the agent starts for a pod runs as the pod's user — its readiness and
     liveness exec probes and its preStop exec hook report uid 4321 like the main process, and receive the
-    container's environment (plausible bug, the issue's finding: probes and hooks ran as the root agent)."""
+    container's environment, inside the container's cgroup (plausible bugs, the issue's findings: probes and
+    hooks ran as the root agent, in the agent's cgroup)."""
     agent = await start_agent("--run-as-user", "65534", "--run-as-group", "65534")
     # Outside pytest's 0700 tmp_path, so that uid 4321 can reach it.
     out = Path(tempfile.mkdtemp(prefix="navarch-seen-"))
     out.chmod(0o1777)
     request.addfinalizer(lambda: shutil.rmtree(out, ignore_errors=True))
-    record = f'echo "$(id -u) $MARK" >> {out}/$0'
+    # uid, environment, and how many hierarchies put it in the container's own cgroup (".../main.<n>").
+    record = f'echo "$(id -u) $MARK $(grep -c "/main\\.[0-9]*$" /proc/self/cgroup)" >> {out}/$0'
     probe = {"exec": {"command": ["sh", "-c", record, "readiness"]}, "periodSeconds": 1}
     pod = pod_manifest(
         "hooked",
@@ -160,9 +163,13 @@ async def test_exec_probes_and_pre_stop_hooks_run_as_the_container(
         return (out / "prestop").exists()
 
     await eventually_async(stopped, timeout=30)
-    for name in ("main", "readiness", "liveness", "prestop"):
+    main = set((out / "main").read_text().split("\n")) - {""}
+    assert len(main) == 1 and next(iter(main)).startswith("4321 from-the-pod "), main
+    if CgroupDriver.detect("probe-check") is not None:
+        assert not next(iter(main)).endswith(" 0"), "the main process is in no container cgroup: nothing tested"
+    for name in ("readiness", "liveness", "prestop"):
         lines = set((out / name).read_text().split("\n")) - {""}
-        assert lines == {"4321 from-the-pod"}, f"{name}: {lines}"
+        assert lines == main, f"{name}: {lines}, the main process: {main}"
 
 
 READ_ALL = """

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from nodeagent.cgroups import CgroupDriver, Limits
 from nodeagent.identity import RunAs
 from nodeagent.runas import command_as
 
@@ -25,7 +26,7 @@ def test_the_helper_gets_no_pod_environment_and_no_secret_on_its_command_line() 
         assert set(launch.env) == {"PATH"}, launch.env
         assert not any("s3cr3t" in a or "evil" in a for a in launch.argv), launch.argv
         (fd,) = launch.pass_fds
-        assert json.loads(os.pread(fd, 1 << 16, 0)) == POD_ENV
+        assert json.loads(os.pread(fd, 1 << 16, 0)) == {"env": POD_ENV, "cgroups": []}
         assert "-I" in launch.argv, "the helper must ignore PYTHON* variables"
     finally:
         launch.close()
@@ -54,3 +55,23 @@ def test_the_command_runs_as_the_user_with_the_pod_environment() -> None:
     finally:
         missing.close()
     assert gone.returncode == 127
+
+
+def test_the_command_joins_the_containers_cgroup() -> None:
+    """Probes, hooks and exec run inside the container's cgroup (its limits and accounting), not the agent's
+    (plausible bug: the helper dropped privileges but left the command in the agent's cgroup)."""
+    driver = CgroupDriver.detect(f"privdrop-{os.getpid()}")
+    if driver is None:
+        pytest.skip("no writable cgroup hierarchy here")
+    procs = driver.create("pod-uid", "main", 0, Limits())
+    try:
+        launch = command_as(None, ["cat", "/proc/self/cgroup"], {"PATH": "/bin:/usr/bin"}, procs)
+        try:
+            out = subprocess.run(launch.argv, env=launch.env, pass_fds=launch.pass_fds, capture_output=True, text=True)
+        finally:
+            launch.close()
+        assert out.returncode == 0, out.stderr
+        assert f"/{driver.prefix}/pod-uid/main.0" in out.stdout, out.stdout
+    finally:
+        driver.remove_instance("pod-uid", "main", 0)
+        driver.remove_all()

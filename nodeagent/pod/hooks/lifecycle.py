@@ -27,7 +27,13 @@ class LifecycleHook(ContainerHook):
                 getattr(probe, field).CopyFrom(getattr(hook, field))
         probe.timeout_seconds = max(1, int(deadline - asyncio.get_running_loop().time()))
         ok, message = await check(
-            probe, host=self.node_ip, ports=inst.ports, env=inst.env, cwd=inst.cwd, run_as=inst.run_as
+            probe,
+            host=self.node_ip,
+            ports=inst.ports,
+            env=inst.env,
+            cwd=inst.cwd,
+            run_as=inst.run_as,
+            cgroups=inst.cgroup_procs,
         )
         if not ok:
             inst.events.event(WARNING, "FailedPreStopHook", f"PreStopHook failed: {message}")

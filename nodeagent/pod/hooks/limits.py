@@ -38,7 +38,10 @@ class LimitsHook(ContainerHook):
 
     async def prestart(self, inst: Instance) -> None:
         if inst.adopted:
-            return  # its process already joined its groups
+            # Its process already joined its groups; probes, hooks and exec join them too.
+            if self.cgroups is not None:
+                inst.cgroup_procs = self.cgroups.procs_files(self.pod_uid, inst.name, inst.restart_count)
+            return
         limits = container_limits(inst.container)
         if self.cgroups is not None:
             try:

@@ -51,6 +51,7 @@ class ProbesHook(ContainerHook):
                 initial=initial,
                 fail_before_success=fail_before_success,
                 run_as=inst.run_as,
+                cgroups=inst.cgroup_procs,
             )
             tasks.append(asyncio.create_task(r.run(), name=f"{kind}-{c.name}"))
 
