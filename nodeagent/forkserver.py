@@ -10,9 +10,11 @@ Guarantees:
   start (no file-system socket: no other local user can ask it to fork). It exits when the agent's end of
   the socket closes, whatever the agent died of.
 - Every supervisor it forks calls ``setsid`` at once, so its pid is its container's process group (the agent
-  signals the whole tree with ``killpg``), and it runs ``nodeagent.shim.main`` on the spec file it was
-  given. A supervisor outlives the server and the agent (it is re-parented and keeps its pipes); a restarted
-  agent adopts it by pid and start time exactly as it adopts a shim started by an earlier agent.
+  signals the whole tree with ``killpg``), and it runs ``nodeagent.shim.run`` on the spec it was given
+  (a memfd passed with ``SCM_RIGHTS``: the spec holds the container's environment, Secrets included, and
+  never touches the disk). A supervisor outlives the server and the agent (it is re-parented and keeps its
+  pipes); a restarted agent adopts it by pid and start time exactly as it adopts a shim started by an earlier
+  agent.
 - The server reaps its finished supervisors; how a container ended is in its ``exit.json``, never in a wait
   status, so nobody needs to be the supervisor's parent.
 
@@ -72,8 +74,10 @@ class ForkServer:
         self._sock = ours
         return ours
 
-    def _ask(self, sock: socket.socket, spec_path: Path) -> int:
-        sock.sendall(os.fsencode(spec_path))
+    def _ask(self, sock: socket.socket, state_dir: Path, spec_fd: int) -> int:
+        # The spec (with the container's environment, Secrets included) travels as a descriptor, never
+        # through a file: only the state directory's name is in the message.
+        socket.send_fds(sock, [os.fsencode(state_dir)], [spec_fd])
         reply = sock.recv(64)
         if not reply:
             raise ConnectionError("the fork server closed its socket")
@@ -82,13 +86,22 @@ class ForkServer:
             raise OSError(f"the fork server could not start a shim: {text}")
         return int(text)
 
-    def start(self, spec_path: Path) -> int:
-        """Fork a supervisor for the container whose spec is at ``spec_path``; its pid."""
+    def start(self, state_dir: Path, spec: bytes) -> int:
+        """Fork a supervisor for the container whose state is in ``state_dir`` and whose spec (JSON) is
+        ``spec``; its pid. The spec is handed over in a memfd, so it never touches the disk."""
+        fd = os.memfd_create("navarch-spec", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, spec)
+            return self._start_locked(state_dir, fd)
+        finally:
+            os.close(fd)
+
+    def _start_locked(self, state_dir: Path, spec_fd: int) -> int:
         with self._lock:
             for attempt in (1, 2):
                 sock = self._sock or self._spawn()
                 try:
-                    return self._ask(sock, spec_path)
+                    return self._ask(sock, state_dir, spec_fd)
                 except (ConnectionError, TimeoutError, BrokenPipeError) as err:
                     self._close_locked()
                     if attempt == 2:
@@ -133,7 +146,7 @@ def _name_process(name: bytes) -> None:
         libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
 
 
-def _supervise(spec_path: str) -> None:
+def _supervise(state_dir: str, spec_fd: int) -> None:
     """In the forked child: become the container's session leader and run the shim; never returns."""
     code = 1
     try:
@@ -143,14 +156,18 @@ def _supervise(spec_path: str) -> None:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
-        log = os.open(Path(spec_path).parent / "shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.open(Path(state_dir) / "shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 2)
         for fd in (devnull, log):
             if fd > 2:
                 os.close(fd)
         from nodeagent import shim
+        from nodeagent.shimspec import ShimSpec
 
-        code = shim.main(spec_path)
+        os.lseek(spec_fd, 0, os.SEEK_SET)
+        with os.fdopen(spec_fd, "rb") as f:
+            spec = ShimSpec.loads(f.read())
+        code = shim.run(spec)
     except BaseException as err:
         with contextlib.suppress(Exception):
             os.write(2, f"shim: {err!r}\n".encode())
@@ -183,12 +200,17 @@ def serve(fd: int) -> None:
         if not ready:
             continue
         try:
-            request = sock.recv(4096)
+            request, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
         except OSError:
             return
         if not request:
             return  # the agent is gone
-        spec_path = os.fsdecode(request)
+        state_dir = os.fsdecode(request)
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            sock.send(b"no spec descriptor")
+            continue
         try:
             pid = os.fork()
         except OSError as err:
@@ -196,7 +218,8 @@ def serve(fd: int) -> None:
             continue
         if pid == 0:
             sock.close()
-            _supervise(spec_path)
+            _supervise(state_dir, fds[0])
+        os.close(fds[0])
         sock.send(str(pid).encode())
 
 

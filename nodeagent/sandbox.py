@@ -5,7 +5,7 @@ Layout under ``<data-dir>/pods/<uid>/``::
     pod.json                     the agent's record (state.py)
     work/                        default workingDir of every container
     volumes/<name>/              emptyDir volumes, and the files of configMap/secret volumes
-    containers/<name>/           shim state (spec.json, started.json, exit.json) and log files
+    containers/<name>/           shim state (started.json, exit.json) and log files (0700)
 
 Volume mounts. A process cannot get a private root here, so ``mountPath`` is honoured this way (the rule):
 the volume's real directory is given to the process in ``NAVARCH_VOLUME_<NAME>`` (the volume's name upper-cased,

@@ -156,9 +156,13 @@ def kill_descendants(rounds: int = 50) -> None:
 
 
 def main(spec_path: str) -> int:
-    """Run the container described by the spec file; returns the shim's own exit code."""
+    """Run the container described by a spec file (``python -m nodeagent.shim SPEC.json``)."""
+    return run(ShimSpec.read(Path(spec_path)))
+
+
+def run(spec: ShimSpec) -> int:
+    """Run the container described by ``spec``; returns the shim's own exit code."""
     become_subreaper()
-    spec = ShimSpec.read(Path(spec_path))
     state_dir = Path(spec.state_dir)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)

@@ -1,6 +1,7 @@
 """The records the agent and the container shim exchange through the container's state directory.
 
-The agent writes ``spec.json`` (a ``ShimSpec``) before it starts the shim; the shim writes ``started.json``
+The agent hands the shim a ``ShimSpec`` (through its fork server, in a memfd: never on disk, as it holds the
+container's environment); the shim writes ``started.json``
 (a ``ShimStarted``) once the workload runs and ``exit.json`` (a ``Termination``) when it ends. Both sides
 use these classes, so a field has one name, one type and one default. Standard library only: the shim
 imports it in every supervisor it forks.
@@ -87,6 +88,22 @@ class ShimSpec:
         path = state_dir / SPEC
         write_json(path, asdict(self))
         return path
+
+    def dumps(self) -> bytes:
+        """The spec as JSON."""
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> ShimSpec:
+        """A spec from JSON (ValueError if it is not one)."""
+        try:
+            raw = json.loads(data)
+        except ValueError as err:
+            raise ValueError(f"not a container spec: {err}") from None
+        if not isinstance(raw, dict):
+            raise ValueError("not a container spec")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     @classmethod
     def read(cls, path: Path) -> ShimSpec:

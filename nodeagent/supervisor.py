@@ -127,7 +127,8 @@ def start(spec: ShimSpec, launcher: ForkServer) -> ContainerProcess:
     state_dir.mkdir(parents=True, exist_ok=True)
     for stale in (STARTED, EXIT):
         (state_dir / stale).unlink(missing_ok=True)
-    pid = launcher.start(spec.write(state_dir))
+    (state_dir / "spec.json").unlink(missing_ok=True)  # left by an older agent: it held the environment
+    pid = launcher.start(state_dir, spec.dumps())
     return ContainerProcess(pid, process_start_time(pid) or 0, state_dir)
 
 

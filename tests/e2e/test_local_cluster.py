@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from controlplane.launcher.etcd import free_port
+from nodeagent.identity import RunAs
+from nodeagent.runas import command_as
 from tests.e2e.conftest import eventually_async
 
 NAVARCH = str(Path(sys.executable).parent / "navarch")
@@ -137,18 +139,21 @@ def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None
     with navarch_up(tmp_path, "--agents", "1") as (env, port, data):
         assert "node-1" in navarch(env, "get", "nodes").stdout
         state = json.loads((data / "cluster.json").read_text())
-        outsider = subprocess.run(
-            ["/usr/bin/python3", "-I", "-c", OUTSIDER, str(port), state["etcd"][0], str(data)],
-            user=65534,
-            group=65534,
-            extra_groups=[],
-            env={"PATH": "/usr/bin:/bin"},
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        argv = ["/usr/bin/python3", "-I", "-c", OUTSIDER, str(port), state["etcd"][0], str(data)]
+        launch = command_as(RunAs(65534, 65534), argv, {"PATH": "/usr/bin:/bin"})  # no fork of this process
+        try:
+            outsider = subprocess.run(
+                launch.argv,
+                env=launch.env,
+                pass_fds=launch.pass_fds,
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        finally:
+            launch.close()
         seen = json.loads(outsider.stdout)
     assert seen["data"] == "denied"
     for key in ("api_plain", "api_tls_no_cert"):

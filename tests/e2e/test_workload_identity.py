@@ -17,6 +17,8 @@ from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from nodeagent.cgroups import CgroupDriver
+from nodeagent.identity import RunAs
+from nodeagent.runas import command_as
 from tests.e2e.conftest import AgentProcess, StartAgent, container_log, pod_manifest, wait_pod
 from tests.helpers import eventually_async
 
@@ -192,8 +194,9 @@ async def test_no_secret_value_is_readable_by_another_user_on_the_node(
 ) -> None:
     """docs/security.md: a Secret used in a pod's environment and as a volume is on the node only where the
     pod's user and the agent can read it — every file under the agent's data directory is read as a third
-    uid (nobody) and none holds the value (plausible bug, the issue's finding: the container's spec.json,
-    with its resolved environment, was 0644 in 0755 directories)."""
+    uid (nobody) and none holds the value, and as root it is found only in the secret volume (plausible bugs,
+    the issue's findings: the container's spec.json, with its resolved environment, was 0644 in 0755
+    directories; Secret values were written to disk outside secret volumes)."""
     agent = await start_agent()
     agent.data_dir.chmod(0o755)  # the test's own tmp dir is 0700: open it, so only the agent's modes decide
     for parent in agent.data_dir.parents:
@@ -228,27 +231,36 @@ async def test_no_secret_value_is_readable_by_another_user_on_the_node(
     await eventually_async(lambda: _logged(agent, client, namespace), timeout=15)
     # The system's python: the test's interpreter may live where uid 65534 cannot read (a root pyenv).
     python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-    readable = await asyncio.to_thread(
+    # Through the agent's own privilege-dropping helper: subprocess's user= would fork this process, whose
+    # gRPC threads can crash the child before it execs.
+    launch = command_as(RunAs(65534, 65534), [python, "-I", "-c", READ_ALL, str(agent.data_dir), secret], {})
+    try:
+        readable = await asyncio.to_thread(
+            subprocess.run,
+            launch.argv,
+            env=launch.env,
+            pass_fds=launch.pass_fds,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        launch.close()
+    assert readable.stdout == "", f"readable by uid 65534: {readable.stdout}"
+    as_root = await asyncio.to_thread(
         subprocess.run,
         [python, "-I", "-c", READ_ALL, str(agent.data_dir), secret],
-        user=65534,
-        group=65534,
-        extra_groups=[],
         env={"PATH": "/usr/bin:/bin"},
         cwd="/",
         capture_output=True,
         text=True,
         check=True,
     )
-    assert readable.stdout == "", f"readable by uid 65534: {readable.stdout}"
-    as_root = await asyncio.to_thread(
-        subprocess.run,
-        [python, "-I", "-c", READ_ALL, str(agent.data_dir), secret],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert as_root.stdout, "the test found the secret nowhere, even as root: it tested nothing"
+    found = as_root.stdout.split()
+    assert found, "the test found the secret nowhere, even as root: it tested nothing"
+    # On disk only in the secret volume (the shim gets its environment in memory, never through a file).
+    assert all("/volumes/creds/" in path for path in found), f"the value is on disk outside its volume: {found}"
 
 
 async def _logged(agent: AgentProcess, client: ApiClient, namespace: str) -> bool:
