@@ -175,19 +175,9 @@ def _supervise(state_dir: str, spec_fd: int) -> None:
         os._exit(code)
 
 
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def serve(fd: int) -> None:
     """Answer fork requests on the inherited socket until the agent closes it."""
-    from nodeagent import shim  # noqa: F401 - imported once here, so that every fork has it
+    from nodeagent import shim  # imported once here, so that every fork has it
 
     _name_process(b"navarch-forksrv")
 
@@ -196,7 +186,7 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     while True:
         ready, _, _ = select.select([sock], [], [], 0.2)
-        _reap()
+        shim.reap_children()
         if not ready:
             continue
         try:

@@ -145,14 +145,19 @@ def kill_descendants(rounds: int = 50) -> None:
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        reap_children()
         time.sleep(0.01)
+
+
+def reap_children() -> None:
+    """Collect every child that has ended, without waiting for those that have not."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def main(spec_path: str) -> int:
