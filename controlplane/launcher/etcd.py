@@ -85,6 +85,9 @@ class EtcdTLS:
     """A client certificate the launcher uses for its own health checks."""
     client_key_file: str | None = None
     """Key of that client certificate."""
+    peer_cert_file: str | None = None
+    """With a peer certificate (signed by the same CA), members talk to each other over mutual TLS too."""
+    peer_key_file: str | None = None
 
 
 @dataclass
@@ -111,8 +114,9 @@ class EtcdMember:
 
     @property
     def peer_url(self) -> str:
-        """The peer URL."""
-        return f"http://{self.host}:{self.peer_port}"
+        """The peer URL (https when the members have peer certificates)."""
+        scheme = "https" if self.tls is not None and self.tls.peer_cert_file else "http"
+        return f"{scheme}://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -145,7 +149,7 @@ class EtcdCluster:
     fast: bool = True
     """Skip fsync (etcd >= 3.5): right for tests and throwaway clusters, never for real data."""
     tls: EtcdTLS | None = None
-    """Serve the client port over TLS (peers stay on loopback plain text)."""
+    """Serve the client port over TLS (and the peer port too, given peer certificates)."""
     ports: list[tuple[int, int]] | None = None
     """(client, peer) port of each member; free ports when unset. A cluster restarted on existing data needs
     the ports it was created with (the peer URLs are part of its membership)."""
@@ -200,6 +204,13 @@ class EtcdCluster:
             ]
             if self.tls.client_cert_auth:
                 args.append("--client-cert-auth")
+            if self.tls.peer_cert_file:
+                args += [
+                    f"--peer-cert-file={self.tls.peer_cert_file}",
+                    f"--peer-key-file={self.tls.peer_key_file}",
+                    f"--peer-trusted-ca-file={self.tls.ca_file}",
+                    "--peer-client-cert-auth",
+                ]
         if self.fast and self.version >= (3, 5, 0):
             args.append("--unsafe-no-fsync")
         log = open(member.data_dir / "etcd.log", "ab")  # noqa: SIM115 - owned by the child process

@@ -119,6 +119,8 @@ class LocalCluster:
                 c.key("etcd/server"),
                 client_cert_file=c.cert("apiserver-etcd-client"),
                 client_key_file=c.key("apiserver-etcd-client"),
+                peer_cert_file=c.cert("etcd/peer"),
+                peer_key_file=c.key("etcd/peer"),
             )
         self.etcd = EtcdCluster(
             self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports], tls=tls

@@ -122,6 +122,9 @@ host, _, port = etcd.rpartition("/")[2].rpartition(":")
 request = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
 seen["etcd_plain"] = exchange(int(port), False, request).decode(errors="replace")
 seen["etcd_tls_no_cert"] = exchange(int(port), True, request).decode(errors="replace")
+peer, members = int(sys.argv[4]), b"GET /members HTTP/1.1\r\nHost: x\r\n\r\n"
+seen["etcd_peer_plain"] = exchange(peer, False, members).decode(errors="replace")
+seen["etcd_peer_tls_no_cert"] = exchange(peer, True, members).decode(errors="replace")
 print(json.dumps(seen))
 """
 
@@ -131,7 +134,8 @@ def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None
     65534 on the same host: the data dir (certificates, etcd data) cannot be listed, the API server answers
     neither plain text nor TLS without a client certificate with anything gRPC, and etcd answers no request
     without its client certificate (plausible bug, the issue's finding: a plain-text API on 127.0.0.1 let any
-    local user create pods run as root). The admin's own CLI keeps working. Failed on the previous `up`."""
+    local user create pods run as root); nor does its peer port. The admin's own CLI keeps working. Failed on
+    the previous `up`."""
     if os.geteuid() != 0:
         pytest.skip("switching to another user needs root")
     from tests.e2e.test_readme_commands import navarch_up
@@ -139,7 +143,8 @@ def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None
     with navarch_up(tmp_path, "--agents", "1") as (env, port, data):
         assert "node-1" in navarch(env, "get", "nodes").stdout
         state = json.loads((data / "cluster.json").read_text())
-        argv = ["/usr/bin/python3", "-I", "-c", OUTSIDER, str(port), state["etcd"][0], str(data)]
+        peer_port = str(state["etcd_ports"][0][1])
+        argv = ["/usr/bin/python3", "-I", "-c", OUTSIDER, str(port), state["etcd"][0], str(data), peer_port]
         launch = command_as(RunAs(65534, 65534), argv, {"PATH": "/usr/bin:/bin"})  # no fork of this process
         try:
             outsider = subprocess.run(
@@ -162,3 +167,6 @@ def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None
         assert not (len(reply) >= 9 and reply[3] == 4), f"{key}: the API server spoke HTTP/2: {reply[:40]!r}"
     for key in ("etcd_plain", "etcd_tls_no_cert"):
         assert "etcdserver" not in seen[key], f"{key}: etcd answered: {seen[key][:200]}"
+    for key in ("etcd_peer_plain", "etcd_peer_tls_no_cert"):
+        # The peer port answers /members with the member list (JSON with peerURLs) to whoever may speak to it.
+        assert "peerURLs" not in seen[key], f"{key}: an etcd peer answered: {seen[key][:200]}"
