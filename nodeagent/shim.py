@@ -33,13 +33,22 @@ from nodeagent.shimspec import ShimSpec, ShimStarted, Termination, now_rfc3339
 class RotatingLog:
     """A CRI-format log file rotated by size: log, log.1, ... log.N (oldest dropped)."""
 
-    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, keep: int, owner: tuple[int, int] | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.keep = keep
+        self.owner = owner
+        """The pod's user and group: log files are theirs, mode 0640 (the directory keeps others out)."""
         self._lock = threading.Lock()
-        self._file = open(path, "ab")  # noqa: SIM115 - owned for the shim's lifetime
+        self._file = self._open()
         self._size = path.stat().st_size
+
+    def _open(self) -> IO[bytes]:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        if self.owner is not None:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, *self.owner)
+        return os.fdopen(fd, "ab")
 
     def write(self, stream: str, line: bytes) -> None:
         """Append one record; rotate first if the file is full."""
@@ -62,7 +71,7 @@ class RotatingLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = self._open()
         self._size = 0
 
     def close(self) -> None:
@@ -171,7 +180,8 @@ def run(spec: ShimSpec) -> int:
     state_dir = Path(spec.state_dir)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    log = RotatingLog(Path(spec.log_path), spec.log_max_bytes, spec.log_keep)
+    owner = (spec.uid, spec.gid if spec.gid is not None else -1) if spec.uid is not None else None
+    log = RotatingLog(Path(spec.log_path), spec.log_max_bytes, spec.log_keep, owner)
     joining: Path | None = None
     try:
         for cgroup_procs in spec.cgroup_procs:

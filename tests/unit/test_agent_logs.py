@@ -152,3 +152,17 @@ def test_an_endless_line_is_split_into_bounded_partial_records(tmp_path: Path) -
     assert all(len(r.split(b" ", 3)[3]) <= MAX_RECORD for r in records)
     assert b"".join(r.split(b" ", 3)[3] for r in records[:6]) == line.rstrip(b"\n")
     assert read_instance(tmp_path, 0, LogOptions()).decode().splitlines() == ["x" * (5 * MAX_RECORD + 7), "short"]
+
+
+def test_log_files_belong_to_the_pods_user_mode_0640(tmp_path: Path) -> None:
+    """Container logs are the pod's user's, 0640, also after rotation (they sit in a 0700 directory of the
+    agent's; plausible bug: world-readable 0644 logs owned by root)."""
+    owner = (4321, 4322) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    log = RotatingLog(tmp_path / "0.log", max_bytes=200, keep=2, owner=owner)
+    _write(log, range(10))  # rotates
+    log.close()
+    files = instance_files(tmp_path, 0)
+    assert len(files) >= 2
+    for f in files:
+        st = f.stat()
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, *owner), f.name
