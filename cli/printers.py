@@ -274,11 +274,15 @@ def name(obj: Message) -> str:
     return f"{info.kind.lower()}{'.' + group if group else ''}/{meta(obj).name}"
 
 
+MAX_JSONPATH_TEMPLATE = 4096
 _TEMPLATE = re.compile(r"\{([^{}]*)\}")
 
 
 def jsonpath(template: str, objects: Sequence[Message], *, as_list: bool) -> str:
-    """kubectl's ``-o jsonpath=...``: ``{.path}`` expressions inside literal text (``{range}`` excepted)."""
+    """kubectl's ``-o jsonpath=...``: ``{.path}`` expressions inside literal text (``{range}`` excepted);
+    templates longer than ``MAX_JSONPATH_TEMPLATE`` characters are refused before parsing."""
+    if len(template) > MAX_JSONPATH_TEMPLATE:
+        raise InvalidError(f"jsonpath: the template is longer than {MAX_JSONPATH_TEMPLATE} characters")
     data: Any
     if not as_list and len(objects) == 1:
         data = typed_manifest(objects[0])

@@ -9,7 +9,6 @@ fields each kind supports (``metadata.name``, ``metadata.namespace`` always;
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -20,10 +19,112 @@ from controlplane.api.errors import InvalidError
 from controlplane.api.objects import meta
 from controlplane.api.pb import meta_pb2
 
-_KEY = r"[A-Za-z0-9./_-]+"
-_TERM_SET = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s*\(([^()]*)\)\s*$")
-_TERM_EQ = re.compile(rf"^\s*({_KEY})\s*(==|=|!=)\s*([A-Za-z0-9._-]*)\s*$")
-_TERM_EXISTS = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+MAX_SELECTOR_LENGTH = 32 * 1024
+"""The longest label or field selector accepted (characters). Parsing is linear in the length: a scanner
+that reads each character a bounded number of times, no regular expressions (a backtracking pattern was cubic
+on ``metadata.name=`` + spaces + a newline, and the request deadline cannot interrupt the event loop)."""
+
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789./_-")
+_VALUE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_FIELD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
+_SPACE = frozenset(" \t\n\r\f\v")
+_LABEL_USAGE = "use k=v, k!=v, k in (a,b), k notin (a), k, !k"
+
+
+def _check_length(what: str, text: str) -> None:
+    if len(text) > MAX_SELECTOR_LENGTH:
+        raise InvalidError(
+            f"{what}: {len(text)} characters is longer than the limit of {MAX_SELECTOR_LENGTH}; "
+            "select with fewer terms (or labels that group the objects)",
+            field=what,
+        )
+
+
+def _shown(text: str) -> str:
+    """A bad term as an error message shows it: trimmed and at most 80 characters."""
+    text = text.strip()
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+class _Scanner:
+    """A cursor over a selector string; every method advances or stays, so a parse reads each character a
+    bounded number of times."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def skip_space(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos] in _SPACE:
+            self.pos += 1
+
+    def take(self, chars: frozenset[str]) -> str:
+        """The longest run of ``chars`` at the cursor (possibly empty)."""
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in chars:
+            self.pos += 1
+        return self.text[start : self.pos]
+
+    def accept(self, literal: str) -> bool:
+        """Consume ``literal`` if the text continues with it."""
+        if self.text.startswith(literal, self.pos):
+            self.pos += len(literal)
+            return True
+        return False
+
+    def rest_of_term(self, start: int) -> str:
+        """The text of the term that began at ``start``, up to the next comma (for error messages)."""
+        comma = self.text.find(",", self.pos)
+        return self.text[start : len(self.text) if comma < 0 else comma]
+
+
+def _parse_label_term(sc: _Scanner) -> Requirement:
+    start = sc.pos
+    sc.skip_space()
+    negated = sc.accept("!")
+    sc.skip_space()
+    key = sc.take(_KEY_CHARS)
+    if not key:
+        raise InvalidError(f"labelSelector: cannot parse {_shown(sc.rest_of_term(start))} ({_LABEL_USAGE})")
+    gap = sc.pos
+    sc.skip_space()
+    spaced = sc.pos > gap
+    if sc.at_end() or sc.peek() == ",":
+        return Requirement(key, "!" if negated else "exists")
+    if not negated:
+        for literal, op in (("==", "="), ("!=", "!="), ("=", "=")):
+            if sc.accept(literal):
+                sc.skip_space()
+                return Requirement(key, op, frozenset([sc.take(_VALUE_CHARS)]))
+        word = sc.take(_KEY_CHARS) if spaced else ""
+        if word in ("in", "notin"):
+            sc.skip_space()
+            if sc.accept("("):
+                values: set[str] = set()
+                while True:
+                    sc.skip_space()
+                    value = sc.take(_VALUE_CHARS)
+                    if value:
+                        values.add(value)
+                    sc.skip_space()
+                    if sc.accept(")"):
+                        if not values:
+                            raise InvalidError(
+                                f"labelSelector: {_shown(sc.text[start : sc.pos])}: a set needs at least one value",
+                                field="labelSelector",
+                            )
+                        return Requirement(key, word, frozenset(values))
+                    if not sc.accept(","):
+                        break
+    raise InvalidError(
+        f"labelSelector: cannot parse {_shown(sc.rest_of_term(start))} ({_LABEL_USAGE})", field="labelSelector"
+    )
 
 
 @dataclass(frozen=True)
@@ -63,47 +164,25 @@ class LabelSelector:
         return not self.requirements
 
 
-def _split_terms(text: str) -> list[str]:
-    # Commas inside "(...)" belong to a set, not to the term list.
-    terms: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            terms.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    terms.append("".join(current))
-    return terms
-
-
 def parse_label_selector(text: str) -> LabelSelector:
-    """Parse a label selector string; ``InvalidError`` naming the bad term otherwise."""
+    """Parse a label selector string (at most ``MAX_SELECTOR_LENGTH`` characters, linear time);
+    ``InvalidError`` naming the bad term otherwise."""
+    _check_length("labelSelector", text)
     if not text.strip():
         return LabelSelector()
+    sc = _Scanner(text)
     reqs: list[Requirement] = []
-    for term in _split_terms(text):
-        if m := _TERM_SET.match(term):
-            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
-            if not values:
-                raise InvalidError(f"labelSelector: {term.strip()!r}: a set needs at least one value")
-            reqs.append(Requirement(m.group(1), m.group(2), values))
-        elif m := _TERM_EQ.match(term):
-            op = "=" if m.group(2) in ("=", "==") else "!="
-            reqs.append(Requirement(m.group(1), op, frozenset([m.group(3)])))
-        elif m := _TERM_EXISTS.match(term):
-            reqs.append(Requirement(m.group(2), "!" if m.group(1) else "exists"))
-        else:
+    while True:
+        term_start = sc.pos
+        reqs.append(_parse_label_term(sc))
+        sc.skip_space()
+        if sc.at_end():
+            return LabelSelector(tuple(reqs))
+        if not sc.accept(","):
             raise InvalidError(
-                f"labelSelector: cannot parse {term.strip()!r} (use k=v, k!=v, k in (a,b), k notin (a), k, !k)",
+                f"labelSelector: cannot parse {_shown(sc.rest_of_term(term_start))} ({_LABEL_USAGE})",
                 field="labelSelector",
             )
-    return LabelSelector(tuple(reqs))
 
 
 def from_label_selector_message(sel: meta_pb2.LabelSelector) -> LabelSelector:
@@ -176,21 +255,28 @@ def supported_fields(kind: str) -> list[str]:
 
 
 def parse_field_selector(text: str, kind: kinds.KindInfo) -> FieldSelector:
-    """Parse a field selector for a kind; unknown fields are refused with the supported list."""
+    """Parse a field selector for a kind (at most ``MAX_SELECTOR_LENGTH`` characters, linear time); unknown
+    fields are refused with the supported list."""
+    _check_length("fieldSelector", text)
     if not text.strip():
         return FieldSelector()
     fields = {**_COMMON_FIELDS, **_KIND_FIELDS.get(kind.kind, {})}
     reqs: list[FieldRequirement] = []
     for term in text.split(","):
-        m = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", term)
-        if not m:
-            raise InvalidError(f"fieldSelector: cannot parse {term.strip()!r} (use field=value or field!=value)")
-        field = m.group(1)
+        sc = _Scanner(term)
+        sc.skip_space()
+        field = sc.take(_FIELD_CHARS)
+        sc.skip_space()
+        op = next((lit for lit in ("==", "!=", "=") if sc.accept(lit)), "")
+        if not field or not op:
+            raise InvalidError(
+                f"fieldSelector: cannot parse {_shown(term)} (use field=value or field!=value)", field="fieldSelector"
+            )
         if field not in fields:
             raise InvalidError(
                 f"fieldSelector: {field!r} is not a supported field selector for {kind.plural}; "
                 f"supported: {', '.join(supported_fields(kind.kind))}",
                 field="fieldSelector",
             )
-        reqs.append(FieldRequirement(field, m.group(2) != "!=", m.group(3), fields[field]))
+        reqs.append(FieldRequirement(field, op != "!=", term[sc.pos :].strip(), fields[field]))
     return FieldSelector(tuple(reqs))

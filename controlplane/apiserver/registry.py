@@ -86,6 +86,10 @@ class ListResult:
         self.remaining = remaining
 
 
+MAX_CONTINUE_LENGTH = 4096
+"""A continue token holds a revision and a storage key (keys are bounded by name lengths), base64-encoded."""
+
+
 class Registry:
     """Generic create/get/list/update/patch/delete/watch over the store and the watch caches."""
 
@@ -275,6 +279,11 @@ class Registry:
 
     @staticmethod
     def _decode_continue(info: KindInfo, token: str) -> tuple[int, str]:
+        if len(token) > MAX_CONTINUE_LENGTH:
+            raise InvalidError(
+                f"continue: the token is {len(token)} characters, longer than any this server issues "
+                f"({MAX_CONTINUE_LENGTH}); use the one from the previous page"
+            )
         try:
             data = json.loads(base64.urlsafe_b64decode(token.encode()))
             revision, start = int(data["rv"]), str(data["start"])

@@ -32,3 +32,17 @@ def test_milli_value_rounds_up() -> None:
     assert milli_value("250m") == 250
     assert milli_value("0.0001") == 1
     assert milli_value("2") == 2000
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("1e999999999", "exponent 999999999 is out of range"),
+        ("1e-19", "exponent -19 is out of range"),
+        ("9" * 65, "longer than 64 characters"),
+        ("10Ei", "too large"),
+    ],
+)
+def test_quantities_beyond_int64_are_refused_not_overflowed(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_quantity(text)

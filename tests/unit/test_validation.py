@@ -54,6 +54,18 @@ BAD_PODS = [
     ("spec.containers.0.command", [], "spec.containers[0].command: required"),
     ("spec.containers.0.name", "Main", "spec.containers[0].name: 'Main' must be a DNS-1123 label"),
     ("spec.containers.0.resources", {"limits": {"cpu": "lots"}}, "spec.containers[0].resources.limits.cpu"),
+    # decimal.Overflow escaped validation as an internal error before quantities were bounded
+    (
+        "spec.containers.0.resources",
+        {"limits": {"cpu": "1e999999999"}},
+        "spec.containers[0].resources.limits.cpu: '1e999999999' is not a quantity: exponent",
+    ),
+    (
+        "spec.containers.0.resources",
+        {"limits": {"memory": "9" * 5000}},
+        "spec.containers[0].resources.limits.memory: '99999999999999999999'... is not a quantity: longer than 64",
+    ),
+    ("spec.containers.0.resources", {"limits": {"memory": "9" * 30}}, "limits.memory: '" + "9" * 30 + "' is too large"),
     (
         "spec.containers.0.resources",
         {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
