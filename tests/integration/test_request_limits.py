@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -56,7 +57,7 @@ async def test_an_oversized_message_is_refused_unread(impatient: api_pb2_grpc.Ap
     ids=["label-selector", "field-selector", "continue-token"],
 )
 async def test_user_strings_over_their_limit_are_refused_naming_it(
-    api: api_pb2_grpc.ApiStub, request_fields: dict[str, object], message: str
+    api: api_pb2_grpc.ApiStub, request_fields: dict[str, Any], message: str
 ) -> None:
     for method in (api.List, api.Watch):
         if method is api.Watch and "continue" in request_fields:
