@@ -62,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--list-objects", type=int, default=100, help="objects in the namespace that List returns")
+    parser.add_argument("--crowd", type=int, default=10_000, help="ConfigMaps in other namespaces for the index rows")
     return parser.parse_args()
 
 
@@ -113,14 +114,41 @@ async def main(opts: argparse.Namespace, etcd: EtcdCluster, port: int) -> None:
                 )
             )
 
+        async def namespace(name: str) -> None:
+            await api.Create(
+                api_pb2.CreateRequest(
+                    object=wrap(from_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+                )
+            )
+
+        def in_namespace(i: int, name: str) -> api_pb2.Object:
+            obj = cm(i)
+            obj.config_map.metadata.namespace = name
+            return obj
+
+        # A namespace of 10 ConfigMaps, listed while no other ConfigMap exists, then again with --crowd others
+        # in another namespace: the watch cache's namespace index should make the two cost the same.
+        await namespace("small")
+        for i in range(10):
+            await api.Create(api_pb2.CreateRequest(object=in_namespace(i, "small")))
+        small_ops = max(opts.ops // 4, 100)
+
+        async def list_small(i: int) -> object:
+            return await api.List(api_pb2.ListRequest(kind="cm", namespace="small"))
+
+        results["api List 10, kind alone"] = await run(list_small, small_ops, opts.clients)
+
         results["api Create"] = await run(
             lambda i: api.Create(api_pb2.CreateRequest(object=cm(i))), opts.ops, opts.clients
         )
         results["api Get"] = await run(
             lambda i: api.Get(api_pb2.GetRequest(kind="cm", namespace="default", name=f"c{i}")), opts.ops, opts.clients
         )
-        ns = wrap(from_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "listing"}}))
-        await api.Create(api_pb2.CreateRequest(object=ns))
+        await namespace("crowd")
+        extra = max(opts.crowd - opts.ops, 0)
+        await run(lambda i: api.Create(api_pb2.CreateRequest(object=in_namespace(i, "crowd"))), extra, opts.clients)
+        results[f"api List 10, {opts.ops + extra} others"] = await run(list_small, small_ops, opts.clients)
+        await namespace("listing")
         for i in range(opts.list_objects):
             obj = cm(i)
             obj.config_map.metadata.namespace = "listing"
@@ -138,6 +166,7 @@ async def main(opts: argparse.Namespace, etcd: EtcdCluster, port: int) -> None:
         await channel.close()
         await raw.close()
 
+    extra = max(opts.crowd - opts.ops, 0)
     list_rows = max(opts.ops // 10, 50)
     print(f"# api_throughput: {opts.clients} concurrent clients, {opts.ops} operations per row (List: {list_rows})")
     print(
@@ -150,6 +179,9 @@ async def main(opts: argparse.Namespace, etcd: EtcdCluster, port: int) -> None:
     put, get = results["etcd put"][0], results["etcd get"][0]
     print(f"ratio API Create / etcd put: {results['api Create'][0] / put:.2f}")
     print(f"ratio API Get / etcd get:    {results['api Get'][0] / get:.2f}")
+    alone = statistics.median(results["api List 10, kind alone"][1])
+    crowded = statistics.median(results[f"api List 10, {opts.ops + extra} others"][1])
+    print(f"median namespaced List, crowded / alone: {crowded / alone:.2f}")
     list_p50 = statistics.median(results[f"api List ({opts.list_objects} objs)"][1])
     print(f"median List latency / median Get latency: {list_p50 / statistics.median(results['api Get'][1]):.1f}")
 

@@ -221,6 +221,19 @@ _KIND_FIELDS: dict[str, dict[str, FieldGetter]] = {
 }
 
 
+_INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec.nodeName",),  # every agent lists and watches its own pods
+    "Event": ("involvedObject.uid",),  # describe shows one object's events
+}
+
+
+def indexed_fields(kind: str) -> dict[str, FieldGetter]:
+    """The field selectors a cache keeps an index for, with their getters (namespace and name are always
+    indexed by the key itself)."""
+    fields = _KIND_FIELDS.get(kind, {})
+    return {name: fields[name] for name in _INDEXED_FIELDS.get(kind, ())}
+
+
 @dataclass(frozen=True)
 class FieldRequirement:
     """One term of a field selector."""

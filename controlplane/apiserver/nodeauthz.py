@@ -18,6 +18,7 @@ from controlplane import pki
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import core_pb2
+from controlplane.api.selectors import parse_field_selector
 from controlplane.apiserver.authz import Attributes, Decision
 from controlplane.apiserver.watchcache import Filter, WatchCache
 from controlplane.storage.keys import object_key
@@ -107,7 +108,8 @@ class NodeAuthorizer:
         if resource in ("secrets", "configmaps") and not attrs.subresource:
             if verb == "get" and attrs.name:
                 kind = "Secret" if resource == "secrets" else "ConfigMap"
-                for pod in self.caches["Pod"].list(Filter(namespace=attrs.namespace)):
+                on_node = Filter(namespace=attrs.namespace, fields=parse_field_selector(f"spec.nodeName={node}", _POD))
+                for pod in self.caches["Pod"].list(on_node, ordered=False):
                     assert isinstance(pod, core_pb2.Pod)
                     if pod.spec.node_name == node and attrs.name in referenced(pod, kind):
                         return Decision.ALLOW, f'pod "{pod.metadata.name}" on this node references it'

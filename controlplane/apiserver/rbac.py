@@ -66,14 +66,14 @@ class RBACAuthorizer:
 
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
         """ALLOW if a binding grants a matching rule; NO_OPINION otherwise."""
-        for binding in self.caches["ClusterRoleBinding"].list(Filter()):
+        for binding in self.caches["ClusterRoleBinding"].list(Filter(), ordered=False):
             assert isinstance(binding, rbac_pb2.ClusterRoleBinding)
             if any(subject_matches(s, attrs, "") for s in binding.subjects) and any(
                 rule_allows(r, attrs) for r in self.rules_of(binding.role_ref, "")
             ):
                 return Decision.ALLOW, f'allowed by ClusterRoleBinding "{binding.metadata.name}"'
         if attrs.namespace:
-            for binding in self.caches["RoleBinding"].list(Filter(namespace=attrs.namespace)):
+            for binding in self.caches["RoleBinding"].list(Filter(namespace=attrs.namespace), ordered=False):
                 assert isinstance(binding, rbac_pb2.RoleBinding)
                 if any(subject_matches(s, attrs, attrs.namespace) for s in binding.subjects) and any(
                     rule_allows(r, attrs) for r in self.rules_of(binding.role_ref, attrs.namespace)

@@ -31,6 +31,7 @@ from controlplane.api.errors import ApiError, GoneError, TooManyRequestsError, U
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import meta
 from controlplane.api.selectors import FieldSelector, LabelSelector
+from controlplane.apiserver.cacheindex import ObjectIndex
 from controlplane.storage import EtcdWatch, Store, WatchBatch
 from controlplane.storage.encryption import EncryptionError
 
@@ -64,6 +65,10 @@ class Filter:
         if self.namespace and m.namespace != self.namespace:
             return False
         return self.labels.matches(m.labels) and self.fields.matches(obj)
+
+    def exact_field(self, field: str) -> str | None:
+        """The value an ``field=value`` term requires, if any (for index lookups)."""
+        return self.fields.exact(field)
 
 
 class CacheWatcher:
@@ -152,7 +157,7 @@ class WatchCache:
         self.window = window
         self.watcher_capacity = watcher_capacity
         self.progress_interval = progress_interval
-        self.objects: dict[str, Message] = {}
+        self.objects = ObjectIndex(info)
         self.revision = 0
         self.event_revision = 0
         """The revision up to which the cache is proven by events or reads (progress notifications excluded)."""
@@ -229,7 +234,7 @@ class WatchCache:
             objects.update(page.items)
         for watcher in list(self._watchers):
             watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
-        self.objects = objects
+        self.objects.replace_all(objects)
         self.revision = page.revision
         self.event_revision = page.revision
         self._window_start = page.revision
@@ -258,14 +263,14 @@ class WatchCache:
                 obj = self.info.message()
                 obj.CopyFrom(prev)
                 meta(obj).resource_version = str(change.revision)
-                self.objects.pop(change.key, None)
+                self.objects.remove(change.key)
                 ev = CacheEvent(DELETED, change.key, obj, prev, change.revision)
             else:
                 decoded = self._decode(change.key, change.value, change.revision)
                 if decoded is None:
                     continue
                 obj = decoded
-                self.objects[change.key] = obj
+                self.objects.put(change.key, obj)
                 kind = ADDED if prev is None else MODIFIED
                 ev = CacheEvent(kind, change.key, obj, prev, change.revision)
             self._history.append(ev)
@@ -338,9 +343,10 @@ class WatchCache:
         """The oldest resourceVersion a watch may start from."""
         return self._window_start
 
-    def list(self, flt: Filter) -> list[Message]:
-        """Every selected object, in key order."""
-        return [obj for key, obj in sorted(self.objects.items()) if flt.matches(obj)]
+    def list(self, flt: Filter, *, ordered: bool = True) -> list[Message]:
+        """Every selected object, in key order unless ``ordered`` is False; the cost follows the smallest
+        index bucket the filter names (namespace, indexed field, name), not the whole kind."""
+        return [obj for _, obj in self.objects.select(flt, ordered=ordered)]
 
     def get(self, key: str) -> Message | None:
         """One object by storage key."""
@@ -353,8 +359,7 @@ class WatchCache:
         """
         await asyncio.wait_for(self.ready.wait(), timeout)
         if resource_version is None:
-            initial = [CacheEvent(ADDED, key, obj, None, self.revision) for key, obj in sorted(self.objects.items())]
-            initial = [ev for ev in initial if flt.matches(ev.obj)]
+            initial = [CacheEvent(ADDED, key, obj, None, self.revision) for key, obj in self.objects.select(flt)]
         else:
             if not await self.wait_for_revision(resource_version, timeout):
                 self.request_progress()
