@@ -32,8 +32,11 @@ from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.rbac import RBACAuthorizer
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
+from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import EtcdClient, EtcdConfig, Store
+from controlplane.storage.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
+from controlplane.storage.compactor import Compactor
 from controlplane.storage.encryption import EncryptionConfig, EncryptionError
 from controlplane.storage.keys import object_key
 
@@ -99,6 +102,10 @@ class ApiServerConfig:
     """Where Services' cluster IPs and node ports come from."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
     """TLS, authentication, authorization, encryption at rest, audit."""
+    event_ttl_seconds: int = 3600
+    """How long Events live after their last write (an etcd lease deletes them)."""
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
+    """Seconds between etcd compactions (keeping one interval of history); 0 leaves compaction to others."""
 
 
 class ApiServer:
@@ -128,7 +135,9 @@ class ApiServer:
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
             service_ranges=config.service_ranges,
             admit=EscalationCheck(self.authorizer, rbac.rules_of),
+            strategy_options=StrategyOptions(event_ttl_seconds=config.event_ttl_seconds),
         )
+        self.compactor = Compactor(self.etcd, config.compaction_interval)
         self.proxy = PodProxy(self.registry, sec.agent_tls)
         secret_info = kinds.lookup("Secret")
         self.authenticator = Authenticator(
@@ -200,6 +209,8 @@ class ApiServer:
         await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(ETCD_HEALTH, health_pb2.HealthCheckResponse.SERVING)
         self._cache_tasks.append(asyncio.create_task(self._watch_etcd_health(), name="etcd-health"))
+        if self.config.compaction_interval > 0:
+            self._cache_tasks.append(asyncio.create_task(self.compactor.run(), name="etcd-compactor"))
         log.info(
             "serving on %s (port %d), etcd %s", self.config.listen, self.port, ",".join(self.config.etcd.endpoints)
         )
@@ -366,6 +377,19 @@ async def serve(config: ApiServerConfig) -> None:
 @click.option(
     "--service-node-port-range", default="30000-32767", show_default=True, help="Ports for NodePort Services."
 )
+@click.option(
+    "--event-ttl",
+    default="1h",
+    show_default=True,
+    help="How long an Event lives after its last write; etcd deletes it on its own (a lease).",
+)
+@click.option(
+    "--etcd-compaction-interval",
+    default="5m",
+    show_default=True,
+    help="How often this server compacts etcd, keeping one interval of history (0: never; several API "
+    "servers coordinate through etcd, so only one compacts per interval).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: addresses.EtcdEndpoints,
@@ -400,6 +424,8 @@ def main(
     default_unreachable_toleration_seconds: int,
     service_cluster_ip_range: str,
     service_node_port_range: str,
+    event_ttl: str,
+    etcd_compaction_interval: str,
     verbose: bool,
 ) -> None:
     """Serve the Navarch API, backed by etcd."""
@@ -428,8 +454,14 @@ def main(
     try:
         validity = parse_duration(node_cert_validity)
         timeout = parse_duration(request_timeout)
+        event_ttl_seconds = parse_duration(event_ttl)
+        compaction_interval = parse_duration(etcd_compaction_interval)
     except ValueError as err:
         refuse(str(err))
+    if event_ttl_seconds < 1:
+        refuse(f"--event-ttl {event_ttl}: must be at least 1s")
+    if compaction_interval < 0:
+        refuse(f"--etcd-compaction-interval {etcd_compaction_interval}: must not be negative")
     tls = None
     if tls_cert_file and tls_private_key_file:
         tls = transport.ServerTLS(tls_cert_file, tls_private_key_file, client_ca_file)
@@ -480,6 +512,8 @@ def main(
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         service_ranges=ranges,
         security=security,
+        event_ttl_seconds=int(event_ttl_seconds),
+        compaction_interval=compaction_interval,
     )
     try:
         asyncio.run(serve(config))

@@ -42,7 +42,7 @@ from controlplane.apiserver.bootstrappolicy import (
     default_cluster_roles,
     needs_reset,
 )
-from controlplane.apiserver.strategy import Strategy, for_kind
+from controlplane.apiserver.strategy import Strategy, StrategyOptions, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
 from controlplane.storage.keys import kind_prefix, object_key
@@ -103,6 +103,7 @@ class Registry:
         unreachable_toleration_seconds: int = 30,
         service_ranges: ServiceRanges | None = None,
         admit: Callable[[Message], Awaitable[None]] | None = None,
+        strategy_options: StrategyOptions | None = None,
     ):
         self.store = store
         self.admit = admit
@@ -112,7 +113,7 @@ class Registry:
         self.unreachable_toleration_seconds = unreachable_toleration_seconds
         self.caches = caches
         self._now = now or (lambda: datetime.now(UTC))
-        self._strategies = {info.kind: for_kind(info) for info in kinds.KINDS}
+        self._strategies = {info.kind: for_kind(info, strategy_options) for info in kinds.KINDS}
 
     def strategy(self, info: KindInfo) -> Strategy:
         """The kind's strategy."""
@@ -160,7 +161,7 @@ class Registry:
         if isinstance(obj, core_pb2.Service):
             taken_ips, taken_ports = self._service_resources()
             return await self.allocator.create(obj, taken_ips, taken_ports)
-        return await self.store.create(info, obj)
+        return await self.store.create(info, obj, ttl=self.strategy(info).ttl_seconds())
 
     def _service_resources(self) -> tuple[set[str], set[str]]:
         """Cluster IPs and node ports the cache shows in use (a hint: etcd claims decide)."""
@@ -406,7 +407,7 @@ class Registry:
                     revision = await self.store.delete(info, new, old_rv, release=self._claims(old))
                     meta(new).resource_version = str(revision)
                     return new
-                return await self.store.update(info, new, old_rv)
+                return await self.store.update(info, new, old_rv, ttl=strategy.ttl_seconds())
             except ConflictError:
                 if expected is not None:
                     raise
@@ -498,7 +499,7 @@ class Registry:
             if dry:
                 return new, False
             try:
-                return await self.store.update(info, new, old_rv), False
+                return await self.store.update(info, new, old_rv, ttl=strategy.ttl_seconds()), False
             except ConflictError:
                 continue
         raise ConflictError(f'{info.kind} "{name}" is being changed too often to delete; try again')

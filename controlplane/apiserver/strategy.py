@@ -6,6 +6,8 @@ about a verb is the same for all kinds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from google.protobuf.message import Message
 
 from controlplane.api import kinds
@@ -16,13 +18,26 @@ from controlplane.api.validation import Errors
 DEFAULT_GRACE_SECONDS = 30
 
 
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Server flags that some kinds' strategies read."""
+
+    event_ttl_seconds: int = 3600
+    """How long an Event lives after its last write (``--event-ttl``); etcd deletes it on its own."""
+
+
 class Strategy:
     """The default behaviour: status is cleared on create and kept by Update."""
 
     keep_status_on_create = False
 
-    def __init__(self, info: kinds.KindInfo) -> None:
+    def __init__(self, info: kinds.KindInfo, options: StrategyOptions | None = None) -> None:
         self.info = info
+        self.options = options or StrategyOptions()
+
+    def ttl_seconds(self) -> int | None:
+        """Seconds an object of this kind lives after each write, or None: until deleted."""
+        return None
 
     def default(self, obj: Message) -> None:
         """Fill in defaults (on create and update, before validation)."""
@@ -215,7 +230,16 @@ class NamespaceStrategy(Strategy):
         obj.status.phase = "Active"  # type: ignore[attr-defined]
 
 
+class EventStrategy(Strategy):
+    """Events expire ``--event-ttl`` after their last write, as in Kubernetes: an etcd lease deletes them, so
+    no controller has to and a busy cluster's history stays bounded."""
+
+    def ttl_seconds(self) -> int | None:
+        return self.options.event_ttl_seconds or None
+
+
 _STRATEGIES: dict[str, type[Strategy]] = {
+    "Event": EventStrategy,
     "Pod": PodStrategy,
     "ReplicaSet": ReplicaSetStrategy,
     "Deployment": DeploymentStrategy,
@@ -231,6 +255,6 @@ _STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def for_kind(info: kinds.KindInfo) -> Strategy:
+def for_kind(info: kinds.KindInfo, options: StrategyOptions | None = None) -> Strategy:
     """The strategy of a kind."""
-    return _STRATEGIES.get(info.kind, Strategy)(info)
+    return _STRATEGIES.get(info.kind, Strategy)(info, options)

@@ -23,6 +23,7 @@ import grpc.aio
 from etcd3aio import EtcdConnectionError, EtcdTransientError
 from etcd3aio.connections import ConnectionManager
 from etcd3aio.kv import KVService
+from etcd3aio.lease import LeaseService
 from etcd3aio.maintenance import MaintenanceService
 
 from controlplane.api.errors import GoneError, UnavailableError
@@ -79,6 +80,7 @@ class EtcdClient:
         self._channels: list[grpc.aio.Channel] = []
         self._kv: KVService | None = None
         self._maintenance: MaintenanceService | None = None
+        self._lease: LeaseService | None = None
         self._watch_channel: grpc.aio.Channel | None = None
         self.unhealthy: str | None = None
         """Why the last health check failed (None: healthy). While set, calls give up after one attempt, so
@@ -124,6 +126,7 @@ class EtcdClient:
         # One attempt per service call: retries are ours (below), bounded by the request deadline.
         self._kv = KVService(kv_channel, max_attempts=1)
         self._maintenance = MaintenanceService(kv_channel, max_attempts=1)
+        self._lease = LeaseService(kv_channel, max_attempts=1)
         self._watch_channel = self._channel(endpoints)
 
     @property
@@ -141,6 +144,13 @@ class EtcdClient:
         return self._maintenance
 
     @property
+    def lease(self) -> LeaseService:
+        """The lease service (TTLs for keys that expire on their own, such as Events)."""
+        if self._lease is None:
+            raise RuntimeError("EtcdClient.connect() was not called")
+        return self._lease
+
+    @property
     def watch_channel(self) -> grpc.aio.Channel:
         """A channel reserved for watch streams, so they never queue behind KV calls."""
         if self._watch_channel is None:
@@ -152,7 +162,7 @@ class EtcdClient:
         for channel in self._channels:
             await channel.close()
         self._channels.clear()
-        self._kv = self._maintenance = self._watch_channel = None
+        self._kv = self._maintenance = self._lease = self._watch_channel = None
 
     async def ping(self, timeout: float = 5.0) -> int:
         """Check that the cluster answers a quorum read; returns the current revision."""

@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import grpc
+import grpc.aio
 from etcd3aio._protobuf import Compare, TxnResponse
 from google.protobuf.message import Message
 
-from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError
+from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError, UnavailableError
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, meta
 from controlplane.storage.client import EtcdClient
 from controlplane.storage.codec import decode, encode
 from controlplane.storage.encryption import EncryptionConfig
 from controlplane.storage.keys import kind_prefix, object_key, prefix_end
+from controlplane.storage.leases import LeaseManager
 from controlplane.storage.watch import EtcdWatch
 
 CLAIMS_PREFIX = "/registry/claims/"
@@ -60,6 +63,10 @@ class Store:
     def __init__(self, client: EtcdClient, encryption: EncryptionConfig | None = None) -> None:
         self.client = client
         self.encryption = encryption or EncryptionConfig()
+        self.leases = LeaseManager(client)
+
+    async def _lease(self, ttl: int | None) -> int:
+        return await self.leases.lease_for(ttl) if ttl else 0
 
     def encode(self, info: KindInfo, key: str, obj: Message) -> bytes:
         """The value stored for an object (encrypted when the encryption config names its resource)."""
@@ -69,8 +76,11 @@ class Store:
         """The object a stored value holds; ``EncryptionError`` if it cannot be decrypted."""
         return decode(info, self.encryption.for_resource(info.plural).from_storage(value, key), mod_revision)
 
-    async def create(self, info: KindInfo, obj: Message, *, claims: Sequence[str] = ()) -> Message:
+    async def create(
+        self, info: KindInfo, obj: Message, *, claims: Sequence[str] = (), ttl: int | None = None
+    ) -> Message:
         """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion.
+        With ``ttl`` (seconds) etcd deletes the key on its own after at least that long (Events).
 
         ``claims`` are keys (under ``/registry/claims/``) that must not exist and are created in the same
         transaction, holding the object's key: unique resources such as a Service's cluster IP. A taken
@@ -80,15 +90,23 @@ class Store:
         key = object_key(info, m.namespace, m.name)
         value = self.encode(info, key, obj)
         claim_keys = [claim_key(c) for c in claims]
-        txn = _Attempts(
-            lambda t: kv.txn(
-                compare=[kv.txn_compare_create_revision(k, 0) for k in (key, *claim_keys)],
-                success=[kv.txn_op_put(key, value), *(kv.txn_op_put(c, key.encode()) for c in claim_keys)],
-                failure=[kv.txn_op_get(k) for k in (key, *claim_keys)],
-                timeout=t,
+        for _ in range(2):
+            lease = await self._lease(ttl)
+            txn = _Attempts(
+                lambda t, lease=lease: kv.txn(  # type: ignore[misc]
+                    compare=[kv.txn_compare_create_revision(k, 0) for k in (key, *claim_keys)],
+                    success=[
+                        kv.txn_op_put(key, value, lease=lease),
+                        *(kv.txn_op_put(c, key.encode()) for c in claim_keys),
+                    ],
+                    failure=[kv.txn_op_get(k) for k in (key, *claim_keys)],
+                    timeout=t,
+                )
             )
-        )
-        resp = await self.client.call(txn, f"create {key}")
+            if (resp := await self._call_with_lease(txn, f"create {key}", lease)) is not None:
+                break
+        else:
+            raise UnavailableError(f"create {key}: etcd lost two fresh leases in a row; try again")
         if not resp.succeeded:
             # A retried attempt may find its own earlier, applied write: the uid makes the bytes unique.
             if txn.retried and _holds(resp, value):
@@ -101,6 +119,16 @@ class Store:
                     raise ClaimTakenError(claim, holder)
             raise ConflictError(f"{describe(obj)}: the write raced another; try again")
         return self._with_revision(info, obj, int(resp.header.revision))
+
+    async def _call_with_lease(self, txn: _Attempts, what: str, lease: int) -> TxnResponse | None:
+        """Run a write; None when etcd no longer knows its lease (the caller takes a fresh one and retries)."""
+        try:
+            return await self.client.call(txn, what)
+        except grpc.aio.AioRpcError as err:
+            if lease and err.code() == grpc.StatusCode.NOT_FOUND and "lease not found" in (err.details() or ""):
+                self.leases.forget(lease)
+                return None
+            raise
 
     async def claimed(self, prefix: str) -> set[str]:
         """Every claim under ``prefix`` (e.g. ``serviceips/``), without the prefix."""
@@ -128,21 +156,27 @@ class Store:
         kv = resp.kvs[0]
         return self.decode(info, key, kv.value, kv.mod_revision)
 
-    async def update(self, info: KindInfo, obj: Message, expected_revision: int) -> Message:
-        """Replace an object if its key's mod_revision is still ``expected_revision``."""
+    async def update(self, info: KindInfo, obj: Message, expected_revision: int, *, ttl: int | None = None) -> Message:
+        """Replace an object if its key's mod_revision is still ``expected_revision``; ``ttl`` restarts the
+        key's time to live (a put without a lease would make an expiring key permanent)."""
         kv = self.client.kv
         m = meta(obj)
         key = object_key(info, m.namespace, m.name)
         value = self.encode(info, key, obj)
-        txn = _Attempts(
-            lambda t: kv.txn(
-                compare=[_mod_revision_equals(key, expected_revision)],
-                success=[kv.txn_op_put(key, value)],
-                failure=[kv.txn_op_get(key)],
-                timeout=t,
+        for _ in range(2):
+            lease = await self._lease(ttl)
+            txn = _Attempts(
+                lambda t, lease=lease: kv.txn(  # type: ignore[misc]
+                    compare=[_mod_revision_equals(key, expected_revision)],
+                    success=[kv.txn_op_put(key, value, lease=lease)],
+                    failure=[kv.txn_op_get(key)],
+                    timeout=t,
+                )
             )
-        )
-        resp = await self.client.call(txn, f"update {key}")
+            if (resp := await self._call_with_lease(txn, f"update {key}", lease)) is not None:
+                break
+        else:
+            raise UnavailableError(f"update {key}: etcd lost two fresh leases in a row; try again")
         if not resp.succeeded:
             if txn.retried and _holds(resp, value) and _mod_revision(resp) > expected_revision:
                 return self._with_revision(info, obj, _mod_revision(resp))  # our own retried write
