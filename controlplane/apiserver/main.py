@@ -84,6 +84,8 @@ class ApiServerConfig:
     """``host:port`` to serve on (port 0 picks a free one)."""
     watch_cache_window: int = 10_000
     """Events of history kept per kind for watches that resume from a resourceVersion."""
+    watch_cache_window_bytes: int = 100 * 1024 * 1024
+    """Bytes of object history kept per kind (the window ends at whichever bound comes first)."""
     watcher_queue: int = 1_000
     """Events a watcher may fall behind before it is closed with RESOURCE_EXHAUSTED."""
     bookmark_interval: float = 60.0
@@ -121,6 +123,7 @@ class ApiServer:
                 self.store,
                 info,
                 window=config.watch_cache_window,
+                window_bytes=config.watch_cache_window_bytes,
                 watcher_capacity=config.watcher_queue,
                 progress_interval=config.progress_interval,
             )
@@ -285,6 +288,13 @@ async def serve(config: ApiServerConfig) -> None:
     type=click.IntRange(min=10),
     help="Events of history kept per kind for watch resumption.",
 )
+@click.option(
+    "--watch-cache-window-mib",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="MiB of object history kept per kind for watch resumption (whichever bound comes first).",
+)
 @click.option("--etcd-cafile", type=click.Path(exists=True, dir_okay=False), help="CA for etcd's certificates.")
 @click.option("--etcd-certfile", type=click.Path(exists=True, dir_okay=False), help="Client certificate for etcd.")
 @click.option("--etcd-keyfile", type=click.Path(exists=True, dir_okay=False), help="Key of the client certificate.")
@@ -395,6 +405,7 @@ def main(
     etcd_servers: addresses.EtcdEndpoints,
     listen: str,
     watch_cache_window: int,
+    watch_cache_window_mib: int,
     etcd_cafile: str | None,
     etcd_certfile: str | None,
     etcd_keyfile: str | None,
@@ -507,6 +518,7 @@ def main(
         ),
         listen=listen,
         watch_cache_window=watch_cache_window,
+        watch_cache_window_bytes=watch_cache_window_mib * 1024 * 1024,
         startup_timeout=etcd_startup_timeout,
         default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,

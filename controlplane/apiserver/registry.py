@@ -21,6 +21,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane import transport
 from controlplane.api import fieldvalidation, kinds, validation
 from controlplane.api.errors import (
     AlreadyExistsError,
@@ -29,6 +30,7 @@ from controlplane.api.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    TooManyRequestsError,
 )
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, from_manifest, meta, to_manifest
@@ -76,6 +78,10 @@ def _check_dry_run(dry_run: str) -> bool:
     return dry_run == DRY_RUN_ALL
 
 
+def _total_bytes(items: list[Message]) -> int:
+    return sum(obj.ByteSize() for obj in items)
+
+
 class ListResult:
     """One page of a List."""
 
@@ -86,6 +92,11 @@ class ListResult:
         self.remaining = remaining
 
 
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+"""A page stops after the object that takes it past this size, whatever the limit (objects are at most
+1.5 MiB, so a page stays well inside the 16 MiB message cap)."""
+MAX_LIST_BYTES = transport.MAX_MESSAGE_BYTES - 1024 * 1024
+"""The largest unpaged List answered (the message cap, less room for envelopes)."""
 MAX_CONTINUE_LENGTH = 4096
 """A continue token holds a revision and a storage key (keys are bounded by name lengths), base64-encoded."""
 
@@ -218,12 +229,17 @@ class Registry:
         cont: str = "",
         resource_version: str = "",
     ) -> ListResult:
-        """List objects. Unpaged lists come from the watch cache (after proving it current, unless rv is "0");
-        paged lists read etcd at the first page's revision, so pages never skip or repeat an object."""
+        """List objects.
+
+        Unpaged lists come from the watch cache (after proving it current, unless rv is "0") and are refused
+        with RESOURCE_EXHAUSTED, asking for pages, when the answer would not fit in one message. A first page
+        whose whole answer fits is served from the cache too (complete, no continue token); otherwise pages
+        read etcd at the first page's revision, so they never skip or repeat an object, and each page is
+        bounded by ``limit`` and by ``MAX_PAGE_BYTES`` (a short page with a continue token is normal)."""
         flt = self._filter(info, namespace, label_selector, field_selector)
         if limit < 0:
             raise InvalidError(f"limit: {limit} must not be negative")
-        if limit or cont:
+        if cont:
             return await self._list_paged(info, flt, limit, cont)
         cache = self.caches[info.kind]
         if resource_version == "0":
@@ -234,14 +250,33 @@ class Registry:
         else:
             fresh = await cache.wait_fresh()
         if fresh:
-            return ListResult(cache.list(flt), cache.revision)
-        return await self._list_paged(info, flt, 0, "")  # cache lagging: read etcd directly
+            items = cache.list(flt)
+            if not limit or (len(items) <= limit and _total_bytes(items) <= MAX_PAGE_BYTES):
+                result = ListResult(items, cache.revision)
+                if not limit:
+                    self._check_unpaged_size(info, result)
+                return result
+        result = await self._list_paged(info, flt, limit, "")  # a page, or the cache lagging: read etcd
+        if not limit:
+            self._check_unpaged_size(info, result)
+        return result
+
+    @staticmethod
+    def _check_unpaged_size(info: KindInfo, result: ListResult) -> None:
+        size = _total_bytes(result.items)
+        if size > MAX_LIST_BYTES:
+            raise TooManyRequestsError(
+                f"the list of {len(result.items)} {info.plural} is {size / 2**20:.1f} MiB, more than one "
+                f"message may carry ({MAX_LIST_BYTES / 2**20:.0f} MiB); list in pages with limit (e.g. 500) and "
+                "continue, as informers and navarch get do"
+            )
 
     async def _list_paged(self, info: KindInfo, flt: Filter, limit: int, cont: str) -> ListResult:
         revision, start_key = 0, ""
         if cont:
             revision, start_key = self._decode_continue(info, cont)
         items: list[Message] = []
+        size = 0
         prefix = kind_prefix(info, flt.namespace)
         last_key = ""
         while True:
@@ -257,14 +292,17 @@ class Registry:
             # etcd's header names the current revision even for a read in the past: pin the first one.
             revision = revision or page.revision
             unread = 0
+            full = False
             for index, (key, obj) in enumerate(page.items):
                 last_key = key
                 if flt.matches(obj):
                     items.append(obj)
-                    if limit and len(items) == limit:
+                    size += obj.ByteSize()
+                    if (limit and len(items) == limit) or (limit and size >= MAX_PAGE_BYTES):
                         unread = len(page.items) - index - 1
+                        full = True
                         break
-            if limit and len(items) == limit:
+            if full:
                 if page.more or unread:
                     remaining = page.remaining + unread
                     return ListResult(items, revision, self._encode_continue(revision, last_key), remaining)

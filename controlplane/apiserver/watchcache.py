@@ -34,6 +34,7 @@ from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver.cacheindex import ObjectIndex
 from controlplane.storage import EtcdWatch, Store, WatchBatch
 from controlplane.storage.encryption import EncryptionError
+from controlplane.storage.store import LIST_PAGE
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,15 @@ class WatchCache:
         info: KindInfo,
         *,
         window: int = 10_000,
+        window_bytes: int = 100 * 1024 * 1024,
         watcher_capacity: int = 1_000,
         progress_interval: float = 5.0,
     ) -> None:
         self.store = store
         self.info = info
         self.window = window
+        self.window_bytes = window_bytes
+        self._history_bytes = 0
         self.watcher_capacity = watcher_capacity
         self.progress_interval = progress_interval
         self.objects = ObjectIndex(info)
@@ -227,10 +231,13 @@ class WatchCache:
             self._watch.request_progress()
 
     async def _relist(self) -> None:
-        page = await self.store.list(self.info)
+        # In pages at the first page's revision: one etcd response holds at most 64 MiB.
+        page = await self.store.list(self.info, limit=LIST_PAGE)
         objects = dict(page.items)
         while page.more:
-            page = await self.store.list(self.info, revision=page.revision, start_key=page.items[-1][0] + "\0")
+            page = await self.store.list(
+                self.info, revision=page.revision, start_key=page.items[-1][0] + "\0", limit=LIST_PAGE
+            )
             objects.update(page.items)
         for watcher in list(self._watchers):
             watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
@@ -239,6 +246,7 @@ class WatchCache:
         self.event_revision = page.revision
         self._window_start = page.revision
         self._history.clear()
+        self._history_bytes = 0
         self.ready.set()
         await self._notify_advanced()
         log.info("watch cache %s: %d objects at revision %d", self.info.plural, len(objects), self.revision)
@@ -274,8 +282,15 @@ class WatchCache:
                 kind = ADDED if prev is None else MODIFIED
                 ev = CacheEvent(kind, change.key, obj, prev, change.revision)
             self._history.append(ev)
-            if len(self._history) > self.window:
-                self._window_start = self._history.popleft().revision
+            self._history_bytes += ev.obj.ByteSize()
+            # Bounded by count and by bytes (10,000 events of 1 MiB objects would be 10 GiB); always keep the
+            # newest event, so a watch can resume from the revision before it.
+            while len(self._history) > 1 and (
+                len(self._history) > self.window or self._history_bytes > self.window_bytes
+            ):
+                dropped = self._history.popleft()
+                self._history_bytes -= dropped.obj.ByteSize()
+                self._window_start = dropped.revision
             for watcher in list(self._watchers):
                 watcher.offer(ev)
         if batch.events:

@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from controlplane import transport
 from controlplane.api import kinds
-from controlplane.api.errors import ApiError, UnauthenticatedError, UnavailableError, from_status
+from controlplane.api.errors import ApiError, GoneError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, podaccess_pb2
 
@@ -58,6 +58,10 @@ class ClientConfig:
     warning_handler: Callable[[str], None] | None = None
     """Called with each warning the API server returns on Create, Update and Patch (``warning`` trailing
     metadata, Kubernetes' Warning headers; client-go's WarningHandler). None: warnings are dropped."""
+
+
+LIST_CHUNK = 500
+"""Objects per page when ``list`` fetches everything (kubectl's and client-go's pager default)."""
 
 
 @dataclass
@@ -276,7 +280,45 @@ class ApiClient:
         resource_version: str = "",
         timeout: float | None = None,
     ) -> ObjectList[Any]:
-        """List objects (all namespaces when ``namespace`` is empty)."""
+        """List objects (all namespaces when ``namespace`` is empty).
+
+        With ``limit`` one page is returned (follow ``continue_token``). Without one, every page of
+        ``LIST_CHUNK`` objects is fetched and joined: the server reads all pages at the first one's revision,
+        so the result is one consistent snapshot at ``resource_version``, however large the kind (an
+        unpaged List over the message size is refused by the server). A continue token that expires
+        mid-way (its revision compacted) restarts the listing."""
+        if limit or continue_token:
+            return await self._list_page(
+                kind, namespace, label_selector, field_selector, limit, continue_token, resource_version, timeout
+            )
+        for _attempt in range(3):
+            first = await self._list_page(
+                kind, namespace, label_selector, field_selector, LIST_CHUNK, "", resource_version, timeout
+            )
+            items, token = list(first.items), first.continue_token
+            try:
+                while token:
+                    page = await self._list_page(
+                        kind, namespace, label_selector, field_selector, LIST_CHUNK, token, "", timeout
+                    )
+                    items.extend(page.items)
+                    token = page.continue_token
+            except GoneError:
+                continue  # compacted while we paged: start again
+            return ObjectList(items, first.resource_version)
+        raise GoneError(f"list {_kind_name(kind)}: the listing expired three times while paging; try again")
+
+    async def _list_page(
+        self,
+        kind: type[Any] | str,
+        namespace: str,
+        label_selector: str,
+        field_selector: str,
+        limit: int,
+        continue_token: str,
+        resource_version: str,
+        timeout: float | None,
+    ) -> ObjectList[Any]:
         req = api_pb2.ListRequest(
             kind=_kind_name(kind),
             namespace=namespace,

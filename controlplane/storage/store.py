@@ -43,6 +43,10 @@ class ClaimTakenError(ConflictError):
         self.holder = holder
 
 
+LIST_PAGE = 500
+"""Keys per etcd read when listing a whole kind (Kubernetes' page size)."""
+
+
 @dataclass
 class StoredList:
     """One page of a range read at a fixed revision."""
@@ -223,17 +227,28 @@ class Store:
         start_key: str = "",
         limit: int = 0,
     ) -> StoredList:
-        """Read objects of a kind in key order at ``revision`` (0: now), from ``start_key`` on.
+        """Read objects of a kind in key order at ``revision`` (0: now), from ``start_key`` on, at most
+        ``limit`` of them (0: all). A read too large for one etcd response returns fewer (``more`` set).
 
         A compacted ``revision`` raises ``GoneError``.
         """
         prefix = kind_prefix(info, namespace)
         start = start_key or prefix
         end = prefix_end(prefix)
-        resp = await self.client.call(
-            lambda t: self.client.kv.get(start, range_end=end, revision=revision, limit=limit, timeout=t),
-            f"list {prefix}",
-        )
+        while True:
+            try:
+                resp = await self.client.call(
+                    lambda t, limit=limit: self.client.kv.get(  # type: ignore[misc]
+                        start, range_end=end, revision=revision, limit=limit, timeout=t
+                    ),
+                    f"list {prefix}",
+                )
+                break
+            except grpc.aio.AioRpcError as err:
+                # Larger than the client's receive limit (64 MiB): fewer keys per read; the caller pages on.
+                if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or limit == 1:
+                    raise
+                limit = max(1, (limit or LIST_PAGE) // 4)
         items = [(kv.key.decode(), self.decode(info, kv.key.decode(), kv.value, kv.mod_revision)) for kv in resp.kvs]
         # etcd's header names the current revision even for a read in the past.
         read_at = revision or int(resp.header.revision)
