@@ -24,7 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotFoundError, PreconditionError
 from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
 from controlplane.pki import APISERVER_USER
-from nodeagent.logs import LogOptions, follow, instance_files, read_instance
+from nodeagent.logs import LogOptions, follow, instance_files, iter_instance, limited
 from nodeagent.pod.worker import PodWorker
 from nodeagent.runas import command_as
 
@@ -145,17 +145,28 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
         )
         cdir = worker.container_dir(container)
         state = worker.log_state(container)
+        limit = request.limit_bytes if request.HasField("limit_bytes") else None
+        if limit is not None and limit < 1:
+            raise InvalidError(f"limitBytes: {limit} must be at least 1", field="limitBytes")
         if request.previous:
             instance = state.instance - 1
             if instance < 0 or not instance_files(cdir, instance):
                 raise NotFoundError(f'previous terminated container "{container}" in pod "{request.name}" not found')
-            yield podaccess_pb2.PodLogChunk(data=read_instance(cdir, instance, options))
+            for data in limited(iter_instance(cdir, instance, options), limit):
+                yield podaccess_pb2.PodLogChunk(data=data)
             return
         if not request.follow:
-            yield podaccess_pb2.PodLogChunk(data=read_instance(cdir, state.instance, options))
+            for data in limited(iter_instance(cdir, state.instance, options), limit):
+                yield podaccess_pb2.PodLogChunk(data=data)
             return
+        left = limit
         async for chunk in follow(cdir, state.instance, options, lambda: worker.log_state(container)):
+            if left is not None:
+                chunk = chunk[:left]
+                left -= len(chunk)
             yield podaccess_pb2.PodLogChunk(data=chunk)
+            if left is not None and left <= 0:
+                return
 
     async def _exec(
         self, request_iterator: AsyncIterator[podaccess_pb2.PodExecInput]

@@ -78,14 +78,54 @@ def _records(paths: list[Path]) -> Iterator[bytes]:
             continue  # rotated away between listing and opening
 
 
+CHUNK_BYTES = 1024 * 1024
+"""The most one chunk of log output holds (a log of any size streams in chunks; one message is capped)."""
+
+
+def iter_instance(container_dir: Path, instance: int, options: LogOptions) -> Iterator[bytes]:
+    """The whole (or the tail of the) log of one instance, rendered, in chunks of at most ``CHUNK_BYTES``;
+    without a tail nothing but the current chunk is held in memory."""
+    rendered: Iterator[bytes] = (
+        shown for r in _records(instance_files(container_dir, instance)) if (shown := options.render(r))
+    )
+    if options.tail is not None:
+        rendered = iter(deque(rendered, maxlen=options.tail))
+    yield from rechunk(rendered)
+
+
 def read_instance(container_dir: Path, instance: int, options: LogOptions) -> bytes:
-    """The whole (or the tail of the) log of one instance, rendered."""
-    lines: deque[bytes] | list[bytes] = deque(maxlen=options.tail) if options.tail is not None else []
-    for record in _records(instance_files(container_dir, instance)):
-        shown = options.render(record)
-        if shown is not None:
-            lines.append(shown)
-    return b"".join(lines)
+    """The whole (or the tail of the) log of one instance, rendered, as one value (for small logs)."""
+    return b"".join(iter_instance(container_dir, instance, options))
+
+
+def rechunk(pieces: Iterator[bytes] | list[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The same bytes in chunks of at most ``size`` (small pieces joined, large ones split)."""
+    held: list[bytes] = []
+    held_bytes = 0
+    for piece in pieces:
+        while piece:
+            room = size - held_bytes
+            held.append(piece[:room])
+            held_bytes += len(held[-1])
+            piece = piece[room:]
+            if held_bytes >= size:
+                yield b"".join(held)
+                held, held_bytes = [], 0
+    if held:
+        yield b"".join(held)
+
+
+def limited(chunks: Iterator[bytes], limit: int | None) -> Iterator[bytes]:
+    """At most ``limit`` bytes of ``chunks`` (None: all); stops reading once the limit is reached."""
+    if limit is None:
+        yield from chunks
+        return
+    left = limit
+    for chunk in chunks:
+        if left <= 0:
+            return
+        yield chunk[:left]
+        left -= len(chunk)
 
 
 @dataclass(frozen=True)
@@ -127,8 +167,8 @@ async def follow(
             shown = options.render(record)
             if shown is not None:
                 history.append(shown)
-    if history:
-        yield b"".join(history)
+    for chunk in rechunk(list(history), chunk_bytes):
+        yield chunk
     try:
         while True:
             batch = _read_available(f, options, chunk_bytes) if f else b""
@@ -142,35 +182,32 @@ async def follow(
                 held = -1
                 if f is not None:
                     held = os.fstat(f.fileno()).st_ino
-                    rest = _read_available(f, options, 1 << 30)
+                    for chunk in _drain(f, options, chunk_bytes):
+                        yield chunk
                     f.close()
                     f = None
-                    if rest:
-                        yield rest
                 f = _open_from_start(path)
                 if held != -1:
                     live_ino = os.fstat(f.fileno()).st_ino if f is not None else -1
                     for missed in _rotated_since(container_dir, current, held, live_ino):
-                        text = b"".join(shown for r in _records([missed]) if (shown := options.render(r)) is not None)
-                        if text:
-                            yield text
+                        rendered = (shown for r in _records([missed]) if (shown := options.render(r)) is not None)
+                        for chunk in rechunk(rendered, chunk_bytes):
+                            yield chunk
                 if f is not None:
                     continue
             st = state()
             if st.instance > current:
                 if f is not None:
-                    rest = _read_available(f, options, 1 << 30)
+                    for chunk in _drain(f, options, chunk_bytes):
+                        yield chunk
                     f.close()
                     f = None
-                    if rest:
-                        yield rest
                 current = st.instance
                 continue
             if not st.running and st.final:
                 if f is not None:
-                    rest = _read_available(f, options, 1 << 30)
-                    if rest:
-                        yield rest
+                    for chunk in _drain(f, options, chunk_bytes):
+                        yield chunk
                 return
             await asyncio.sleep(FOLLOW_POLL)
     finally:
@@ -206,6 +243,12 @@ def _rotated(f: IO[bytes], path: Path) -> bool:
         return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
     except FileNotFoundError:
         return True
+
+
+def _drain(f: IO[bytes], options: LogOptions, chunk_bytes: int) -> Iterator[bytes]:
+    """Every whole record left in ``f``, in chunks of about ``chunk_bytes``."""
+    while batch := _read_available(f, options, chunk_bytes):
+        yield batch
 
 
 def _read_available(f: IO[bytes], options: LogOptions, limit: int) -> bytes:

@@ -48,6 +48,9 @@ def _prefixed(prefix: bytes, data: bytes) -> bytes:
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time.")
 @click.option("--since", callback=_duration, default=None, help="Only lines newer than this (e.g. 5m).")
 @click.option("--prefix/--no-prefix", default=None, help="Prefix lines with the pod name (default: with -l).")
+@click.option(
+    "--limit-bytes", type=click.IntRange(min=1), default=None, help="Stop after this many bytes (per container)."
+)
 def logs(
     pod: str | None,
     container: str,
@@ -58,6 +61,7 @@ def logs(
     timestamps: bool,
     since: float | None,
     prefix: bool | None,
+    limit_bytes: int | None,
 ) -> None:
     """Print a container's logs (navarch logs POD, or navarch logs -l app=web)."""
     if bool(pod) == bool(selector):
@@ -73,6 +77,7 @@ def logs(
             previous=previous,
             timestamps=timestamps,
             since_seconds=int(since or 0),
+            limit_bytes=limit_bytes,
         ):
             _write(_prefixed(label, chunk) if label else chunk)
 

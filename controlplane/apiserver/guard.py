@@ -10,11 +10,12 @@ handlers as ``current_user``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
@@ -28,6 +29,7 @@ from controlplane.apiserver import requestinfo
 from controlplane.apiserver.audit import AuditEvent, AuditLog
 from controlplane.apiserver.authn import Authenticator, UserInfo
 from controlplane.apiserver.authz import Attributes, AuthorizerChain
+from controlplane.apiserver.inflight import InflightStreams, StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class Limits:
     burst: int = 400
     request_timeout: float = 60.0
     """Seconds a unary call may run, whatever deadline the client set (or did not set)."""
+    streams: StreamLimits = field(default_factory=StreamLimits)
+    """Concurrent watches, log streams and exec sessions per user and per server."""
 
 
 class UserRateLimiter:
@@ -101,6 +105,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.authorizer = authorizer
         self.limits = limits or Limits()
         self.limiter = UserRateLimiter(self.limits.rate, self.limits.burst)
+        self.inflight = InflightStreams(self.limits.streams)
         self.audit = audit
 
     async def intercept_service(
@@ -242,8 +247,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             failure: BaseException | None = None
             try:
                 await self._admit_or_refuse(method, request, context, event)
-                async for item in behavior(request, context):
-                    yield item
+                async with self._stream_slot(method, context, event):
+                    async for item in behavior(request, context):
+                        yield item
             except BaseException as err:
                 failure = err
                 raise
@@ -251,6 +257,23 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._finish(event, started, context, failure)
 
         return guarded
+
+    @contextlib.asynccontextmanager
+    async def _stream_slot(
+        self, method: str, context: grpc.aio.ServicerContext, event: AuditEvent
+    ) -> AsyncIterator[None]:
+        """Hold one of the bounded long-running slots for the caller while the stream runs."""
+        user = current_user.get()
+        name = method.rpartition("/")[2]
+        try:
+            held = self.inflight.acquire(name, user.name, exempt_from_user_bound=user.in_group(pki.MASTERS_GROUP))
+        except ApiError as refused:
+            await self._refuse(context, event, refused)
+        try:
+            yield
+        finally:
+            if held:
+                self.inflight.release(name, user.name)
 
     def _stream_stream(
         self, method: str, behavior: Callable[..., AsyncIterator[Any]]
@@ -284,8 +307,9 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for frame in requests:
                         yield frame
 
-                async for item in behavior(replay(), context):
-                    yield item
+                async with self._stream_slot(method, context, event):
+                    async for item in behavior(replay(), context):
+                        yield item
             except BaseException as err:
                 failure = err
                 raise

@@ -27,6 +27,7 @@ from controlplane.apiserver.authservice import AuthService, NodeCertificateSigne
 from controlplane.apiserver.authz import AuthorizerChain
 from controlplane.apiserver.escalation import EscalationCheck
 from controlplane.apiserver.guard import Limits, RequestGuard
+from controlplane.apiserver.inflight import StreamLimits
 from controlplane.apiserver.nodeauthz import NodeAuthorizer
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.rbac import RBACAuthorizer
@@ -352,6 +353,34 @@ async def serve(config: ApiServerConfig) -> None:
 )
 @click.option("--max-requests-burst", type=click.IntRange(min=1), default=400, show_default=True)
 @click.option(
+    "--max-watches-per-user",
+    type=click.IntRange(min=0),
+    default=StreamLimits.watches_per_user,
+    show_default=True,
+    help="Concurrent watches one user may hold (0: no limit; system:masters exempt).",
+)
+@click.option(
+    "--max-watches",
+    type=click.IntRange(min=0),
+    default=StreamLimits.watches,
+    show_default=True,
+    help="Concurrent watches this server serves in all (0: no limit).",
+)
+@click.option(
+    "--max-log-streams-per-user",
+    type=click.IntRange(min=0),
+    default=StreamLimits.log_streams_per_user,
+    show_default=True,
+    help="Concurrent pod log streams per user (0: no limit; system:masters exempt).",
+)
+@click.option(
+    "--max-exec-sessions-per-user",
+    type=click.IntRange(min=0),
+    default=StreamLimits.exec_sessions_per_user,
+    show_default=True,
+    help="Concurrent exec sessions per user (0: no limit; system:masters exempt).",
+)
+@click.option(
     "--request-timeout",
     default="60s",
     show_default=True,
@@ -429,6 +458,10 @@ def main(
     audit_log_maxbackup: int,
     max_requests_per_user: float,
     max_requests_burst: int,
+    max_watches_per_user: int,
+    max_watches: int,
+    max_log_streams_per_user: int,
+    max_exec_sessions_per_user: int,
     request_timeout: str,
     etcd_startup_timeout: float,
     default_not_ready_toleration_seconds: int,
@@ -495,7 +528,12 @@ def main(
         agent_tls=agent_tls,
         encryption_config=encryption_provider_config,
         audit=audit,
-        limits=Limits(max_requests_per_user, max_requests_burst, timeout),
+        limits=Limits(
+            max_requests_per_user,
+            max_requests_burst,
+            timeout,
+            StreamLimits(max_watches_per_user, max_watches, max_log_streams_per_user, max_exec_sessions_per_user),
+        ),
     )
     if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
         refuse("--etcd-certfile and --etcd-keyfile go together, with --etcd-cafile")

@@ -546,8 +546,10 @@ class ApiClient:
         previous: bool = False,
         timestamps: bool = False,
         since_seconds: int = 0,
+        limit_bytes: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """A container's log, in chunks of whole lines (through the API server and the node's agent)."""
+        """A container's log, in chunks of whole lines of at most 1 MiB (through the API server and the
+        node's agent); ``limit_bytes`` stops it after that many bytes (the last line may be cut)."""
         req = podaccess_pb2.PodLogRequest(
             namespace=namespace,
             name=name,
@@ -559,6 +561,8 @@ class ApiClient:
         )
         if tail_lines is not None:
             req.tail_lines = tail_lines
+        if limit_bytes is not None:
+            req.limit_bytes = limit_bytes
         # Without follow the answer is bounded: it gets the usual deadline.
         stream = self._stub.PodLogs(req, timeout=None if follow else self.config.timeout)
         try:

@@ -162,3 +162,33 @@ async def test_an_agent_answers_only_the_api_server(client: ApiClient, start_age
         raise AssertionError("the agent answered a caller it should refuse")
     except ForbiddenError as err:
         assert err.code == grpc.StatusCode.PERMISSION_DENIED and "only the API server" in err.message
+
+
+async def test_a_log_over_the_message_cap_streams_whole_and_limit_bytes_cuts_it(
+    cli: Cli, client: ApiClient, start_agent: StartAgent, namespace: str
+) -> None:
+    agent = await start_agent("--log-max-bytes", str(12 << 20), "--log-keep", "3")
+    # 200,000 lines of 100 characters: 20 MB, more than one 16 MiB message (which the old reader sent it in).
+    line = "0123456789" * 10
+    script = f"yes {line} | head -n 200000; echo done; sleep 300"
+    await client.create(pod_manifest("chatty", namespace, agent.node, ["sh", "-c", script]))
+    await wait_pod(client, namespace, "chatty", _running)
+
+    async def finished_writing() -> bool:
+        tail = b"".join([c async for c in client.pod_logs("chatty", namespace, tail_lines=1)])
+        return tail == b"done\n"
+
+    await eventually_async(finished_writing, timeout=60)
+    sizes: list[int] = []
+    received = 0
+    async for chunk in client.pod_logs("chatty", namespace):
+        sizes.append(len(chunk))
+        received += len(chunk)
+    assert received == 200_000 * (len(line) + 1) + len("done\n")
+    assert max(sizes) <= 1024 * 1024 + 16 * 1024  # chunks of about 1 MiB, never one huge message
+    limited = b"".join([c async for c in client.pod_logs("chatty", namespace, limit_bytes=1000)])
+    assert limited == ((line + "\n") * 10).encode()[:1000]
+    followed = b"".join([c async for c in client.pod_logs("chatty", namespace, follow=True, limit_bytes=250)])
+    assert len(followed) == 250  # a followed stream ends at the limit too
+    short = await cli("logs", "chatty", "-n", namespace, "--limit-bytes", "15")
+    assert short.out == line[:15]

@@ -36,6 +36,7 @@ class PodLogRequest(_message.Message):
     SINCE_SECONDS_FIELD_NUMBER: _builtins.int
     SINCE_TIME_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
+    LIMIT_BYTES_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     container: _builtins.str
@@ -54,6 +55,8 @@ class PodLogRequest(_message.Message):
     """Set by the API server: the pod's uid, so an agent never answers for a
     different pod of the same name.
     """
+    limit_bytes: _builtins.int
+    """Stop after this many bytes of output (the last line may be cut); unset: no limit."""
     @_builtins.property
     def since_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -69,13 +72,19 @@ class PodLogRequest(_message.Message):
         since_seconds: _builtins.int = ...,
         since_time: _timestamp_pb2.Timestamp | None = ...,
         uid: _builtins.str = ...,
+        limit_bytes: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_tail_lines", b"_tail_lines", "since_time", b"since_time", "tail_lines", b"tail_lines"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit_bytes", b"_limit_bytes", "_tail_lines", b"_tail_lines", "limit_bytes", b"limit_bytes", "since_time", b"since_time", "tail_lines", b"tail_lines"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tail_lines", b"_tail_lines", "container", b"container", "follow", b"follow", "name", b"name", "namespace", b"namespace", "previous", b"previous", "since_seconds", b"since_seconds", "since_time", b"since_time", "tail_lines", b"tail_lines", "timestamps", b"timestamps", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit_bytes", b"_limit_bytes", "_tail_lines", b"_tail_lines", "container", b"container", "follow", b"follow", "limit_bytes", b"limit_bytes", "name", b"name", "namespace", b"namespace", "previous", b"previous", "since_seconds", b"since_seconds", "since_time", b"since_time", "tail_lines", b"tail_lines", "timestamps", b"timestamps", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit_bytes: _TypeAlias = _typing.Literal["limit_bytes"]  # noqa: Y015
+    _WhichOneofArgType__limit_bytes: _TypeAlias = _typing.Literal["_limit_bytes", b"_limit_bytes"]  # noqa: Y015
     _WhichOneofReturnType__tail_lines: _TypeAlias = _typing.Literal["tail_lines"]  # noqa: Y015
     _WhichOneofArgType__tail_lines: _TypeAlias = _typing.Literal["_tail_lines", b"_tail_lines"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_bytes) -> _WhichOneofReturnType__limit_bytes | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tail_lines) -> _WhichOneofReturnType__tail_lines | None: ...
 
 Global___PodLogRequest: _TypeAlias = PodLogRequest  # noqa: Y015

@@ -1,0 +1,102 @@
+"""Concurrent watches are bounded per user and per server on a real, secured API server; the refusal is
+RESOURCE_EXHAUSTED naming the bound and its flag, and a closed watch gives its slot back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from controlplane import transport
+from controlplane.api.pb import api_pb2, api_pb2_grpc, rbac_pb2
+from controlplane.apiserver.guard import Limits
+from controlplane.apiserver.inflight import StreamLimits
+from controlplane.apiserver.main import ApiServer, ApiServerConfig, SecurityConfig
+from controlplane.clusterpki import ClusterPki, issue_user
+from controlplane.launcher.etcd import EtcdCluster
+from controlplane.storage import EtcdConfig
+from tests.helpers import eventually
+
+PER_USER, TOTAL = 3, 5
+
+
+@pytest.fixture(scope="module")
+async def bounded(cluster_pki: ClusterPki, secure_etcd: EtcdCluster) -> AsyncIterator[ApiServer]:
+    config = ApiServerConfig(
+        etcd=EtcdConfig(
+            endpoints=secure_etcd.endpoints,
+            ca_file=cluster_pki.etcd_ca,
+            cert_file=cluster_pki.cert("apiserver-etcd-client"),
+            key_file=cluster_pki.key("apiserver-etcd-client"),
+        ),
+        listen="127.0.0.1:0",
+        compaction_interval=0,
+        security=SecurityConfig(
+            tls=transport.ServerTLS(cluster_pki.cert("apiserver"), cluster_pki.key("apiserver"), cluster_pki.ca),
+            limits=Limits(rate=0, streams=StreamLimits(watches_per_user=PER_USER, watches=TOTAL)),
+        ),
+    )
+    server = ApiServer(config)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def _stub(server: ApiServer, pki: ClusterPki, cert: str, key: str) -> tuple[grpc.aio.Channel, api_pb2_grpc.ApiStub]:
+    channel = transport.make_channel([f"127.0.0.1:{server.port}"], transport.ChannelTLS(pki.ca, cert, key))
+    return channel, api_pb2_grpc.ApiStub(channel)
+
+
+async def _open_watch(stub: api_pb2_grpc.ApiStub) -> grpc.aio.UnaryStreamCall:
+    """A watch that is running: its first event (the namespace that exists) has arrived."""
+    call = stub.Watch(api_pb2.WatchRequest(kind="namespaces", field_selector="metadata.name=default"))
+    await call.read()
+    return call
+
+
+async def _refusal(stub: api_pb2_grpc.ApiStub) -> str:
+    call = stub.Watch(api_pb2.WatchRequest(kind="namespaces"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return caught.value.details() or ""
+
+
+async def test_watches_are_bounded_per_user_and_per_server(bounded: ApiServer, cluster_pki: ClusterPki) -> None:
+    admin_ch, admin = _stub(bounded, cluster_pki, cluster_pki.cert("admin"), cluster_pki.key("admin"))
+    binding = rbac_pb2.ClusterRoleBinding()
+    binding.metadata.name = "watchers-view"
+    binding.role_ref.kind, binding.role_ref.name = "ClusterRole", "view"
+    subject = binding.subjects.add()
+    subject.kind, subject.name = "Group", "watchers"
+    await admin.Create(api_pb2.CreateRequest(object=api_pb2.Object(cluster_role_binding=binding)), timeout=10)
+    users = []
+    for name in ("alice", "bob"):
+        cert, key = issue_user(cluster_pki, name, ("watchers",))
+        users.append(_stub(bounded, cluster_pki, cert, key))
+    (_, alice), (_, bob) = users
+    held: list[grpc.aio.UnaryStreamCall] = []
+    try:
+        held += [await _open_watch(alice) for _ in range(PER_USER)]
+        assert f'user "alice" already has {PER_USER} open watches (limit {PER_USER}, --max-watches-per-user)' in (
+            await _refusal(alice)
+        )
+        # A closed watch gives its slot back.
+        held.pop().cancel()
+        await eventually(lambda: bounded.guard.inflight.open("Watch", "alice") == PER_USER - 1)
+        held.append(await _open_watch(alice))
+        # bob is not limited by alice's watches, but the server's bound counts everyone's, the exempt
+        # administrator's too.
+        held.append(await _open_watch(bob))
+        held.append(await _open_watch(admin))
+        details = await _refusal(bob)
+        assert f"this API server already serves {TOTAL} watches (limit {TOTAL}, --max-watches)" in details
+        assert f"this API server already serves {TOTAL} watches" in await _refusal(admin)
+    finally:
+        for call in held:
+            call.cancel()
+        for channel, _ in users:
+            await channel.close()
+        await admin_ch.close()
+    await eventually(lambda: bounded.guard.inflight.open("Watch") == 0)
