@@ -8,7 +8,6 @@ written, at any level, and neither are bearer tokens (a bootstrap token appears 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import logging.handlers
@@ -22,6 +21,8 @@ LEVELS = ("None", "Metadata", "Request", "RequestResponse")
 SECRET_RESOURCES = ("secrets",)
 """Resources whose bodies never reach the audit log."""
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AuditConfig:
@@ -34,6 +35,9 @@ class AuditConfig:
     """Rotate when the file reaches this size."""
     backups: int = 10
     """Rotated files kept (``audit.log.1`` ...)."""
+    queue_size: int = 100_000
+    """Events waiting for the writer thread; beyond this (the disk is gone or far too slow) events are
+    dropped and counted, never blocking requests."""
 
 
 @dataclass
@@ -73,12 +77,11 @@ class AuditLog:
                 config.path, maxBytes=config.max_bytes, backupCount=config.backups, encoding="utf-8"
             )
         handler.setFormatter(logging.Formatter("%(message)s"))
-        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=100_000)
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=config.queue_size)
         self._listener = logging.handlers.QueueListener(self._queue, handler)
         self._handler = handler
-        self._logger = logging.Logger("navarch.audit")
-        self._logger.propagate = False
-        self._logger.addHandler(logging.handlers.QueueHandler(self._queue))
+        self.dropped = 0
+        """Events dropped because the writer fell ``queue_size`` behind."""
         self._listener.start()
 
     @property
@@ -118,8 +121,21 @@ class AuditLog:
                 entry["requestObject"] = event.request
             if self.wants_response and event.response is not None:
                 entry["responseObject"] = event.response
-        with contextlib.suppress(queue.Full):  # 100k events behind means the disk is gone
-            self._logger.info(json.dumps(entry, separators=(",", ":"), default=str))
+        line = json.dumps(entry, separators=(",", ":"), default=str)
+        record = logging.LogRecord("navarch.audit", logging.INFO, __file__, 0, line, None, None)
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            # Put directly, not through a QueueHandler: that one reports a full queue with a traceback on
+            # stderr for every event, which on a busy server buries the one warning that matters.
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.warning(
+                    "audit log %s: %d events dropped so far (the writer is %d events behind)",
+                    self.config.path,
+                    self.dropped,
+                    self.config.queue_size,
+                )
 
     def close(self) -> None:
         """Write what is queued and close the file."""

@@ -293,6 +293,7 @@ class Registry:
             revision = revision or page.revision
             unread = 0
             full = False
+            last_key = page.last_key or last_key
             for index, (key, obj) in enumerate(page.items):
                 last_key = key
                 if flt.matches(obj):

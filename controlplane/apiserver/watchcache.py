@@ -162,6 +162,9 @@ class WatchCache:
         self.watcher_capacity = watcher_capacity
         self.progress_interval = progress_interval
         self.objects = ObjectIndex(info)
+        self.undecryptable: set[str] = set()
+        """Keys whose values no configured key decrypts: skipped (and logged), but counted as present when
+        comparing with etcd's key count."""
         self.revision = 0
         self.event_revision = 0
         """The revision up to which the cache is proven by events or reads (progress notifications excluded)."""
@@ -194,7 +197,7 @@ class WatchCache:
                 current = await self.store.client.current_revision()
                 self._progress_trusted_from = current if current > self.revision else 0
                 if current > self.revision and await self.store.unchanged_between(
-                    self.info, len(self.objects), self.revision, current
+                    self.info, len(self.objects) + len(self.undecryptable), self.revision, current
                 ):
                     # Nothing of this kind changed meanwhile (the usual case for a quiet kind): current at once.
                     self.revision = current
@@ -234,14 +237,17 @@ class WatchCache:
         # In pages at the first page's revision: one etcd response holds at most 64 MiB.
         page = await self.store.list(self.info, limit=LIST_PAGE)
         objects = dict(page.items)
+        skipped = set(page.undecryptable)
         while page.more:
             page = await self.store.list(
-                self.info, revision=page.revision, start_key=page.items[-1][0] + "\0", limit=LIST_PAGE
+                self.info, revision=page.revision, start_key=page.last_key + "\0", limit=LIST_PAGE
             )
             objects.update(page.items)
+            skipped.update(page.undecryptable)
         for watcher in list(self._watchers):
             watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
         self.objects.replace_all(objects)
+        self.undecryptable = skipped
         self.revision = page.revision
         self.event_revision = page.revision
         self._window_start = page.revision
@@ -253,11 +259,12 @@ class WatchCache:
 
     def _decode(self, key: str, value: bytes, revision: int) -> Message | None:
         try:
-            return self.store.decode(self.info, key, value, revision)
+            obj = self.store.decode(self.info, key, value, revision)
         except EncryptionError as err:
             # One undecryptable value (a key missing from the encryption config) must not stop the cache.
             log.error("watch cache %s: skipping %s: %s", self.info.plural, key, err)
             return None
+        return obj
 
     def _apply(self, batch: WatchBatch) -> None:
         # Synchronous on purpose: a watcher registers between batches, never inside one.
@@ -266,6 +273,7 @@ class WatchCache:
             if prev is None and change.prev_value:
                 prev = self._decode(change.key, change.prev_value, 0)
             if change.deleted:
+                self.undecryptable.discard(change.key)
                 if prev is None:
                     continue  # deleted before we ever saw it: nothing to tell
                 obj = self.info.message()
@@ -276,27 +284,37 @@ class WatchCache:
             else:
                 decoded = self._decode(change.key, change.value, change.revision)
                 if decoded is None:
+                    self.undecryptable.add(change.key)
+                    if prev is not None:  # it was readable before: to watchers it is gone now
+                        self.objects.remove(change.key)
+                        gone = self.info.message()
+                        gone.CopyFrom(prev)
+                        meta(gone).resource_version = str(change.revision)
+                        self._record(CacheEvent(DELETED, change.key, gone, prev, change.revision))
                     continue
+                self.undecryptable.discard(change.key)
                 obj = decoded
                 self.objects.put(change.key, obj)
                 kind = ADDED if prev is None else MODIFIED
                 ev = CacheEvent(kind, change.key, obj, prev, change.revision)
-            self._history.append(ev)
-            self._history_bytes += ev.obj.ByteSize()
-            # Bounded by count and by bytes (10,000 events of 1 MiB objects would be 10 GiB); always keep the
-            # newest event, so a watch can resume from the revision before it.
-            while len(self._history) > 1 and (
-                len(self._history) > self.window or self._history_bytes > self.window_bytes
-            ):
-                dropped = self._history.popleft()
-                self._history_bytes -= dropped.obj.ByteSize()
-                self._window_start = dropped.revision
-            for watcher in list(self._watchers):
-                watcher.offer(ev)
+            self._record(ev)
         if batch.events:
             self.event_revision = max(self.event_revision, batch.revision)
         if batch.events or self.revision >= self._progress_trusted_from:
             self.revision = max(self.revision, batch.revision)
+
+    def _record(self, ev: CacheEvent) -> None:
+        """Keep an event in the history and offer it to every watcher."""
+        self._history.append(ev)
+        self._history_bytes += ev.obj.ByteSize()
+        # Bounded by count and by bytes (10,000 events of 1 MiB objects would be 10 GiB); always keep the
+        # newest event, so a watch can resume from the revision before it.
+        while len(self._history) > 1 and (len(self._history) > self.window or self._history_bytes > self.window_bytes):
+            dropped = self._history.popleft()
+            self._history_bytes -= dropped.obj.ByteSize()
+            self._window_start = dropped.revision
+        for watcher in list(self._watchers):
+            watcher.offer(ev)
 
     async def _notify_advanced(self) -> None:
         async with self._advanced:
@@ -331,7 +349,7 @@ class WatchCache:
         def caught_up() -> bool:
             if self.event_revision >= current:
                 return True  # events arrive in order: everything up to ``current`` is in
-            return self.event_revision >= newest and len(self.objects) == count
+            return self.event_revision >= newest and len(self.objects) + len(self.undecryptable) == count
 
         if not caught_up():
             try:

@@ -7,20 +7,27 @@ with ``ConflictError`` if the key has moved since.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
 from etcd3aio._protobuf import Compare, TxnResponse
 from google.protobuf.message import Message
 
-from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError, UnavailableError
+from controlplane.api.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    PreconditionError,
+    UnavailableError,
+)
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, meta
 from controlplane.storage.client import EtcdClient
 from controlplane.storage.codec import decode, encode
-from controlplane.storage.encryption import EncryptionConfig
+from controlplane.storage.encryption import EncryptionConfig, EncryptionError
 from controlplane.storage.keys import kind_prefix, object_key, prefix_end
 from controlplane.storage.leases import LeaseManager
 from controlplane.storage.watch import EtcdWatch
@@ -43,6 +50,8 @@ class ClaimTakenError(ConflictError):
         self.holder = holder
 
 
+log = logging.getLogger(__name__)
+
 LIST_PAGE = 500
 """Keys per etcd read when listing a whole kind (Kubernetes' page size)."""
 
@@ -59,6 +68,10 @@ class StoredList:
     """True when keys remain after the last one returned."""
     remaining: int
     """How many keys remain after this page."""
+    undecryptable: list[str] = field(default_factory=list)
+    """Keys read but skipped: their values do not decrypt with any configured key (logged)."""
+    last_key: str = ""
+    """The last key read (returned or skipped): the next page starts after it."""
 
 
 class Store:
@@ -68,6 +81,8 @@ class Store:
         self.client = client
         self.encryption = encryption or EncryptionConfig()
         self.leases = LeaseManager(client)
+        self.undecryptable = 0
+        """Values skipped by lists because no configured key decrypts them."""
 
     async def _lease(self, ttl: int | None) -> int:
         return await self.leases.lease_for(ttl) if ttl else 0
@@ -158,7 +173,10 @@ class Store:
             where = f"{namespace}/{name}" if info.namespaced else name
             raise NotFoundError(f'{info.kind} "{where}" not found')
         kv = resp.kvs[0]
-        return self.decode(info, key, kv.value, kv.mod_revision)
+        try:
+            return self.decode(info, key, kv.value, kv.mod_revision)
+        except EncryptionError as err:
+            raise PreconditionError(f"{info.kind} {key} cannot be read: {err}") from None
 
     async def update(self, info: KindInfo, obj: Message, expected_revision: int, *, ttl: int | None = None) -> Message:
         """Replace an object if its key's mod_revision is still ``expected_revision``; ``ttl`` restarts the
@@ -249,10 +267,23 @@ class Store:
                 if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or limit == 1:
                     raise
                 limit = max(1, (limit or LIST_PAGE) // 4)
-        items = [(kv.key.decode(), self.decode(info, kv.key.decode(), kv.value, kv.mod_revision)) for kv in resp.kvs]
+        items: list[tuple[str, Message]] = []
+        skipped: list[str] = []
+        for kv in resp.kvs:
+            key = kv.key.decode()
+            try:
+                items.append((key, self.decode(info, key, kv.value, kv.mod_revision)))
+            except EncryptionError as err:
+                # One value no configured key decrypts must not stop a List (or an API server's start).
+                log.error("skipping %s: %s", key, err)
+                skipped.append(key)
+                self.undecryptable += 1
         # etcd's header names the current revision even for a read in the past.
         read_at = revision or int(resp.header.revision)
-        return StoredList(items, read_at, bool(resp.more), max(0, int(resp.count) - len(items)))
+        remaining = max(0, int(resp.count) - len(resp.kvs))
+        return StoredList(
+            items, read_at, bool(resp.more), remaining, skipped, (resp.kvs[-1].key.decode() if resp.kvs else "")
+        )
 
     async def unchanged_between(self, info: KindInfo, keys: int, after: int, until: int) -> bool:
         """Whether no object of a kind was created, changed or deleted in revisions ``(after, until]``,

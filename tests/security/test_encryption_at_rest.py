@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from controlplane.api import kinds
+from controlplane.api.errors import PreconditionError
 from controlplane.api.pb import core_pb2
+from controlplane.apiserver.main import ApiServer, ApiServerConfig, SecurityConfig
+from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.storage import EtcdClient, Store
 from controlplane.storage.encryption import AESGCM_PREFIX, EncryptionConfig, EncryptionError
 from controlplane.storage.keys import object_key
@@ -69,7 +72,7 @@ async def test_rotating_keys_keeps_old_secrets_readable(secure: SecureCluster, t
         # A secret still under key1 does not decrypt once key1 is dropped, and says which key is missing.
         async with secure.admin() as admin:
             await admin.create(_secret("still-key1", b"x"))
-        with pytest.raises(EncryptionError, match='key "key1"'):
+        with pytest.raises(PreconditionError, match=r'still-key1 cannot be read: .* key "key1"'):
             await only_new.get(SECRET, "default", "still-key1")
     finally:
         await etcd.close()
@@ -128,3 +131,36 @@ def test_a_ciphertext_moved_to_another_key_does_not_decrypt() -> None:
 def test_a_bad_encryption_config_names_the_field(doc: dict[str, object], field: str) -> None:
     with pytest.raises(EncryptionError, match=field.replace("[", r"\[").replace("]", r"\]")):
         EncryptionConfig.parse(doc)
+
+
+async def test_an_api_server_without_a_secrets_key_starts_skips_it_and_serves_the_rest(
+    secure: SecureCluster, tmp_path: Path
+) -> None:
+    async with secure.admin() as admin:
+        await admin.create(_secret("under-key1", b"unreadable-later"))
+    only_new = tmp_path / "only-new.yaml"
+    write_encryption_config(only_new, ("key9", base64.b64encode(os.urandom(32)).decode()))
+    server = ApiServer(
+        ApiServerConfig(
+            etcd=secure.etcd_config(),
+            listen="127.0.0.1:0",
+            compaction_interval=0,
+            security=SecurityConfig(encryption_config=str(only_new)),
+        )
+    )
+    await server.start()  # before: the watch cache's first list raised and the server never started
+    try:
+        cache = server.caches["Secret"]
+        assert object_key(SECRET, "default", "under-key1") in cache.undecryptable
+        assert await cache.wait_fresh(timeout=5)  # the skipped key still counts: the cache is current
+        async with ApiClient(ClientConfig(endpoints=[f"127.0.0.1:{server.port}"], timeout=10)) as client:
+            await client.create(_secret("written-now", b"new"))
+            names = {s.metadata.name for s in (await client.list(core_pb2.Secret, "default")).items}
+            assert "written-now" in names and "under-key1" not in names
+            paged = await client.list(core_pb2.Secret, "default", limit=1)  # etcd pages skip it too
+            assert paged.items
+            with pytest.raises(PreconditionError, match=r'under-key1 cannot be read: .*key "key1"'):
+                await client.get(core_pb2.Secret, "under-key1", "default")
+        assert server.store.undecryptable >= 1
+    finally:
+        await server.stop()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from controlplane.apiserver.audit import AuditConfig, AuditEvent, AuditLog
 
@@ -38,3 +41,20 @@ def test_level_none_writes_nothing(tmp_path: Path) -> None:
     audit.record(AuditEvent(user="bob", groups=(), method="m"))
     audit.close()
     assert not (tmp_path / "audit.log").exists() or (tmp_path / "audit.log").read_text() == ""
+
+
+def test_a_full_queue_drops_and_counts_events_with_one_warning_not_a_traceback_each(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog(AuditConfig(str(tmp_path / "audit.log"), "Metadata", queue_size=3))
+    audit._listener.stop()  # the writer is stuck (a dead disk): nothing drains the queue
+    with caplog.at_level(logging.WARNING, logger="controlplane.apiserver.audit"):
+        for i in range(50):
+            audit.record(AuditEvent(user="u", groups=(), method="m", name=f"n{i}"))
+    assert audit.dropped == 47
+    assert "Traceback" not in capfd.readouterr().err
+    warnings = [r for r in caplog.records if "events dropped" in r.getMessage()]
+    assert len(warnings) == 1 and "1 events dropped so far" in warnings[0].getMessage()
+    audit._listener.start()
+    audit.close()
+    assert len((tmp_path / "audit.log").read_text().splitlines()) == 3  # the queued ones are still written
