@@ -47,6 +47,15 @@ TRACKED: tuple[type[Message], ...] = (
 )
 
 
+def _served(ref: meta_pb2.OwnerReference) -> bool:
+    """Whether the owner's kind (and API group, when the reference names one) is a kind of this cluster."""
+    try:
+        info = kinds.lookup(ref.kind)
+    except NotFoundError:
+        return False
+    return not ref.api_version or ref.api_version == info.api_version
+
+
 def _uid(obj: Message) -> list[str]:
     return [meta(obj).uid]
 
@@ -160,10 +169,7 @@ class GarbageCollector(Controller):
         cached = self._by_uid(ref.kind, ref.uid)
         if cached is not None:
             return cached
-        try:
-            info = kinds.lookup(ref.kind)
-        except NotFoundError:
-            return None  # a kind this cluster does not have: the owner cannot exist
+        info = kinds.lookup(ref.kind)
         namespace = meta(obj).namespace if info.namespaced else ""
         try:
             live = await self.client.get(info.message, ref.name, namespace)
@@ -176,6 +182,13 @@ class GarbageCollector(Controller):
         dangling: list[meta_pb2.OwnerReference] = []
         foreground_owner = False
         for ref in m.owner_references:
+            if not _served(ref):
+                # A kind this cluster does not serve (or one of the same name in another API group): its
+                # owner may well exist elsewhere, so the reference is never taken for a dangling one.
+                log.debug(
+                    "%s: owner %s %s is of a kind not served here; left alone", self._key(obj), ref.kind, ref.name
+                )
+                continue
             owner = await self._owner_exists(obj, ref)
             if owner is None:
                 dangling.append(ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -163,3 +164,26 @@ async def test_dependents_of_an_owner_that_no_longer_exists_are_collected(
     await start_manager(["garbagecollector"])
     await eventually_async(lambda: gone(client, core_pb2.Pod, "stray", namespace))
     assert not await gone(client, core_pb2.Pod, "kept", namespace)
+
+
+async def test_objects_owned_by_kinds_this_cluster_does_not_serve_are_left_alone(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    # An operator's own controller may own Navarch objects through kinds Navarch does not serve (or a
+    # kind of the same name in another API group): nothing here can tell whether such an owner exists.
+    owners = {
+        "widget-owned": ("example.com/v1", "Widget"),
+        "foreign-replicaset": ("example.com/v1", "ReplicaSet"),
+    }
+    for name, (api_version, kind) in owners.items():
+        doc = pod(name, namespace, {})
+        doc.metadata.owner_references.add(api_version=api_version, kind=kind, name="x", uid=f"uid-{name}")
+        await client.create(doc)
+    control = pod("stray", namespace, {})
+    control.metadata.owner_references.add(api_version="apps/v1", kind="ReplicaSet", name="ghost", uid="0000-gone")
+    await client.create(control)
+    await start_manager(["garbagecollector"])
+    await eventually_async(lambda: gone(client, core_pb2.Pod, "stray", namespace))  # the collector ran
+    await asyncio.sleep(2)  # and had time to get to the others (same queue, 5 workers)
+    for name in owners:
+        assert not await gone(client, core_pb2.Pod, name, namespace), f"{name} was collected"
