@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import shutil
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +127,27 @@ async def request_certificate(
     return pki.key_pem(key), resp.certificate_pem, resp.ca_pem
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _serial(path: Path) -> int:
+    suffix = path.name.rpartition("-")[2]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def _replace_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` in one rename (whatever was at ``link`` before)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
 class NodeCredentials:
     """The node's current certificate and key, on disk and in memory."""
 
@@ -137,17 +161,27 @@ class NodeCredentials:
         self.version = 0
         """Bumped at every renewal (the endpoint's credential fetcher notices)."""
 
+    # The three files of one certificate live in their own directory, ``credentials-<n>/``; the symlink
+    # ``current`` names the one in use and is replaced in one rename, so a crash (or a reader) at any moment
+    # sees the old set or the new one, never a new key beside an old certificate. ``ca.pem``, ``node.pem``
+    # and ``node-key.pem`` in the certificate directory are symlinks through ``current`` (for operators).
+    _FILES = ("ca.pem", "node.pem", "node-key.pem")
+
+    @property
+    def _current(self) -> Path:
+        return self.config.cert_dir / "current"
+
     @property
     def ca_path(self) -> Path:
-        return self.config.cert_dir / "ca.pem"
+        return self._current / "ca.pem" if self._current.exists() else self.config.cert_dir / "ca.pem"
 
     @property
     def cert_path(self) -> Path:
-        return self.config.cert_dir / "node.pem"
+        return self._current / "node.pem" if self._current.exists() else self.config.cert_dir / "node.pem"
 
     @property
     def key_path(self) -> Path:
-        return self.config.cert_dir / "node-key.pem"
+        return self._current / "node-key.pem" if self._current.exists() else self.config.cert_dir / "node-key.pem"
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -159,20 +193,61 @@ class NodeCredentials:
         return transport.ChannelTLS(ca_pem=self.ca_pem, cert_pem=self.cert_pem, key_pem=self.key_pem)
 
     def _store(self, key: bytes, cert: bytes, ca: bytes) -> None:
-        pki.write_pem(self.ca_path, ca)
-        pki.write_pem(self.key_path, key, secret=True)
-        pki.write_pem(self.cert_path, cert)
+        """Write a certificate, its key and the CA as one set, switched to in a single rename."""
+        base = self.config.cert_dir
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fresh = base / f"credentials-{time.time_ns()}"
+        fresh.mkdir(mode=0o700)
+        for name, data, secret in (("ca.pem", ca, False), ("node.pem", cert, False), ("node-key.pem", key, True)):
+            fd = os.open(fresh / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        _fsync_dir(fresh)
+        _replace_symlink(base / "current", fresh.name)
+        _fsync_dir(base)
+        for name in self._FILES:  # operators' paths, through ``current`` (regular files from before are replaced)
+            link = base / name
+            if not (link.is_symlink() and os.readlink(link) == f"current/{name}"):
+                _replace_symlink(link, f"current/{name}")
+        # Keep the previous set too: a reader that resolved ``current`` a moment ago still finds its files.
+        sets = sorted((d for d in base.glob("credentials-*") if d.is_dir() and not d.is_symlink()), key=_serial)
+        for old in sets[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
         self.ca_pem, self.cert_pem, self.key_pem = ca, cert, key
         self.version += 1
 
-    def _load_stored(self) -> bool:
+    def read_stored(self) -> tuple[bytes, bytes, bytes] | None:
+        """(certificate, key, CA) PEM of the stored set (or of the configured files), or None. ``current`` is
+        resolved once, so the three always belong together."""
         cfg = self.config
-        cert = self.cert_path if self.cert_path.exists() else (Path(cfg.cert_file) if cfg.cert_file else None)
-        key = self.key_path if self.key_path.exists() else (Path(cfg.key_file) if cfg.key_file else None)
-        ca = self.ca_path if self.ca_path.exists() else (Path(cfg.ca_file) if cfg.ca_file else None)
+        if self._current.is_symlink():
+            stored = self.config.cert_dir / os.readlink(self._current)
+            try:
+                return (
+                    (stored / "node.pem").read_bytes(),
+                    (stored / "node-key.pem").read_bytes(),
+                    (stored / "ca.pem").read_bytes(),
+                )
+            except FileNotFoundError:
+                return None
+
+        def pick(name: str, configured: str | None) -> Path | None:
+            own = cfg.cert_dir / name
+            return own if own.exists() else (Path(configured) if configured else None)
+
+        cert, key, ca = pick("node.pem", cfg.cert_file), pick("node-key.pem", cfg.key_file), pick("ca.pem", cfg.ca_file)
         if not (cert and key and ca and cert.exists() and key.exists() and ca.exists()):
+            return None
+        return cert.read_bytes(), key.read_bytes(), ca.read_bytes()
+
+    def _load_stored(self) -> bool:
+        found = self.read_stored()
+        if found is None:
             return False
-        cert_pem, key_pem, ca_pem = cert.read_bytes(), key.read_bytes(), ca.read_bytes()
+        cert_pem, key_pem, ca_pem = found
+        cert = self.cert_path
         loaded = pki.load_cert(cert_pem)
         if pki.identity_of(loaded).user != pki.NODE_USER_PREFIX + self.node_name:
             raise JoinError(f"{cert} is not a certificate of node {self.node_name} ({pki.identity_of(loaded).user})")
