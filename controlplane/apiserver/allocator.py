@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -106,7 +107,14 @@ class ServiceAllocator:
                 return port
         raise TooManyRequestsError(f"no node port left in the range {ports.start}-{ports.stop - 1}")
 
-    async def create(self, svc: core_pb2.Service, taken_ips: set[str], taken_ports: set[str]) -> Message:
+    async def create(
+        self,
+        svc: core_pb2.Service,
+        taken_ips: set[str],
+        taken_ports: set[str],
+        *,
+        unchanged: Sequence[tuple[str, int]] = (),
+    ) -> Message:
         """Store ``svc`` with a cluster IP (unless headless or given) and node ports (NodePort type), retrying
         with fresh picks when a concurrent create claimed one first."""
         self.check_requested(svc)
@@ -129,7 +137,7 @@ class ServiceAllocator:
                         port.node_port = self._pick_port(taken_ports | used)
                         used.add(str(port.node_port))
             try:
-                return await self.store.create(info, candidate, claims=claims_of(candidate))
+                return await self.store.create(info, candidate, claims=claims_of(candidate), unchanged=unchanged)
             except ClaimTakenError as err:
                 kind, _, value = err.claim.partition("/")
                 if kind + "/" == IPS:

@@ -48,6 +48,7 @@ from controlplane.apiserver.strategy import Strategy, StrategyOptions, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
 from controlplane.storage.keys import kind_prefix, object_key
+from controlplane.storage.store import GuardChangedError
 
 PROTECTED_NAMESPACES = ("default", "navarch-system", "navarch-node-lease")
 """Namespaces that exist from the first start and may not be deleted."""
@@ -165,14 +166,25 @@ class Registry:
         validation.validate(obj)
         if self.admit is not None:
             await self.admit(obj)
-        if info.namespaced:
-            await self._require_active_namespace(m.namespace, obj)
-        if dry:
-            return obj
-        if isinstance(obj, core_pb2.Service):
-            taken_ips, taken_ports = self._service_resources()
-            return await self.allocator.create(obj, taken_ips, taken_ports)
-        return await self.store.create(info, obj, ttl=self.strategy(info).ttl_seconds())
+        fresh_namespace = False
+        while True:
+            # The namespace must still be the active one that was checked when the object lands (the create
+            # transaction compares its revision): one marked Terminating in between fails the create, which
+            # then checks again from etcd — so nothing is created in a namespace being deleted.
+            guard = (
+                await self._require_active_namespace(m.namespace, obj, fresh=fresh_namespace) if info.namespaced else ()
+            )
+            if dry:
+                return obj
+            try:
+                if isinstance(obj, core_pb2.Service):
+                    taken_ips, taken_ports = self._service_resources()
+                    return await self.allocator.create(obj, taken_ips, taken_ports, unchanged=guard)
+                return await self.store.create(info, obj, ttl=self.strategy(info).ttl_seconds(), unchanged=guard)
+            except GuardChangedError:
+                if fresh_namespace:
+                    raise ConflictError(f"{describe(obj)}: its namespace keeps changing; try again") from None
+                fresh_namespace = True
 
     def _service_resources(self) -> tuple[set[str], set[str]]:
         """Cluster IPs and node ports the cache shows in use (a hint: etcd claims decide)."""
@@ -187,10 +199,14 @@ class Registry:
     def _claims(obj: Message) -> list[str]:
         return claims_of(obj) if isinstance(obj, core_pb2.Service) else []
 
-    async def _require_active_namespace(self, namespace: str, obj: Message) -> None:
+    async def _require_active_namespace(
+        self, namespace: str, obj: Message, *, fresh: bool = False
+    ) -> tuple[tuple[str, int]]:
+        """The namespace's key and revision, once it is known to exist and not be terminating (from the cache,
+        or from etcd when ``fresh`` or not cached)."""
         ns_info = kinds.lookup("Namespace")
-        cached = self.caches[ns_info.kind].get(object_key(ns_info, "", namespace))
-        ns = cached
+        key = object_key(ns_info, "", namespace)
+        ns = None if fresh else self.caches[ns_info.kind].get(key)
         if ns is None:
             try:  # the cache may lag a namespace created a moment ago
                 ns = await self.store.get(ns_info, "", namespace)
@@ -198,6 +214,7 @@ class Registry:
                 raise NotFoundError(f'namespace "{namespace}" not found: create it before {describe(obj)}') from None
         if meta(ns).HasField("deletion_timestamp"):
             raise ForbiddenError(f'unable to create {describe(obj)}: namespace "{namespace}" is being terminated')
+        return ((key, int(meta(ns).resource_version)),)
 
     # --------------------------------------------------------------- get
 
@@ -517,7 +534,7 @@ class Registry:
             if finalizer and finalizer not in nm.finalizers and not nm.HasField("deletion_timestamp"):
                 nm.finalizers.append(finalizer)
             grace = strategy.graceful_delete_seconds(old, grace_period_seconds)
-            if info.kind == "Namespace" and not self._namespace_empty(name):
+            if info.kind == "Namespace" and not await self._namespace_empty(name):
                 grace = 1  # the namespace controller empties it first; until then it is Terminating
                 new.status.phase = "Terminating"  # type: ignore[attr-defined]
             pending = bool(nm.finalizers) or grace > 0
@@ -543,11 +560,12 @@ class Registry:
                 continue
         raise ConflictError(f'{info.kind} "{name}" is being changed too often to delete; try again')
 
-    def _namespace_empty(self, namespace: str) -> bool:
-        for info in kinds.KINDS:
-            if info.namespaced and self.caches[info.kind].list(Filter(namespace=namespace)):
-                return False
-        return True
+    async def _namespace_empty(self, namespace: str) -> bool:
+        """Whether etcd (not a cache, which may lag a create) holds no object in the namespace. Together with
+        the create guard above, a namespace is never removed while an object in it remains, so nothing is
+        inherited by a namespace created later under the same name."""
+        counts = await self.store.count_in_namespace(kinds.KINDS, namespace)
+        return not any(counts.values())
 
     # ------------------------------------------------------------- watch
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
-from etcd3aio._protobuf import Compare, TxnResponse
+from etcd3aio._protobuf import Compare, RangeRequest, RequestOp, TxnResponse
 from google.protobuf.message import Message
 
 from controlplane.api.errors import (
@@ -39,6 +39,10 @@ CLAIMS_PREFIX = "/registry/claims/"
 def claim_key(claim: str) -> str:
     """The etcd key of a claim."""
     return CLAIMS_PREFIX + claim
+
+
+class GuardChangedError(ConflictError):
+    """A key a create depended on (its namespace) changed since the caller read it."""
 
 
 class ClaimTakenError(ConflictError):
@@ -96,10 +100,18 @@ class Store:
         return decode(info, self.encryption.for_resource(info.plural).from_storage(value, key), mod_revision)
 
     async def create(
-        self, info: KindInfo, obj: Message, *, claims: Sequence[str] = (), ttl: int | None = None
+        self,
+        info: KindInfo,
+        obj: Message,
+        *,
+        claims: Sequence[str] = (),
+        ttl: int | None = None,
+        unchanged: Sequence[tuple[str, int]] = (),
     ) -> Message:
         """Store a new object; ``AlreadyExistsError`` if the key exists. Returns it with its resourceVersion.
         With ``ttl`` (seconds) etcd deletes the key on its own after at least that long (Events).
+        ``unchanged`` are (key, mod_revision) pairs that must still hold, in the same transaction (the
+        object's namespace as it was checked to be active); ``GuardChangedError`` if one does not.
 
         ``claims`` are keys (under ``/registry/claims/``) that must not exist and are created in the same
         transaction, holding the object's key: unique resources such as a Service's cluster IP. A taken
@@ -113,12 +125,15 @@ class Store:
             lease = await self._lease(ttl)
             txn = _Attempts(
                 lambda t, lease=lease: kv.txn(  # type: ignore[misc]
-                    compare=[kv.txn_compare_create_revision(k, 0) for k in (key, *claim_keys)],
+                    compare=[
+                        *(kv.txn_compare_create_revision(k, 0) for k in (key, *claim_keys)),
+                        *(_mod_revision_equals(k, rev) for k, rev in unchanged),
+                    ],
                     success=[
                         kv.txn_op_put(key, value, lease=lease),
                         *(kv.txn_op_put(c, key.encode()) for c in claim_keys),
                     ],
-                    failure=[kv.txn_op_get(k) for k in (key, *claim_keys)],
+                    failure=[kv.txn_op_get(k) for k in (key, *claim_keys, *(k for k, _ in unchanged))],
                     timeout=t,
                 )
             )
@@ -136,6 +151,10 @@ class Store:
                 if answer.response_range.kvs:
                     holder = answer.response_range.kvs[0].value.decode(errors="replace")
                     raise ClaimTakenError(claim, holder)
+            for (guard, rev), answer in zip(unchanged, resp.responses[1 + len(claims) :], strict=False):
+                kvs = answer.response_range.kvs
+                if not kvs or int(kvs[0].mod_revision) != rev:
+                    raise GuardChangedError(f"{describe(obj)}: {guard} changed while it was being created")
             raise ConflictError(f"{describe(obj)}: the write raced another; try again")
         return self._with_revision(info, obj, int(resp.header.revision))
 
@@ -148,6 +167,23 @@ class Store:
                 self.leases.forget(lease)
                 return None
             raise
+
+    async def count_in_namespace(self, kinds_: Sequence[KindInfo], namespace: str) -> dict[str, int]:
+        """How many objects of each namespaced kind ``namespace`` holds in etcd now (one transaction of
+        count-only reads, so the answer is one revision's)."""
+        prefixes = [kind_prefix(info, namespace) for info in kinds_ if info.namespaced]
+        ops = [
+            RequestOp(request_range=RangeRequest(key=p.encode(), range_end=prefix_end(p), count_only=True))
+            for p in prefixes
+        ]
+        resp = await self.client.call(
+            lambda t: self.client.kv.txn(compare=[], success=ops, failure=[], timeout=t),
+            f"count the objects in namespace {namespace}",
+        )
+        return {
+            info.kind: int(answer.response_range.count)
+            for info, answer in zip([i for i in kinds_ if i.namespaced], resp.responses, strict=True)
+        }
 
     async def claimed(self, prefix: str) -> set[str]:
         """Every claim under ``prefix`` (e.g. ``serviceips/``), without the prefix."""
