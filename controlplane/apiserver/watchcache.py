@@ -32,6 +32,7 @@ from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import meta
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver.cacheindex import ObjectIndex
+from controlplane.apiserver.watchindex import WatcherIndex
 from controlplane.storage import EtcdWatch, Store, WatchBatch
 from controlplane.storage.encryption import EncryptionError
 from controlplane.storage.store import LIST_PAGE
@@ -170,7 +171,7 @@ class WatchCache:
         """The revision up to which the cache is proven by events or reads (progress notifications excluded)."""
         self._window_start = 0  # history holds every event with revision > _window_start
         self._history: collections.deque[CacheEvent] = collections.deque()
-        self._watchers: set[CacheWatcher] = set()
+        self._watchers: WatcherIndex[CacheWatcher] = WatcherIndex(info)
         self._advanced = asyncio.Condition()
         self._watch: EtcdWatch | None = None
         self._progress_trusted_from = 0
@@ -244,7 +245,7 @@ class WatchCache:
             )
             objects.update(page.items)
             skipped.update(page.undecryptable)
-        for watcher in list(self._watchers):
+        for watcher in self._watchers.all():
             watcher.close(UnavailableError(f"the {self.info.plural} watch cache re-synced; watch again"))
         self.objects.replace_all(objects)
         self.undecryptable = skipped
@@ -313,7 +314,7 @@ class WatchCache:
             dropped = self._history.popleft()
             self._history_bytes -= dropped.obj.ByteSize()
             self._window_start = dropped.revision
-        for watcher in list(self._watchers):
+        for watcher in self._watchers.interested(ev.obj, ev.prev):
             watcher.offer(ev)
 
     async def _notify_advanced(self) -> None:
