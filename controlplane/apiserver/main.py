@@ -19,7 +19,7 @@ from controlplane import addresses, pki, transport
 from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import UnavailableError
-from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2, auth_pb2_grpc, core_pb2
+from controlplane.api.pb import api_pb2, auth_pb2, auth_pb2_grpc, core_pb2
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
 from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
 from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
@@ -33,6 +33,7 @@ from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.rbac import RBACAuthorizer
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.service import ApiService
+from controlplane.apiserver.service import add_to_server as add_api_to_server
 from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage import EtcdClient, EtcdConfig, Store
@@ -188,7 +189,7 @@ class ApiServer:
             await asyncio.wait_for(cache.ready.wait(), self.config.startup_timeout)
         await self.registry.ensure_namespaces()
         await self.registry.ensure_bootstrap_policy()
-        api_pb2_grpc.add_ApiServicer_to_server(
+        add_api_to_server(
             ApiService(self.registry, self.proxy, bookmark_interval=self.config.bookmark_interval), self.server
         )
         auth_pb2_grpc.add_AuthServicer_to_server(self.auth_service, self.server)

@@ -17,7 +17,7 @@ from controlplane.api.objects import describe, meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
-from controlplane.apiserver.watchcache import BOOKMARK
+from controlplane.apiserver.watchcache import BOOKMARK, CacheEvent
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,41 @@ def _send_warnings(context: grpc.aio.ServicerContext, obj: Any, found: list[str]
         warnings = [*warnings[: MAX_WARNINGS - 1], f"... and {len(warnings) - MAX_WARNINGS + 1} more warnings"]
     clean = ["".join(c if " " <= c <= "~" else "?" for c in w)[:MAX_WARNING_CHARS] for w in warnings]
     context.set_trailing_metadata(tuple(("warning", w) for w in clean))
+
+
+def _encode_watch_event(ev: CacheEvent) -> bytes:
+    return api_pb2.WatchEvent(type=ev.type, object=wrap(ev.obj), resource_version=str(ev.revision)).SerializeToString()
+
+
+def _serialize_watch_event(message: api_pb2.WatchEvent | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+class _Handlers:
+    """Receives the generated code's method handlers so that one of them can be changed before registering."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.service = ""
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass  # the same handlers arrive through add_registered_method_handlers
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.service, self.handlers = service, dict(handlers)
+
+
+def add_to_server(servicer: ApiService, server: grpc.aio.Server) -> None:
+    """Register the Api service. Watch may yield events already encoded (bytes): with one watch per node, an
+    event was serialized again for every watcher that sent it."""
+    captured = _Handlers()
+    api_pb2_grpc.add_ApiServicer_to_server(servicer, captured)
+    watch = captured.handlers["Watch"]
+    captured.handlers["Watch"] = grpc.unary_stream_rpc_method_handler(
+        watch.unary_stream, request_deserializer=watch.request_deserializer, response_serializer=_serialize_watch_event
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured.service, captured.handlers),))
+    server.add_registered_method_handlers(captured.service, captured.handlers)
 
 
 class ApiService(api_pb2_grpc.ApiServicer):
@@ -140,9 +175,10 @@ class ApiService(api_pb2_grpc.ApiServicer):
         )
         return api_pb2.DeleteResponse(object=wrap(obj), deleted=deleted)
 
-    async def Watch(
+    # Yields bytes as well as messages (already encoded events: see add_to_server).
+    async def Watch(  # type: ignore[override]
         self, request: api_pb2.WatchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[api_pb2.WatchEvent]:
+    ) -> AsyncIterator[api_pb2.WatchEvent | bytes]:
         try:
             info = kinds.lookup(request.kind)
             watcher = await self.registry.watch(
@@ -167,7 +203,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
                         yield api_pb2.WatchEvent(type=BOOKMARK, object=wrap(mark), resource_version=str(last_sent))
                     continue
                 last_sent = ev.revision
-                yield api_pb2.WatchEvent(type=ev.type, object=wrap(ev.obj), resource_version=str(ev.revision))
+                # Encoded once per event and shared by every watcher sending it (see add_to_server).
+                yield ev.encoded(_encode_watch_event)
         except ApiError as err:
             await context.abort(err.code, err.message)
         finally:

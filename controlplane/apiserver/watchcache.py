@@ -22,7 +22,7 @@ import collections
 import contextlib
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -44,13 +44,35 @@ ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
 
 @dataclass(frozen=True)
 class CacheEvent:
-    """A change as the cache saw it; for DELETED, ``obj`` is the last state with the deletion's revision."""
+    """A change as the cache saw it; for DELETED, ``obj`` is the last state with the deletion's revision.
+
+    One event is offered to many watchers: its encoded form (``encoded``) and its retyped forms (an update
+    seen as ADDED or DELETED through a selector, ``retyped``) are made once and shared by all of them."""
 
     type: str
     key: str
     obj: Message
     prev: Message | None
     revision: int
+    _memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def retyped(self, type_: str, *, keep_prev: bool = True) -> CacheEvent:
+        """The same change under another type (shared by every watcher that sees it so)."""
+        memo_key = ("retyped", type_, keep_prev)
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = CacheEvent(type_, self.key, self.obj, self.prev if keep_prev else None, self.revision)
+            self._memo[memo_key] = found
+        assert isinstance(found, CacheEvent)
+        return found
+
+    def encoded(self, encode: Callable[[CacheEvent], bytes]) -> bytes:
+        """``encode(self)``, computed once for all the watchers that send this event."""
+        found = self._memo.get("encoded")
+        if found is None:
+            found = self._memo["encoded"] = encode(self)
+        assert isinstance(found, bytes)
+        return found
 
 
 @dataclass(frozen=True)
@@ -107,13 +129,13 @@ class CacheWatcher:
         new_match = self.filter.matches(ev.obj)
         old_match = ev.prev is not None and self.filter.matches(ev.prev)
         if ev.type == ADDED or ev.prev is None:
-            return CacheEvent(ADDED, ev.key, ev.obj, None, ev.revision) if new_match else None
+            return ev.retyped(ADDED, keep_prev=False) if new_match else None
         if new_match and old_match:
             return ev
         if new_match:
-            return CacheEvent(ADDED, ev.key, ev.obj, ev.prev, ev.revision)
+            return ev.retyped(ADDED)
         if old_match:
-            return CacheEvent(DELETED, ev.key, ev.obj, ev.prev, ev.revision)
+            return ev.retyped(DELETED)
         return None
 
     def close(self, error: ApiError) -> None:

@@ -265,3 +265,48 @@ async def test_watch_and_list_json_round_trip_through_patch(api: Api, namespace:
     (ev,) = await next_events(stream, 1)
     assert ev.type == "MODIFIED" and dict(unwrap(ev.object).data) == {"b": "2"}
     stream.cancel()
+
+
+async def test_shared_encodings_are_the_bytes_each_watcher_would_get_on_its_own(api: Api, namespace: str) -> None:
+    # One update seen three ways: MODIFIED (no selector), ADDED (it enters app=new), DELETED (it leaves
+    # app=old). Each watcher's bytes must equal an encoding made for it alone from the object read from etcd.
+    created = await api.Create(api_pb2.CreateRequest(object=pod("w", namespace, labels={"app": "old"})))
+    start = str(rv(created))
+    streams = {
+        sel: api.Watch(
+            api_pb2.WatchRequest(kind="pods", namespace=namespace, label_selector=sel, resource_version=start)
+        )
+        for sel in ("", "app=new", "app=old")
+    }
+    created.pod.metadata.labels["app"] = "new"
+    await api.Update(api_pb2.UpdateRequest(object=created))
+    current = await api.Get(api_pb2.GetRequest(kind="pods", namespace=namespace, name="w"))
+    try:
+        for sel, expected_type in (("", "MODIFIED"), ("app=new", "ADDED"), ("app=old", "DELETED")):
+            (ev,) = await next_events(streams[sel], 1)
+            assert ev.type == expected_type
+            alone = api_pb2.WatchEvent(type=expected_type, object=current, resource_version=str(rv(current)))
+            assert ev.SerializeToString() == alone.SerializeToString(), sel
+    finally:
+        for stream in streams.values():
+            stream.cancel()
+
+
+async def test_a_pod_moving_to_another_node_reaches_both_nodes_watchers_and_no_other(api: Api, namespace: str) -> None:
+    streams = {
+        node: api.Watch(api_pb2.WatchRequest(kind="pods", namespace=namespace, field_selector=f"spec.nodeName={node}"))
+        for node in ("n1", "n2", "n3")
+    }
+    try:
+        await api.Create(api_pb2.CreateRequest(object=pod("mover", namespace, nodeName="n1")))
+        assert [e.type for e in await next_events(streams["n1"], 1)] == ["ADDED"]
+        await api.Delete(api_pb2.DeleteRequest(kind="pods", namespace=namespace, name="mover", grace_period_seconds=0))
+        await api.Create(api_pb2.CreateRequest(object=pod("mover", namespace, nodeName="n2")))
+        assert [e.type for e in await next_events(streams["n1"], 1)] == ["DELETED"]
+        assert [e.type for e in await next_events(streams["n2"], 1)] == ["ADDED"]
+        # n3's watcher hears nothing, for a while (a bookmark at most).
+        with pytest.raises(TimeoutError):
+            await next_events(streams["n3"], 1, timeout=1.5)
+    finally:
+        for stream in streams.values():
+            stream.cancel()
