@@ -161,6 +161,12 @@ def main() -> None:
     parser.add_argument("--creators", type=int, default=32, help="concurrent Pod creators")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
+        "--hollow-watch",
+        choices=["per-node", "shared"],
+        default="per-node",
+        help="one pod watch per hollow node (as real agents) or one shared watch",
+    )
+    parser.add_argument(
         "--precreate",
         action="store_true",
         help="create every pod first, then start the scheduler (latency from its start)",
@@ -181,6 +187,8 @@ def main() -> None:
             str(opts.nodes),
             "--capacity",
             "cpu=32,memory=128Gi,pods=110",
+            "--hollow-watch",
+            opts.hollow_watch,
         ]
         daemons.append(processes.Daemon("hollow", hollow, workdir / "hollow.log").start())
         scheduler = [str(processes.BIN / "navarch-scheduler"), "--server", api, "--listen", "127.0.0.1:0"]
@@ -200,7 +208,10 @@ def main() -> None:
         if opts.precreate
         else "scheduler running while pods are created"
     )
-    print(f"# scheduler_throughput: {opts.nodes} hollow nodes, {opts.pods} pods, {opts.creators} creators; {mode}")
+    print(
+        f"# scheduler_throughput: {opts.nodes} hollow nodes ({opts.hollow_watch} watch), {opts.pods} pods, "
+        f"{opts.creators} creators; {mode}"
+    )
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, etcd fsync on")
     print(f"pods created per second (API accepted):  {r['create_rate']:8.0f}")
     print(f"pods bound per second, sustained:         {r['sustained']:8.0f}")

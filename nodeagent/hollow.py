@@ -1,8 +1,14 @@
 """Hollow nodes: N simulated nodes in one process, for scale tests and benchmarks only.
 
-Each hollow node registers (label ``navarch.io/hollow=true``), renews its Lease like a real agent and
-reports the pods bound to it Running, without starting any process; a deleted pod is removed at once. The
-conditions are fixed (Ready, no pressure): measuring the host once per simulated node would be pointless.
+Each hollow node registers (label ``navarch.io/hollow=true``), renews its Lease and writes its status at the
+real agent's periods and reports the pods bound to it Running, without starting any process; a deleted pod
+is removed at once. The conditions are fixed (Ready, no pressure): measuring the host once per simulated
+node would be pointless.
+
+Watches: by default every hollow node holds its own ``spec.nodeName=<node>`` list and watch, as real agents
+do (kubemark's model), so the API server serves one watch per node. ``shared_watch=True``
+(``--hollow-watch shared``) uses one pod informer for all of them instead: cheaper for the hollow process,
+but it hides the per-watcher cost of the API server.
 """
 
 from __future__ import annotations
@@ -39,9 +45,19 @@ class HollowNodeManager(NodeManager):
 
 
 class HollowNodes:
-    """``count`` hollow nodes named ``prefix0 .. prefixN-1``, sharing one client and one pod informer."""
+    """``count`` hollow nodes named ``prefix0 .. prefixN-1``, sharing one client; one pod watch per node (or
+    one shared pod informer)."""
 
-    def __init__(self, client: ApiClient, base: AgentConfig, count: int, prefix: str, *, writers: int = 32) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        base: AgentConfig,
+        count: int,
+        prefix: str,
+        *,
+        writers: int = 32,
+        shared_watch: bool = False,
+    ) -> None:
         self.client = client
         labels = {**base.labels, HOLLOW_LABEL: "true"}
         self.managers = [
@@ -49,8 +65,14 @@ class HollowNodes:
             for i in range(count)
         ]
         self.names = {m.config.node_name for m in self.managers}
-        self.pods: Informer[core_pb2.Pod] = Informer(client, core_pb2.Pod)
-        self.pods.add_event_handler(self._seen, lambda old, new: self._seen(new), None)
+        if shared_watch:
+            self.informers: list[Informer[core_pb2.Pod]] = [Informer(client, core_pb2.Pod)]
+        else:
+            self.informers = [
+                Informer(client, core_pb2.Pod, field_selector=f"spec.nodeName={name}") for name in sorted(self.names)
+            ]
+        for informer in self.informers:
+            informer.add_event_handler(self._seen, lambda old, new: self._seen(new), None)
         self._todo: asyncio.Queue[core_pb2.Pod] = asyncio.Queue()
         self._writers = writers
         self.registered = asyncio.Event()
@@ -76,7 +98,8 @@ class HollowNodes:
         async with asyncio.TaskGroup() as tg:
             for m in self.managers:
                 tg.create_task(self._heartbeat(m), name=f"hollow-{m.config.node_name}")
-            tg.create_task(self.pods.run(), name="hollow-pod-informer")
+            for i, informer in enumerate(self.informers):
+                tg.create_task(informer.run(), name=f"hollow-pod-informer-{i}")
             for i in range(self._writers):
                 tg.create_task(self._pod_writer(), name=f"hollow-pod-writer-{i}")
 

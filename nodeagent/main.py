@@ -132,10 +132,10 @@ async def serve(config: AgentConfig) -> None:
         await agent.stop()
 
 
-async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
+async def serve_hollow(config: AgentConfig, count: int, prefix: str, *, shared_watch: bool = False) -> None:
     """Run ``count`` hollow nodes until SIGINT/SIGTERM."""
     client = ApiClient(ClientConfig(endpoints=config.servers))
-    nodes = HollowNodes(client, config, count, prefix)
+    nodes = HollowNodes(client, config, count, prefix, shared_watch=shared_watch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -229,6 +229,14 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Hollow nodes to run.")
 @click.option("--name-prefix", default="hollow-", show_default=True, help="Hollow node names: PREFIX0, PREFIX1...")
 @click.option(
+    "--hollow-watch",
+    type=click.Choice(["per-node", "shared"]),
+    default="per-node",
+    show_default=True,
+    help="per-node: each hollow node watches its own pods, as real agents do; shared: one pod watch for all "
+    "(lighter for this process, but the API server then serves one watch instead of one per node).",
+)
+@click.option(
     "--certificate-authority", type=click.Path(exists=True, dir_okay=False), help="Cluster CA (with a pre-issued cert)."
 )
 @click.option("--client-certificate", type=click.Path(exists=True, dir_okay=False), help="Pre-issued node certificate.")
@@ -276,6 +284,7 @@ def main(
     hollow: bool,
     count: int,
     name_prefix: str,
+    hollow_watch: str,
     certificate_authority: str | None,
     client_certificate: str | None,
     client_key: str | None,
@@ -349,7 +358,8 @@ def main(
         raise click.BadParameter(f"{data_dir!r}: {err.strerror}", param_hint="--data-dir") from None
     _warn_if_unreachable(config)
     try:
-        asyncio.run(serve_hollow(config, count, name_prefix) if hollow else serve(config))
+        hollow_run = serve_hollow(config, count, name_prefix, shared_watch=hollow_watch == "shared") if hollow else None
+        asyncio.run(hollow_run if hollow_run is not None else serve(config))
     except ApiError as err:
         click.echo(f"navarch-agent: {err.message}", err=True)
         sys.exit(1)

@@ -66,6 +66,7 @@ async def hollow(cluster: ApiServer, client: ApiClient, tmp_path: Path) -> Async
         capacity: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         taints: list[tuple[str, str, str]] | None = None,
+        shared_watch: bool = False,
     ) -> HollowNodes:
         base = AgentConfig(
             servers=[f"127.0.0.1:{cluster.port}"],
@@ -78,7 +79,7 @@ async def hollow(cluster: ApiServer, client: ApiClient, tmp_path: Path) -> Async
             reserved={},
             lease_interval=2.0,
         )
-        nodes = HollowNodes(client, base, count, f"h{uuid.uuid4().hex[:6]}-")
+        nodes = HollowNodes(client, base, count, f"h{uuid.uuid4().hex[:6]}-", shared_watch=shared_watch)
         task = asyncio.create_task(nodes.run(), name="hollow")
         running.append((nodes, task))
         await asyncio.wait_for(nodes.registered.wait(), 30)
