@@ -89,6 +89,16 @@ def write_encryption_config(path: Path, *keys: tuple[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def etcd_client_config(cluster_pki: ClusterPki, etcd: EtcdCluster) -> EtcdConfig:
+    """How an API server reaches the secured test etcd (mutual TLS with its etcd client certificate)."""
+    return EtcdConfig(
+        endpoints=etcd.endpoints,
+        ca_file=cluster_pki.etcd_ca,
+        cert_file=cluster_pki.cert("apiserver-etcd-client"),
+        key_file=cluster_pki.key("apiserver-etcd-client"),
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster_pki(tmp_path_factory: pytest.TempPathFactory) -> ClusterPki:
     return init_cluster_pki(tmp_path_factory.mktemp("pki"), validity=3600)
@@ -120,12 +130,7 @@ async def secure(
     write_encryption_config(encryption, ("key1", key1))
     audit = work / "audit.log"
     config = ApiServerConfig(
-        etcd=EtcdConfig(
-            endpoints=secure_etcd.endpoints,
-            ca_file=cluster_pki.etcd_ca,
-            cert_file=cluster_pki.cert("apiserver-etcd-client"),
-            key_file=cluster_pki.key("apiserver-etcd-client"),
-        ),
+        etcd=etcd_client_config(cluster_pki, secure_etcd),
         listen="127.0.0.1:0",
         progress_interval=0.5,
         security=SecurityConfig(

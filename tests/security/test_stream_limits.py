@@ -17,8 +17,8 @@ from controlplane.apiserver.inflight import StreamLimits
 from controlplane.apiserver.main import ApiServer, ApiServerConfig, SecurityConfig
 from controlplane.clusterpki import ClusterPki, issue_user
 from controlplane.launcher.etcd import EtcdCluster
-from controlplane.storage import EtcdConfig
 from tests.helpers import eventually, eventually_async
+from tests.security.conftest import etcd_client_config
 
 PER_USER, TOTAL = 3, 5
 LOGS_PER_USER, EXEC_PER_USER = 2, 1
@@ -27,12 +27,7 @@ LOGS_PER_USER, EXEC_PER_USER = 2, 1
 @pytest.fixture(scope="module")
 async def bounded(cluster_pki: ClusterPki, secure_etcd: EtcdCluster) -> AsyncIterator[ApiServer]:
     config = ApiServerConfig(
-        etcd=EtcdConfig(
-            endpoints=secure_etcd.endpoints,
-            ca_file=cluster_pki.etcd_ca,
-            cert_file=cluster_pki.cert("apiserver-etcd-client"),
-            key_file=cluster_pki.key("apiserver-etcd-client"),
-        ),
+        etcd=etcd_client_config(cluster_pki, secure_etcd),
         listen="127.0.0.1:0",
         compaction_interval=0,
         security=SecurityConfig(
@@ -57,6 +52,15 @@ async def bounded(cluster_pki: ClusterPki, secure_etcd: EtcdCluster) -> AsyncIte
 def _stub(server: ApiServer, pki: ClusterPki, cert: str, key: str) -> tuple[grpc.aio.Channel, api_pb2_grpc.ApiStub]:
     channel = transport.make_channel([f"127.0.0.1:{server.port}"], transport.ChannelTLS(pki.ca, cert, key))
     return channel, api_pb2_grpc.ApiStub(channel)
+
+
+async def _bind_group(admin: api_pb2_grpc.ApiStub, group: str, role: str) -> None:
+    binding = rbac_pb2.ClusterRoleBinding()
+    binding.metadata.name = f"{group}-{role}"
+    binding.role_ref.kind, binding.role_ref.name = "ClusterRole", role
+    subject = binding.subjects.add()
+    subject.kind, subject.name = "Group", group
+    await admin.Create(api_pb2.CreateRequest(object=api_pb2.Object(cluster_role_binding=binding)), timeout=10)
 
 
 async def _authorized(stub: api_pb2_grpc.ApiStub, kind: str) -> None:
@@ -90,12 +94,7 @@ async def _refusal(stub: api_pb2_grpc.ApiStub) -> str:
 
 async def test_watches_are_bounded_per_user_and_per_server(bounded: ApiServer, cluster_pki: ClusterPki) -> None:
     admin_ch, admin = _stub(bounded, cluster_pki, cluster_pki.cert("admin"), cluster_pki.key("admin"))
-    binding = rbac_pb2.ClusterRoleBinding()
-    binding.metadata.name = "watchers-view"
-    binding.role_ref.kind, binding.role_ref.name = "ClusterRole", "view"
-    subject = binding.subjects.add()
-    subject.kind, subject.name = "Group", "watchers"
-    await admin.Create(api_pb2.CreateRequest(object=api_pb2.Object(cluster_role_binding=binding)), timeout=10)
+    await _bind_group(admin, "watchers", "view")
     users = []
     for name in ("alice", "bob"):
         cert, key = issue_user(cluster_pki, name, ("watchers",))
@@ -146,12 +145,7 @@ async def test_log_streams_and_exec_sessions_are_bounded_per_user(bounded: ApiSe
     pod.spec.node_name = "silent-node"
     pod.spec.containers.add(name="c", command=["sleep", "60"])
     await admin.Create(api_pb2.CreateRequest(object=api_pb2.Object(pod=pod)), timeout=10)
-    binding = rbac_pb2.ClusterRoleBinding()
-    binding.metadata.name = "streamers-edit"
-    binding.role_ref.kind, binding.role_ref.name = "ClusterRole", "edit"
-    subject = binding.subjects.add()
-    subject.kind, subject.name = "Group", "streamers"
-    await admin.Create(api_pb2.CreateRequest(object=api_pb2.Object(cluster_role_binding=binding)), timeout=10)
+    await _bind_group(admin, "streamers", "edit")
     cert, key = issue_user(cluster_pki, "carol", ("streamers",))
     channel, carol = _stub(bounded, cluster_pki, cert, key)
     await _authorized(carol, "pods")
