@@ -65,23 +65,52 @@ async def one_round(port: int, server_pid: int, watchers: int, pods: int, creato
     created_at: dict[str, float] = {}
     delivered: dict[str, float] = {}
     calls = []
+    errors: dict[str, int] = {}
     all_in = asyncio.Event()
+
+    ready: set[str] = set()
+    all_ready = asyncio.Event()
 
     async def watch(node: str, stub: api_pb2_grpc.ApiStub) -> None:
         call = stub.Watch(api_pb2.WatchRequest(kind="pods", namespace="bench", field_selector=f"spec.nodeName={node}"))
         calls.append(call)
         try:
             async for ev in call:
+                if ev.object.pod.metadata.name == f"{node}-ready":
+                    ready.add(node)
+                    if len(ready) == watchers:
+                        all_ready.set()
+                    continue
                 if ev.type == "ADDED":
                     delivered.setdefault(ev.object.pod.metadata.name, time.perf_counter())
                     if len(delivered) >= pods:
                         all_in.set()
-        except grpc.aio.AioRpcError:
-            pass
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                errors[err.code().name] = errors.get(err.code().name, 0) + 1
 
-    tasks = [asyncio.create_task(watch(f"{tag}-n{i}", stubs[i % len(stubs)])) for i in range(watchers)]
-    await asyncio.sleep(2 + watchers / 1000)  # every watch registered (nothing to read yet: no pods)
     creator_stub = api_pb2_grpc.ApiStub(transport.make_channel([f"127.0.0.1:{port}"]))
+    # One pod per node first: each watch starts with its node's pod, which proves the watch is registered
+    # (kubemark measures established nodes too).
+    nodes = iter(range(watchers))
+
+    async def create_ready() -> None:
+        for i in nodes:
+            await creator_stub.Create(api_pb2.CreateRequest(object=pod(f"{tag}-n{i}-ready", f"{tag}-n{i}")))
+
+    await asyncio.gather(*(create_ready() for _ in range(creators)))
+    tasks = []
+    for i in range(watchers):
+        tasks.append(asyncio.create_task(watch(f"{tag}-n{i}", stubs[i % len(stubs)])))
+        if i % 50 == 49:
+            # Opened in steps, as agents start: gRPC (1.85, asyncio) cancels a share of the streams when
+            # thousands are opened in the same instant (a bare grpc.aio server does the same).
+            await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(all_ready.wait(), 60)
+    except TimeoutError:
+        print(f"# {watchers} watchers: only {len(ready)} ready; errors {errors}", flush=True)
+        raise
     names = iter(range(pods))
     rng = random.Random(watchers)
     cpu0 = cpu_seconds(server_pid)
@@ -104,6 +133,8 @@ async def one_round(port: int, server_pid: int, watchers: int, pods: int, creato
     for c in channels:
         await c.close()
     latencies = [delivered[n] - created_at[n] for n in delivered]
+    if errors:
+        print(f"# {watchers} watchers: watch errors {errors}", flush=True)
     return {
         "cpu_ms_per_pod": cpu * 1000 / pods,
         "pods_per_s": pods / elapsed,
