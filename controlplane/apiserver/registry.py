@@ -12,6 +12,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,22 +36,20 @@ from controlplane.api.errors import (
 from controlplane.api.kinds import KindInfo
 from controlplane.api.objects import describe, from_manifest, meta, to_manifest
 from controlplane.api.patches import merge_patch
-from controlplane.api.pb import core_pb2, rbac_pb2
+from controlplane.api.pb import rbac_pb2
 from controlplane.api.selectors import parse_field_selector, parse_label_selector
-from controlplane.apiserver.admission import add_default_tolerations
-from controlplane.apiserver.allocator import ServiceAllocator, ServiceRanges, claims_of
+from controlplane.apiserver.allocator import ServiceAllocator, ServiceRanges
 from controlplane.apiserver.bootstrappolicy import (
     default_cluster_role_bindings,
     default_cluster_roles,
     needs_reset,
 )
-from controlplane.apiserver.strategy import Strategy, StrategyOptions, for_kind
+from controlplane.apiserver.strategy import PROTECTED_NAMESPACES, StoreContext, Strategy, StrategyOptions, for_kind
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
 from controlplane.storage.keys import kind_prefix, object_key
 from controlplane.storage.store import GuardChangedError
 
-PROTECTED_NAMESPACES = ("default", "navarch-system", "navarch-node-lease")
 """Namespaces that exist from the first start and may not be deleted."""
 
 DRY_RUN_ALL = "All"
@@ -121,11 +120,15 @@ class Registry:
         self.admit = admit
         """Checks a new or changed object against its author (RBAC escalation); after validation."""
         self.allocator = ServiceAllocator(store, service_ranges)
-        self.not_ready_toleration_seconds = not_ready_toleration_seconds
-        self.unreachable_toleration_seconds = unreachable_toleration_seconds
         self.caches = caches
         self._now = now or (lambda: datetime.now(UTC))
-        self._strategies = {info.kind: for_kind(info, strategy_options) for info in kinds.KINDS}
+        options = dataclasses.replace(
+            strategy_options or StrategyOptions(),
+            not_ready_toleration_seconds=not_ready_toleration_seconds,
+            unreachable_toleration_seconds=unreachable_toleration_seconds,
+        )
+        self._strategies = {info.kind: for_kind(info, options) for info in kinds.KINDS}
+        self._store_context = StoreContext(store, self.allocator, lambda kind: self.caches[kind].list(Filter()))
 
     def strategy(self, info: KindInfo) -> Strategy:
         """The kind's strategy."""
@@ -156,13 +159,9 @@ class Registry:
         m.creation_timestamp.CopyFrom(self._timestamp())
         m.ClearField("deletion_timestamp")
         m.ClearField("deletion_grace_period_seconds")
-        self.strategy(info).prepare_for_create(obj)
-        if isinstance(obj, core_pb2.Pod):
-            add_default_tolerations(
-                obj,
-                not_ready_seconds=self.not_ready_toleration_seconds,
-                unreachable_seconds=self.unreachable_toleration_seconds,
-            )
+        strategy = self.strategy(info)
+        strategy.prepare_for_create(obj)
+        strategy.admit_create(obj)
         validation.validate(obj)
         if self.admit is not None:
             await self.admit(obj)
@@ -177,27 +176,14 @@ class Registry:
             if dry:
                 return obj
             try:
-                if isinstance(obj, core_pb2.Service):
-                    taken_ips, taken_ports = self._service_resources()
-                    return await self.allocator.create(obj, taken_ips, taken_ports, unchanged=guard)
-                return await self.store.create(info, obj, ttl=self.strategy(info).ttl_seconds(), unchanged=guard)
+                return await strategy.create(self._store_context, obj, guard)
             except GuardChangedError:
                 if fresh_namespace:
                     raise ConflictError(f"{describe(obj)}: its namespace keeps changing; try again") from None
                 fresh_namespace = True
 
-    def _service_resources(self) -> tuple[set[str], set[str]]:
-        """Cluster IPs and node ports the cache shows in use (a hint: etcd claims decide)."""
-        ips: set[str] = set()
-        ports: set[str] = set()
-        for svc in self.caches["Service"].list(Filter()):
-            ips.add(svc.spec.cluster_ip)  # type: ignore[attr-defined]
-            ports.update(str(p.node_port) for p in svc.spec.ports if p.node_port)  # type: ignore[attr-defined]
-        return ips, ports
-
-    @staticmethod
-    def _claims(obj: Message) -> list[str]:
-        return claims_of(obj) if isinstance(obj, core_pb2.Service) else []
+    def _claims(self, obj: Message) -> list[str]:
+        return self.strategy(kinds.of_message(obj)).claims(obj)
 
     async def _require_active_namespace(
         self, namespace: str, obj: Message, *, fresh: bool = False
@@ -459,7 +445,7 @@ class Registry:
             if new == old or dry:
                 return new  # no-op writes are not stored (and emit no watch event)
             try:
-                if self._finalized(info, new):
+                if self._finalized(strategy, new):
                     revision = await self.store.delete(info, new, old_rv, release=self._claims(old))
                     meta(new).resource_version = str(revision)
                     return new
@@ -484,12 +470,12 @@ class Registry:
             n.ClearField("deletion_grace_period_seconds")
 
     @staticmethod
-    def _finalized(info: KindInfo, obj: Message) -> bool:
-        """An object being deleted whose last finalizer went away is removed (pods: once grace is zero)."""
+    def _finalized(strategy: Strategy, obj: Message) -> bool:
+        """An object being deleted whose last finalizer went away is removed (if its kind allows it now)."""
         m = meta(obj)
         if not m.HasField("deletion_timestamp") or m.finalizers:
             return False
-        return info.kind != "Pod" or m.deletion_grace_period_seconds == 0
+        return strategy.removable(obj)
 
     # ------------------------------------------------------------ delete
 
@@ -514,9 +500,8 @@ class Registry:
         if grace_period_seconds is not None and grace_period_seconds < 0:
             raise InvalidError(f"gracePeriodSeconds: {grace_period_seconds} must not be negative")
         namespace = (namespace or "default") if info.namespaced else ""
-        if info.kind == "Namespace" and name in PROTECTED_NAMESPACES:
-            raise ForbiddenError(f'namespace "{name}" is protected and may not be deleted')
         strategy = self.strategy(info)
+        strategy.check_delete(name)
         for _attempt in range(_MAX_CONFLICT_RETRIES):
             old = await self.store.get(info, namespace, name)
             m = meta(old)
@@ -534,9 +519,7 @@ class Registry:
             if finalizer and finalizer not in nm.finalizers and not nm.HasField("deletion_timestamp"):
                 nm.finalizers.append(finalizer)
             grace = strategy.graceful_delete_seconds(old, grace_period_seconds)
-            if info.kind == "Namespace" and not await self._namespace_empty(name):
-                grace = 1  # the namespace controller empties it first; until then it is Terminating
-                new.status.phase = "Terminating"  # type: ignore[attr-defined]
+            grace = await strategy.delete_grace(self._store_context, new, grace)
             pending = bool(nm.finalizers) or grace > 0
             if not pending:
                 if dry:
@@ -548,10 +531,11 @@ class Registry:
                 meta(old).resource_version = str(revision)
                 return old, True
             # Already terminating: only a shorter grace period (pods) changes anything.
-            if nm.HasField("deletion_timestamp") and (info.kind != "Pod" or grace >= nm.deletion_grace_period_seconds):
+            graceful = strategy.graceful
+            if nm.HasField("deletion_timestamp") and (not graceful or grace >= nm.deletion_grace_period_seconds):
                 return old, False
-            nm.deletion_timestamp.CopyFrom(self._timestamp(grace if info.kind == "Pod" else 0))
-            nm.deletion_grace_period_seconds = grace if info.kind == "Pod" else 0
+            nm.deletion_timestamp.CopyFrom(self._timestamp(grace if graceful else 0))
+            nm.deletion_grace_period_seconds = grace if graceful else 0
             if dry:
                 return new, False
             try:
@@ -559,13 +543,6 @@ class Registry:
             except ConflictError:
                 continue
         raise ConflictError(f'{info.kind} "{name}" is being changed too often to delete; try again')
-
-    async def _namespace_empty(self, namespace: str) -> bool:
-        """Whether etcd (not a cache, which may lag a create) holds no object in the namespace. Together with
-        the create guard above, a namespace is never removed while an object in it remains, so nothing is
-        inherited by a namespace created later under the same name."""
-        counts = await self.store.count_in_namespace(kinds.KINDS, namespace)
-        return not any(counts.values())
 
     # ------------------------------------------------------------- watch
 

@@ -6,14 +6,20 @@ about a verb is the same for all kinds.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
 from controlplane.api import kinds
 from controlplane.api.defaults import apply_defaults, qos_class
+from controlplane.api.errors import ForbiddenError
+from controlplane.api.objects import meta
 from controlplane.api.pb import batch_pb2, core_pb2
 from controlplane.api.validation import Errors
+from controlplane.apiserver.admission import add_default_tolerations
+from controlplane.apiserver.allocator import ServiceAllocator, claims_of
+from controlplane.storage import Store
 
 DEFAULT_GRACE_SECONDS = 30
 
@@ -24,6 +30,23 @@ class StrategyOptions:
 
     event_ttl_seconds: int = 3600
     """How long an Event lives after its last write (``--event-ttl``); etcd deletes it on its own."""
+    not_ready_toleration_seconds: int = 30
+    """Default toleration of the not-ready NoExecute taint given to new Pods."""
+    unreachable_toleration_seconds: int = 30
+    """Default toleration of the unreachable NoExecute taint given to new Pods."""
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """What a strategy may use to store an object or decide on its deletion."""
+
+    store: Store
+    allocator: ServiceAllocator
+    cached: Callable[[str], list[Message]]
+    """Every cached object of a kind (by kind name): a hint, etcd decides."""
+
+
+PROTECTED_NAMESPACES = ("default", "navarch-system", "navarch-node-lease")
 
 
 class Strategy:
@@ -35,9 +58,35 @@ class Strategy:
         self.info = info
         self.options = options or StrategyOptions()
 
+    graceful = False
+    """Deletion waits ``graceful_delete_seconds`` with a deletionTimestamp in the future (Pods); otherwise a
+    delete that has to wait (finalizers) is stamped now."""
+
     def ttl_seconds(self) -> int | None:
         """Seconds an object of this kind lives after each write, or None: until deleted."""
         return None
+
+    def admit_create(self, obj: Message) -> None:
+        """Admission on create, after defaults and before validation (Pods get default tolerations)."""
+
+    def claims(self, obj: Message) -> list[str]:
+        """Unique resources the object holds in etcd (created and released with it)."""
+        return []
+
+    async def create(self, ctx: StoreContext, obj: Message, unchanged: Sequence[tuple[str, int]]) -> Message:
+        """Store a new object (Services allocate first)."""
+        return await ctx.store.create(self.info, obj, ttl=self.ttl_seconds(), unchanged=unchanged)
+
+    def check_delete(self, name: str) -> None:
+        """Refuse the deletion of objects that must stay (``ApiError``)."""
+
+    async def delete_grace(self, ctx: StoreContext, obj: Message, grace: int) -> int:
+        """The grace period after the kind's own checks (a namespace that still holds objects waits)."""
+        return grace
+
+    def removable(self, obj: Message) -> bool:
+        """Whether an object being deleted whose finalizers are all gone may be removed now."""
+        return True
 
     def default(self, obj: Message) -> None:
         """Fill in defaults (on create and update, before validation)."""
@@ -81,6 +130,18 @@ class Strategy:
 
 class PodStrategy(Strategy):
     """Pods: spec mostly immutable, nodeName set once, graceful delete."""
+
+    graceful = True
+
+    def admit_create(self, obj: Message) -> None:
+        add_default_tolerations(
+            obj,  # type: ignore[arg-type]
+            not_ready_seconds=self.options.not_ready_toleration_seconds,
+            unreachable_seconds=self.options.unreachable_toleration_seconds,
+        )
+
+    def removable(self, obj: Message) -> bool:
+        return meta(obj).deletion_grace_period_seconds == 0  # the agent confirmed the processes stopped
 
     def prepare_for_create(self, obj: Message) -> None:
         super().prepare_for_create(obj)
@@ -160,7 +221,19 @@ class JobStrategy(Strategy):
 
 
 class ServiceStrategy(Strategy):
-    """Services: ClusterIP type, TCP, targetPort = port by default; clusterIP immutable."""
+    """Services: ClusterIP type, TCP, targetPort = port by default; clusterIP immutable; a cluster IP and node
+    ports allocated on create and held as etcd claims."""
+
+    def claims(self, obj: Message) -> list[str]:
+        return claims_of(obj)  # type: ignore[arg-type]
+
+    async def create(self, ctx: StoreContext, obj: Message, unchanged: Sequence[tuple[str, int]]) -> Message:
+        ips: set[str] = set()
+        ports: set[str] = set()
+        for svc in ctx.cached("Service"):
+            ips.add(svc.spec.cluster_ip)  # type: ignore[attr-defined]
+            ports.update(str(p.node_port) for p in svc.spec.ports if p.node_port)  # type: ignore[attr-defined]
+        return await ctx.allocator.create(obj, ips, ports, unchanged=unchanged)  # type: ignore[arg-type]
 
     def prepare_for_update(self, new: Message, old: Message) -> None:
         super().prepare_for_update(new, old)
@@ -223,11 +296,24 @@ class NodeStrategy(Strategy):
 
 
 class NamespaceStrategy(Strategy):
-    """Namespaces: phase Active on create."""
+    """Namespaces: phase Active on create; the system ones are never deleted; one that etcd (not a cache, which
+    may lag a create) still holds objects in turns Terminating, for the namespace controller to empty, instead
+    of being removed."""
 
     def prepare_for_create(self, obj: Message) -> None:
         super().prepare_for_create(obj)
         obj.status.phase = "Active"  # type: ignore[attr-defined]
+
+    def check_delete(self, name: str) -> None:
+        if name in PROTECTED_NAMESPACES:
+            raise ForbiddenError(f'namespace "{name}" is protected and may not be deleted')
+
+    async def delete_grace(self, ctx: StoreContext, obj: Message, grace: int) -> int:
+        counts = await ctx.store.count_in_namespace(kinds.KINDS, meta(obj).name)
+        if not any(counts.values()):
+            return grace
+        obj.status.phase = "Terminating"  # type: ignore[attr-defined]
+        return 1  # until the namespace controller has emptied it
 
 
 class EventStrategy(Strategy):
