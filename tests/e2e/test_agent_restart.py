@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.client.client import ApiClient
 from nodeagent.supervisor import process_start_time
@@ -101,7 +102,18 @@ async def test_a_node_without_heartbeat_shows_a_stale_lease(client: ApiClient, s
     def renewed(lease: coordination_pb2.Lease) -> float:
         return lease.spec.renew_time.ToNanoseconds() / 1e9
 
-    first = await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease")
+    # The agent writes its first Lease right after registering its Node (which start_agent waited for).
+    leases: list[coordination_pb2.Lease] = []
+
+    async def has_lease() -> bool:
+        try:
+            leases.append(await client.get(coordination_pb2.Lease, a.node, "navarch-node-lease"))
+        except NotFoundError:
+            return False
+        return True
+
+    await eventually_async(has_lease, timeout=10)
+    first = leases[-1]
     assert first.spec.holder_identity == a.node and first.spec.lease_duration_seconds == 2
 
     async def advanced() -> bool:
