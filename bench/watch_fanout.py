@@ -19,8 +19,7 @@ import contextlib
 import os
 import platform
 import random
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import grpc.aio
 from controlplane import transport
 from controlplane.api.objects import from_manifest, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.launcher import processes
 from controlplane.launcher.etcd import EtcdCluster, free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -176,23 +176,13 @@ if __name__ == "__main__":
     options = parser.parse_args()
     etcd = EtcdCluster(1, fast=False).start()
     api_port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "navarch-apiserver"),
-            "--etcd-servers",
-            etcd.endpoints[0],
-            "--listen",
-            f"127.0.0.1:{api_port}",
-            "--insecure",
-            "--max-watches",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="navarch-bench-fanout-"))
+    server = processes.apiserver(
+        etcd.endpoints, f"127.0.0.1:{api_port}", workdir / "apiserver.log", "--max-watches", "0"
+    ).start()
+    assert server.proc is not None
     try:
-        asyncio.run(main(options, api_port, server.pid))
+        asyncio.run(main(options, api_port, server.proc.pid))
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
         etcd.stop()
