@@ -445,8 +445,20 @@ rec, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def note(text):
     with open(rec, "a") as f:
         f.write(text + "\\n")
-signal.signal(signal.SIGTERM, lambda *a: (note("SIGTERM"), os._exit(0)))
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", port)); s.listen()
+def on_term(*_):
+    # A tcpSocket hook's connection is complete once the kernel queued it: note any still waiting for
+    # accept() before SIGTERM (on a loaded machine the signal can come first).
+    s.setblocking(False)
+    while mode == "tcp":
+        try:
+            s.accept()[0].close()
+        except OSError:
+            break
+        note("tcp")
+    note("SIGTERM")
+    os._exit(0)
+signal.signal(signal.SIGTERM, on_term)
 while True:
     c, _ = s.accept()
     if mode == "http":
