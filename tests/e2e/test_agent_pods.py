@@ -440,34 +440,42 @@ async def test_the_agent_reports_what_it_does_as_events(client: ApiClient, agent
 # Records what reaches it in RECORD: "http <path>" for a GET, "tcp" for a bare connection; SIGTERM is recorded
 # too, so the order (hook first, then the signal) can be read back.
 _RECORDER = """
-import os, signal, socket, sys
+import os, select, signal, socket, sys
 rec, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def note(text):
     with open(rec, "a") as f:
         f.write(text + "\\n")
+# SIGTERM stays blocked and is polled: a handler could run between accept() returning and the note, and
+# lose a connection that came before the signal. A hook's connection is queued in the kernel before the
+# agent sends SIGTERM, so draining the queue once SIGTERM is pending sees it.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", port)); s.listen()
-def on_term(*_):
-    # A tcpSocket hook's connection is complete once the kernel queued it: note any still waiting for
-    # accept() before SIGTERM (on a loaded machine the signal can come first).
-    s.setblocking(False)
-    while mode == "tcp":
+s.setblocking(False)
+def drain():
+    while True:
         try:
-            s.accept()[0].close()
-        except OSError:
-            break
-        note("tcp")
-    note("SIGTERM")
-    os._exit(0)
-signal.signal(signal.SIGTERM, on_term)
+            c, _ = s.accept()
+        except BlockingIOError:
+            return
+        c.setblocking(True)
+        if mode == "http":
+            c.settimeout(5)
+            try:
+                data = c.recv(4096).decode(errors="replace")
+                note("http " + (data.split()[1] if len(data.split()) > 1 else "?"))
+                c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n")
+            except OSError:
+                note("http ?")
+        else:
+            note("tcp")
+        c.close()
 while True:
-    c, _ = s.accept()
-    if mode == "http":
-        data = c.recv(4096).decode(errors="replace")
-        note("http " + (data.split()[1] if len(data.split()) > 1 else "?"))
-        c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n")
-    else:
-        note("tcp")
-    c.close()
+    select.select([s], [], [], 0.05)
+    drain()
+    if signal.SIGTERM in signal.sigpending():
+        drain()
+        note("SIGTERM")
+        os._exit(0)
 """
 
 
