@@ -82,6 +82,7 @@ def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
             [
                 _rule(READ, "", ["pods", "nodes", "namespaces", "services"]),
                 _rule(["update", "patch"], "", ["pods", "pods/status"]),
+                _rule(["create"], "", ["pods/binding"]),
                 _rule(["create", "update", "patch"], "", ["events"]),
                 _rule(["get", "create", "update"], "coordination", ["leases"]),
                 _rule(READ, "apps", ["replicasets", "daemonsets"]),

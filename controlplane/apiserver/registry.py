@@ -26,6 +26,7 @@ from controlplane import transport
 from controlplane.api import fieldvalidation, kinds, validation
 from controlplane.api.errors import (
     AlreadyExistsError,
+    ApiError,
     ConflictError,
     ForbiddenError,
     GoneError,
@@ -48,7 +49,7 @@ from controlplane.apiserver.strategy import PROTECTED_NAMESPACES, StoreContext, 
 from controlplane.apiserver.watchcache import CacheWatcher, Filter, WatchCache
 from controlplane.storage import Store
 from controlplane.storage.keys import kind_prefix, object_key
-from controlplane.storage.store import GuardChangedError
+from controlplane.storage.store import MAX_TXN_OPS, GuardChangedError
 
 """Namespaces that exist from the first start and may not be deleted."""
 
@@ -427,21 +428,7 @@ class Registry:
                     f"Operation cannot be fulfilled on {describe(old)}: the object has been modified "
                     f"(resourceVersion {expected} is stale, current is {old_rv}); read the latest version and try again"
                 )
-            new = mutate(old)
-            self._carry_server_fields(info, new, old)
-            if status:
-                strategy.prepare_for_status_update(new, old)
-            else:
-                strategy.prepare_for_update(new, old)
-            if strategy.spec_of(new) != strategy.spec_of(old):
-                meta(new).generation = meta(old).generation + 1
-            validation.validate(new)
-            errs = validation.Errors()
-            strategy.validate_update(errs, new, old)
-            errs.raise_for(new)
-            if self.admit is not None and not status:
-                await self.admit(new)
-            meta(new).resource_version = meta(old).resource_version
+            new = await self._prepare_update(info, strategy, old, mutate(old), status=status)
             if new == old or dry:
                 return new  # no-op writes are not stored (and emit no watch event)
             try:
@@ -454,6 +441,72 @@ class Registry:
                 if expected is not None:
                     raise
         raise ConflictError(f'{info.kind} "{name}" is being changed too often to update; try again')
+
+    async def _prepare_update(
+        self, info: KindInfo, strategy: Strategy, old: Message, new: Message, *, status: bool
+    ) -> Message:
+        """``new`` made ready to replace ``old``: server fields carried over, the kind's strategy applied,
+        validated and admitted; its resourceVersion is ``old``'s (the guard of the write)."""
+        self._carry_server_fields(info, new, old)
+        if status:
+            strategy.prepare_for_status_update(new, old)
+        else:
+            strategy.prepare_for_update(new, old)
+        if strategy.spec_of(new) != strategy.spec_of(old):
+            meta(new).generation = meta(old).generation + 1
+        validation.validate(new)
+        errs = validation.Errors()
+        strategy.validate_update(errs, new, old)
+        errs.raise_for(new)
+        if self.admit is not None and not status:
+            await self.admit(new)
+        meta(new).resource_version = meta(old).resource_version
+        return new
+
+    async def update_many(
+        self, info: KindInfo, changes: builtins.list[tuple[str, str, Callable[[Message], Message]]]
+    ) -> builtins.list[Message | ApiError]:
+        """Apply several changes, given as (namespace, name, mutate), in one etcd transaction: each one read,
+        mutated, prepared and validated as ``update`` does, and written guarded by the revision it was read
+        at. Returns, in order, each object as stored or the ``ApiError`` that stopped that one alone (``mutate``
+        raises one to refuse a change). A change whose object moved meanwhile is read and mutated again.
+        Changes that would remove an object (its last finalizer gone) are refused: use ``update``."""
+        if len(changes) > MAX_TXN_OPS:
+            raise InvalidError(f"at most {MAX_TXN_OPS} {info.plural} may be changed in one request")
+        strategy = self.strategy(info)
+        results: builtins.list[Message | ApiError] = [
+            ConflictError(f"{info.kind} is being changed too often to update; try again") for _ in changes
+        ]
+        todo = builtins.list(range(len(changes)))
+        for _attempt in range(_MAX_CONFLICT_RETRIES):
+            if not todo:
+                break
+            current = await self.store.get_many(info, [(changes[i][0], changes[i][1]) for i in todo])
+            writes: builtins.list[tuple[int, Message, int]] = []
+            for i, old in zip(todo, current, strict=True):
+                namespace, name, mutate = changes[i]
+                try:
+                    if old is None:
+                        where = f"{namespace}/{name}" if info.namespaced else name
+                        raise NotFoundError(f'{info.kind} "{where}" not found')
+                    new = await self._prepare_update(info, strategy, old, mutate(_copy(old)), status=False)
+                    if self._finalized(strategy, new):
+                        raise ConflictError(f"{describe(old)}: this change removes the object; use Update")
+                except ApiError as err:
+                    results[i] = err
+                    continue
+                if new == old:
+                    results[i] = new  # no-op writes are not stored
+                else:
+                    writes.append((i, new, int(meta(old).resource_version)))
+            stored = await self.store.update_many(info, [(new, rev) for _, new, rev in writes]) if writes else []
+            todo = []
+            for (i, _, _), obj in zip(writes, stored, strict=True):
+                if obj is None:
+                    todo.append(i)  # changed since it was read: read it and mutate again
+                else:
+                    results[i] = obj
+        return results
 
     @staticmethod
     def _carry_server_fields(info: KindInfo, new: Message, old: Message) -> None:

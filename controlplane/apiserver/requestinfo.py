@@ -1,7 +1,8 @@
 """What a gRPC call asks for, in authorization's terms (verb, resource, subresource, namespace, name).
 
 ``Api/Create`` of a Deployment is ``create deployments`` in group ``apps``; ``UpdateStatus`` is ``update
-pods/status``; ``PodLogs`` is ``get pods/log``; ``PodExec`` is ``create pods/exec`` (Kubernetes' names).
+pods/status``; ``PodLogs`` is ``get pods/log``; ``PodExec`` is ``create pods/exec``; ``BindPods`` is
+``create pods/binding`` (Kubernetes' names).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from controlplane.api.objects import meta, unwrap
 from controlplane.api.pb import api_pb2, podaccess_pb2
 from controlplane.apiserver.authn import UserInfo
 from controlplane.apiserver.authz import Attributes
+from controlplane.apiserver.binding import namespaces as binding_namespaces
 
 API = "/navarch.v1.Api/"
 AUTH = "/navarch.v1.Auth/"
@@ -84,6 +86,13 @@ def api_attributes(method: str, request: Any, user: UserInfo) -> Attributes:
             api_group=info.group.split("/")[0] if info.group else "",
             field_selector=request.field_selector,
         )
+    if name == "BindPods":
+        assert isinstance(request, api_pb2.BindPodsRequest)
+        # One namespace: permission there is enough; several: only a cluster-wide grant covers them all.
+        named = binding_namespaces(request.bindings)
+        namespace = next(iter(named)) if len(named) == 1 else ""
+        pod = kinds.lookup("Pod")
+        return Attributes(user=user, verb="create", resource=pod.plural, subresource="binding", namespace=namespace)
     if name == "PodLogs":
         assert isinstance(request, podaccess_pb2.PodLogRequest)
         return _for_kind(user, "get", kinds.lookup("Pod"), request.namespace, request.name, subresource="log")

@@ -15,6 +15,7 @@ from controlplane.api.errors import ApiError
 from controlplane.api.fieldvalidation import ignored_field_warnings
 from controlplane.api.objects import describe, meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
+from controlplane.apiserver.binding import bind_pods
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.watchcache import BOOKMARK, CacheEvent
@@ -174,6 +175,12 @@ class ApiService(api_pb2_grpc.ApiServicer):
             dry_run=request.dry_run,
         )
         return api_pb2.DeleteResponse(object=wrap(obj), deleted=deleted)
+
+    @unary_handler
+    async def BindPods(
+        self, request: api_pb2.BindPodsRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.BindPodsResponse:
+        return await bind_pods(self.registry, request)
 
     # Yields bytes as well as messages (already encoded events: see add_to_server).
     async def Watch(  # type: ignore[override]

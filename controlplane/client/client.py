@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import json
 import random
@@ -348,6 +349,17 @@ class ApiClient:
             timeout=timeout,
         )
         return cast(T, unwrap(out))
+
+    async def bind_pods(
+        self, bindings: Sequence[api_pb2.PodBinding], *, timeout: float | None = None
+    ) -> builtins.list[api_pb2.BindingResult]:
+        """Assign pods to nodes in one request (at most 100); one result per binding, in order. Retried: a
+        binding the pod already has answers OK again."""
+        req = api_pb2.BindPodsRequest(bindings=bindings)
+        out = await self._call(
+            lambda t: self._stub.BindPods(req, timeout=t), f"bind {len(bindings)} pods", retry=True, timeout=timeout
+        )
+        return builtins.list(out.results)
 
     async def update_status(self, obj: T, *, timeout: float | None = None) -> T:
         """Replace an object's status; retried only when guarded by its resourceVersion."""

@@ -180,9 +180,14 @@ class Informer(Generic[T]):
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         ):
-            if ev.type != "BOOKMARK":
-                self._apply(ev.type, ev.object)
-            self.resource_version = ev.resource_version
+            if ev.type == "BOOKMARK":
+                self.resource_version = ev.resource_version
+                continue
+            self._apply(ev.type, ev.object)
+            # One revision may carry several objects (a BindPods transaction): until a later revision shows
+            # it complete, resume from the one before, and let ``_apply`` skip what is seen again.
+            rv = ev.resource_version
+            self.resource_version = str(int(rv) - 1) if rv.isdigit() and int(rv) > 1 else rv
 
     async def run(self) -> None:
         """Keep the cache current until cancelled."""

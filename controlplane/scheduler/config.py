@@ -45,8 +45,10 @@ class SchedulerConfig:
     """...up to this."""
     unschedulable_retry: float = 60.0
     """Unschedulable pods are retried at least this often even without a relevant cluster event."""
-    bind_concurrency: int = 64
-    """Bindings in flight at once."""
+    bind_batch_size: int = 100
+    """Most bindings in one ``BindPods`` request (the API server's limit is 100)."""
+    bind_concurrency: int = 4
+    """Binding requests in flight at once."""
     bind_timeout: float = 5.0
     """Deadline of one binding call (kept below the leader lease's grace, so a deposed leader's binds end)."""
 

@@ -9,9 +9,10 @@
     Node informer ──> cache (+ queue.move_all)                  (Update guarded   park the pod
                                                                 by resourceVersion)
 
-A binding is an Update of the Pod that sets ``spec.nodeName``, guarded by the resourceVersion the scheduler
-saw while ``spec.nodeName`` was empty (the API server also refuses to change a set nodeName), so a pod is
-never bound twice even when two replicas race. A failed binding forgets the assumption and requeues.
+Bindings go out in batches (``BatchBinder``: one ``BindPods`` call per batch, one etcd transaction). Each
+binding names the uid and resourceVersion the scheduler saw while ``spec.nodeName`` was empty, and the API
+server binds only an unassigned pod, so a pod is never bound twice even when two replicas race. A failed
+binding forgets the assumption and requeues.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import collections
 import logging
 import time
 
-from controlplane.api.errors import ApiError, ConflictError, NotFoundError
-from controlplane.api.pb import core_pb2, meta_pb2
+from controlplane.api.errors import ApiError, ConflictError
+from controlplane.api.pb import api_pb2, core_pb2, meta_pb2
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from controlplane.client.informer import Informer
 from controlplane.scheduler.algorithm import Algorithm, Decision
+from controlplane.scheduler.binder import BatchBinder
 from controlplane.scheduler.cache import SchedulerCache, counts
 from controlplane.scheduler.config import SchedulerConfig
 from controlplane.scheduler.queue import QueuedPod, SchedulingQueue
@@ -81,7 +83,13 @@ class Scheduler:
         self.attempts = Rate()
         self.bindings = Rate()
         self._binds: set[asyncio.Task[None]] = set()
-        self._bind_slots = asyncio.Semaphore(config.bind_concurrency)
+        self.binder: BatchBinder[QueuedPod] = BatchBinder(
+            client,
+            self._bound,
+            batch_size=config.bind_batch_size,
+            concurrency=config.bind_concurrency,
+            timeout=config.bind_timeout,
+        )
         self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_event_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)
 
@@ -144,6 +152,7 @@ class Scheduler:
             if pod.spec.node_name:
                 self.cache.set_pod(pod)
         log.info("scheduling as %s (%d nodes)", self.config.scheduler_name, len(self.cache.nodes))
+        binder = asyncio.create_task(self.binder.run(), name="scheduler-binder")
         try:
             while True:
                 qp = await self.queue.pop()
@@ -152,9 +161,10 @@ class Scheduler:
                     if self.attempts.total % 64 == 0:
                         await asyncio.sleep(0)  # let bindings and informers run between bursts
         finally:
+            binder.cancel()
             for task in list(self._binds):
                 task.cancel()
-            await asyncio.gather(*self._binds, return_exceptions=True)
+            await asyncio.gather(binder, *self._binds, return_exceptions=True)
             await self.recorder.stop()
 
     def schedule_one(self, qp: QueuedPod) -> None:
@@ -167,37 +177,48 @@ class Scheduler:
             return
         self.cache.assume(pod, decision.node)
         self.queue.done(qp)
-        task = asyncio.create_task(self._bind(qp, decision.node), name=f"bind-{pod.metadata.name}")
-        self._binds.add(task)
-        task.add_done_callback(self._binds.discard)
+        m = pod.metadata
+        self.binder.submit(
+            qp,
+            api_pb2.PodBinding(
+                namespace=m.namespace,
+                name=m.name,
+                uid=m.uid,
+                resource_version=m.resource_version,
+                node_name=decision.node,
+            ),
+        )
 
-    async def _bind(self, qp: QueuedPod, node: str) -> None:
-        pod = qp.pod
-        bound = core_pb2.Pod()
-        bound.CopyFrom(pod)
-        bound.spec.node_name = node
-        async with self._bind_slots:
-            try:
-                await self.client.update(bound, timeout=self.config.bind_timeout)
-            except (ConflictError, NotFoundError):
-                # Changed, deleted, or bound by another replica meanwhile: retry with what the informer has now.
-                self.cache.forget(pod.metadata.uid)
-                latest = self.pods.store.get_by_name(pod.metadata.namespace, pod.metadata.name)
-                if latest is not None and latest.metadata.uid == pod.metadata.uid and self._responsible(latest):
-                    qp.pod = latest
-                    self.queue.requeue(qp)
-                return
-            except ApiError as err:
-                log.warning("binding %s/%s to %s failed: %s", pod.metadata.namespace, pod.metadata.name, node, err)
-                self.cache.forget(pod.metadata.uid)
+    def _bound(self, qp: QueuedPod, binding: api_pb2.PodBinding, result: api_pb2.BindingResult) -> None:
+        """The outcome of one binding (called by the binder)."""
+        pod, node = qp.pod, binding.node_name
+        if result.code != "OK":
+            self.cache.forget(pod.metadata.uid)
+            if result.code not in ("ABORTED", "NOT_FOUND"):
+                log.warning(
+                    "binding %s/%s to %s failed: %s %s",
+                    pod.metadata.namespace,
+                    pod.metadata.name,
+                    node,
+                    result.code,
+                    result.message,
+                )
                 self.queue.requeue(qp)
                 return
+            # Changed, deleted, or bound by another replica meanwhile: retry with what the informer has now.
+            latest = self.pods.store.get_by_name(pod.metadata.namespace, pod.metadata.name)
+            if latest is not None and latest.metadata.uid == pod.metadata.uid and self._responsible(latest):
+                qp.pod = latest
+                self.queue.requeue(qp)
+            return
         self.bindings.record()
         self.recorder.event(
             pod, NORMAL, "Scheduled", f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}"
         )
         if any(c.type == "PodScheduled" and c.status == "False" for c in pod.status.conditions):
-            await self._set_condition(bound, "True", "", "")
+            task = asyncio.create_task(self._set_condition(pod, "True", "", ""))
+            self._binds.add(task)
+            task.add_done_callback(self._binds.discard)
 
     def _unschedulable(self, qp: QueuedPod, decision: Decision) -> None:
         message = decision.message(len(self.cache.nodes)) if self.cache.nodes else "0/0 nodes are available."

@@ -32,6 +32,9 @@ from controlplane.storage.keys import kind_prefix, object_key, prefix_end
 from controlplane.storage.leases import LeaseManager
 from controlplane.storage.watch import EtcdWatch
 
+MAX_TXN_OPS = 128
+"""etcd's default ``--max-txn-ops``: the most reads or writes one transaction may hold."""
+
 CLAIMS_PREFIX = "/registry/claims/"
 """Keys that make a resource unique across API servers: ``serviceips/<ip>``, ``nodeports/<port>``."""
 
@@ -240,6 +243,70 @@ class Store:
                 return self._with_revision(info, obj, _mod_revision(resp))  # our own retried write
             raise self._conflict(info, obj, resp)
         return self._with_revision(info, obj, int(resp.header.revision))
+
+    async def get_many(self, info: KindInfo, names: Sequence[tuple[str, str]]) -> list[Message | None]:
+        """Read several objects, given as (namespace, name), at one revision (one transaction of reads, at most
+        ``MAX_TXN_OPS``); None for each that does not exist or cannot be decrypted."""
+        if len(names) > MAX_TXN_OPS:
+            raise ValueError(f"get_many: {len(names)} keys, at most {MAX_TXN_OPS}")
+        kv = self.client.kv
+        keys = [object_key(info, ns, name) for ns, name in names]
+        resp = await self.client.call(
+            lambda t: kv.txn(compare=[], success=[kv.txn_op_get(k) for k in keys], failure=[], timeout=t),
+            f"get {len(keys)} {info.plural}",
+        )
+        out: list[Message | None] = []
+        for key, answer in zip(keys, resp.responses, strict=True):
+            kvs = answer.response_range.kvs
+            try:
+                out.append(self.decode(info, key, kvs[0].value, kvs[0].mod_revision) if kvs else None)
+            except EncryptionError as err:
+                log.warning("%s %s cannot be read: %s", info.kind, key, err)
+                out.append(None)
+        return out
+
+    async def update_many(self, info: KindInfo, writes: Sequence[tuple[Message, int]]) -> list[Message | None]:
+        """Replace several objects in one transaction, each only if its key's mod_revision is still the one
+        paired with it. Returns, in order, each object as stored (all share the transaction's revision) or
+        None for those whose guard failed; the others are written without them (a failed guard makes etcd
+        refuse the whole transaction, so it is tried again without the failed ones). No lease: for kinds
+        without a time to live."""
+        if len(writes) > MAX_TXN_OPS:
+            raise ValueError(f"update_many: {len(writes)} objects, at most {MAX_TXN_OPS}")
+        kv = self.client.kv
+        pending = []
+        for obj, expected in writes:
+            key = object_key(info, meta(obj).namespace, meta(obj).name)
+            pending.append((key, self.encode(info, key, obj), expected))
+        results: list[Message | None] = [None] * len(writes)
+        todo = list(range(len(writes)))
+        while todo:
+            batch = [pending[i] for i in todo]
+            txn = _Attempts(
+                lambda t, batch=batch: kv.txn(  # type: ignore[misc]
+                    compare=[_mod_revision_equals(key, expected) for key, _, expected in batch],
+                    success=[kv.txn_op_put(key, value) for key, value, _ in batch],
+                    failure=[kv.txn_op_get(key) for key, _, _ in batch],
+                    timeout=t,
+                )
+            )
+            resp = await self.client.call(txn, f"update {len(batch)} {info.plural}")
+            if resp.succeeded:
+                for i in todo:
+                    results[i] = self._with_revision(info, writes[i][0], int(resp.header.revision))
+                return results
+            still = []
+            for i, answer in zip(todo, resp.responses, strict=True):
+                kvs = answer.response_range.kvs
+                _, value, expected = pending[i]
+                if kvs and int(kvs[0].mod_revision) == expected:
+                    still.append(i)  # its guard holds: write it with the others that do
+                elif txn.retried and kvs and kvs[0].value == value:
+                    results[i] = self._with_revision(info, writes[i][0], int(kvs[0].mod_revision))  # our own write
+            if len(still) == len(todo):
+                raise ConflictError(f"update {len(batch)} {info.plural}: the write raced another; try again")
+            todo = still
+        return results
 
     async def delete(self, info: KindInfo, obj: Message, expected_revision: int, *, release: Sequence[str] = ()) -> int:
         """Delete an object if its key's mod_revision is still ``expected_revision`` (and, in the same

@@ -174,13 +174,21 @@ async def test_a_binding_that_loses_a_race_is_forgotten_and_the_pod_retried(
 
     await eventually_async(informer_has_it, timeout=10)
     qp.pod = stale
-    scheduler.schedule_one(qp)
-    assert scheduler.cache.node_of(qp.uid) is not None  # assumed at once
-    await asyncio.gather(*list(scheduler._binds))
-    assert scheduler.cache.node_of(qp.uid) is None  # the failed binding was forgotten
+    binder = asyncio.create_task(scheduler.binder.run())
+    try:
+        scheduler.schedule_one(qp)
+        assert scheduler.cache.node_of(qp.uid) is not None  # assumed at once
+        # The failed binding is forgotten.
+        await eventually_async(lambda: _forgotten(scheduler, qp.uid), timeout=10)
+    finally:
+        binder.cancel()
     assert not (await client.get(core_pb2.Pod, "raced", namespace)).spec.node_name
     again = await scheduler.queue.pop(timeout=5)
     assert again is not None and again.uid == qp.uid and again.pod.metadata.labels["touched"] == "yes"
+
+
+async def _forgotten(scheduler: Scheduler, uid: str) -> bool:
+    return scheduler.cache.node_of(uid) is None
 
 
 async def _queued(scheduler: Scheduler, uid: str) -> bool:

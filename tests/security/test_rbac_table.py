@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from controlplane import pki
 from controlplane.api.errors import ApiError, ForbiddenError, InvalidError
-from controlplane.api.pb import apps_pb2, coordination_pb2, core_pb2, rbac_pb2
+from controlplane.api.pb import api_pb2, apps_pb2, coordination_pb2, core_pb2, rbac_pb2
 from controlplane.client.client import ApiClient
 from tests.e2e.conftest import eventually_async
 from tests.security.conftest import SecureCluster
@@ -133,6 +133,12 @@ def patch(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.patch(kind, name, {"metadata": {"labels": {"touched": "yes"}}}, namespace, dry_run=True)
 
 
+def bind(*where: tuple[str, str]) -> Call:
+    """BindPods of pods (namespace, name) that do not exist: authorized or not, nothing is written."""
+    bindings = [api_pb2.PodBinding(namespace=ns, name=name, node_name="rbac-n1") for ns, name in where]
+    return lambda c: c.bind_pods(bindings)
+
+
 def patch_status(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.patch(kind, name, {"status": {"message": "seen"}}, namespace, status=True, dry_run=True)
 
@@ -148,6 +154,8 @@ USERS = {
     "nobody": ("noel", ()),  # authenticated, no bindings
     "binder": ("bea", ()),  # may create rolebindings in A and has the bind verb on cluster-admin only
     "node": ("system:node:rbac-n1", (pki.NODES_GROUP,)),
+    "scheduler": (pki.SCHEDULER_USER, ()),  # the bootstrap scheduler role, cluster-wide
+    "podbinder": ("bo", ()),  # a Role in A granting create pods/binding
 }
 
 ROWS = [
@@ -231,6 +239,13 @@ ROWS = [
     Row("node", "list services", lst("Service", ""), True),
     Row("node", "create a deployment", create(_deployment("n", A)), False),
     Row("node", "list secrets", lst("Secret", A), False),
+    Row("node", "bind a pod to itself", bind((A, "ghost")), False),
+    # BindPods is create pods/binding in every namespace it names; several need a cluster-wide grant.
+    Row("scheduler", "bind pods in A and B at once", bind((A, "ghost"), (B, "ghost")), True),
+    Row("podbinder", "bind pods in A", bind((A, "ghost"), (A, "ghost2")), True),
+    Row("podbinder", "bind a pod in B", bind((B, "ghost")), False),
+    Row("podbinder", "bind pods in A and B at once", bind((A, "ghost"), (B, "ghost")), False),
+    Row("editor", "bind a pod in A (edit does not grant pods/binding)", bind((A, "ghost")), False),
 ]
 
 
@@ -248,6 +263,7 @@ async def _setup(admin: ApiClient) -> None:
         ]
     )
     await admin.create(_meta(binder, "binder", A))
+    await admin.create(_meta(rbac_pb2.Role(rules=[_rule(["create"], "", ["pods/binding"])]), "pod-binder", A))
     reader = rbac_pb2.ClusterRole(rules=[_rule(["get", "list", "watch"], "", ["configmaps"])])
     await admin.create(_meta(reader, "rbac-cm-reader"))
     crb = rbac_pb2.ClusterRoleBinding(
@@ -262,6 +278,7 @@ async def _setup(admin: ApiClient) -> None:
         _role_binding("named", A, "Role", "cm-reader", "User:nina"),
         _role_binding("star", A, "Role", "star", "User:stella"),
         _role_binding("binder", A, "Role", "binder", "User:bea"),
+        _role_binding("pod-binder", A, "Role", "pod-binder", "User:bo"),
     ):
         await admin.create(binding)
     for ns in (A, B):

@@ -76,6 +76,11 @@ class ApiStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.BindPods = channel.unary_unary(
+                '/navarch.v1.Api/BindPods',
+                request_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.FromString,
+                _registered_method=True)
         self.PodLogs = channel.unary_stream(
                 '/navarch.v1.Api/PodLogs',
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
@@ -140,6 +145,14 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BindPods(self, request, context):
+        """Assign many pods to nodes in one call (the scheduler's batched binding);
+        authorized as "create pods/binding" in every namespace named.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PodLogs(self, request, context):
         """A container's logs, through the agent of the pod's node.
         """
@@ -196,6 +209,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'BindPods': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindPods,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.SerializeToString,
             ),
             'PodLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.PodLogs,
@@ -425,6 +443,33 @@ class Api:
             '/navarch.v1.Api/Watch',
             controlplane_dot_api_dot_pb_dot_api__pb2.WatchRequest.SerializeToString,
             controlplane_dot_api_dot_pb_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindPods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/navarch.v1.Api/BindPods',
+            controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.FromString,
             options,
             channel_credentials,
             insecure,

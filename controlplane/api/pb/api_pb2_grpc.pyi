@@ -42,6 +42,10 @@ class ApiStub:
     Patch: _grpc.UnaryUnaryMultiCallable[_api_pb2.PatchRequest, _api_pb2.Object]
     Delete: _grpc.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.DeleteResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]
+    BindPods: _grpc.UnaryUnaryMultiCallable[_api_pb2.BindPodsRequest, _api_pb2.BindPodsResponse]
+    """Assign many pods to nodes in one call (the scheduler's batched binding);
+    authorized as "create pods/binding" in every namespace named.
+    """
     PodLogs: _grpc.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]
     """A container's logs, through the agent of the pod's node."""
     PodExec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
@@ -60,6 +64,10 @@ class ApiAsyncStub(ApiStub):
     Patch: _aio.UnaryUnaryMultiCallable[_api_pb2.PatchRequest, _api_pb2.Object]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_api_pb2.DeleteRequest, _api_pb2.DeleteResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_api_pb2.WatchRequest, _api_pb2.WatchEvent]  # type: ignore[assignment]
+    BindPods: _aio.UnaryUnaryMultiCallable[_api_pb2.BindPodsRequest, _api_pb2.BindPodsResponse]  # type: ignore[assignment]
+    """Assign many pods to nodes in one call (the scheduler's batched binding);
+    authorized as "create pods/binding" in every namespace named.
+    """
     PodLogs: _aio.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]  # type: ignore[assignment]
     """A container's logs, through the agent of the pod's node."""
     PodExec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
@@ -123,6 +131,16 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.WatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_api_pb2.WatchEvent], _abc.AsyncIterator[_api_pb2.WatchEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def BindPods(
+        self,
+        request: _api_pb2.BindPodsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.BindPodsResponse, _abc.Awaitable[_api_pb2.BindPodsResponse]]:
+        """Assign many pods to nodes in one call (the scheduler's batched binding);
+        authorized as "create pods/binding" in every namespace named.
+        """
 
     @_abc_1.abstractmethod
     def PodLogs(
