@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from controlplane import pki
 from controlplane.api.errors import ApiError, DeadlineError, InvalidError, TooManyRequestsError
+from controlplane.api.ratelimit import TokenBucket
 from controlplane.apiserver import requestinfo
 from controlplane.apiserver.audit import AuditEvent, AuditLog
 from controlplane.apiserver.authn import Authenticator, UserInfo
@@ -60,22 +61,17 @@ class UserRateLimiter:
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self._clock = rate, burst, clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def allow(self, user: str) -> bool:
         """Take a token for ``user`` if one is left."""
         if self.rate <= 0:
             return True
         now = self._clock()
-        tokens, last = self._buckets.get(user, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if len(self._buckets) > 10_000:  # forget idle users rather than grow without bound
-            self._buckets = {u: v for u, v in self._buckets.items() if now - v[1] < 60}
-        if tokens < 1.0:
-            self._buckets[user] = (tokens, now)
-            return False
-        self._buckets[user] = (tokens - 1.0, now)
-        return True
+            self._buckets = {u: b for u, b in self._buckets.items() if now - b.at < 60}
+        bucket = self._buckets.setdefault(user, TokenBucket(self.rate, float(self.burst)))
+        return bucket.take(now) == 0.0
 
 
 def peer_ip(context: grpc.aio.ServicerContext) -> str:

@@ -4,6 +4,11 @@ Repeats are aggregated as Kubernetes does: an event with the same source, involv
 reason and message within ``aggregation_window`` bumps ``count`` and ``lastTimestamp`` of the existing
 Event instead of creating a new one. Recording never blocks the caller: events go through a bounded
 queue to a background task the recorder owns; when the queue is full, events are dropped and counted.
+
+Under load, ``Normal`` events are rate-limited (``rate`` per second, ``burst``): the scheduler would
+otherwise write one ``Scheduled`` Event per pod, as many writes as its bindings. Those over the budget are
+dropped, counted in ``rate_limited``, and summed up in one log line a minute. ``Warning`` events are not
+limited (they are what an operator looks for), only bounded by the queue.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from controlplane.api import kinds
 from controlplane.api.errors import ApiError, NotFoundError
 from controlplane.api.objects import meta
 from controlplane.api.pb import core_pb2, meta_pb2
+from controlplane.api.ratelimit import TokenBucket
 from controlplane.client.client import ApiClient
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,8 @@ class EventRecorder:
         aggregation_window: float = 600.0,
         queue_size: int = 1000,
         cache_size: int = 4096,
+        rate: float = 0.0,
+        burst: int = 100,
     ) -> None:
         self.client = client
         self.component = component
@@ -80,6 +88,11 @@ class EventRecorder:
         self._cache_size = cache_size
         self.dropped = 0
         """Events dropped because the queue was full."""
+        self.rate_limited = 0
+        """Normal events dropped over the rate budget."""
+        self._budget = TokenBucket(rate, float(burst)) if rate > 0 else None
+        self._reported_limited = 0
+        self._reported_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     def event(self, obj: Message, type_: str, reason: str, message: str) -> None:
@@ -95,10 +108,26 @@ class EventRecorder:
         ev.first_timestamp.CopyFrom(stamp)
         ev.last_timestamp.CopyFrom(stamp)
         ev.count = 1
+        if type_ == NORMAL and self._budget is not None and self._budget.take(time.monotonic()) > 0:
+            self.rate_limited += 1
+            self._report_limited()
+            return
         try:
             self._queue.put_nowait(ev)
         except asyncio.QueueFull:
             self.dropped += 1
+
+    def _report_limited(self) -> None:
+        now = time.monotonic()
+        if now - self._reported_at >= 60:
+            log.info(
+                "%s: %d Normal events over the budget of %g/s were not recorded in the last %.0fs",
+                self.component,
+                self.rate_limited - self._reported_limited,
+                self._budget.rate if self._budget else 0,
+                now - self._reported_at,
+            )
+            self._reported_limited, self._reported_at = self.rate_limited, now
 
     def start(self) -> None:
         """Start the background writer (owned by the recorder; ``stop`` cancels it)."""

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import ClassVar
 
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.api.placement import TAINT_NOT_READY, TAINT_UNREACHABLE
+from controlplane.api.ratelimit import TokenBucket
 from controlplane.client.events import NORMAL
 from controlplane.controllers.base import Controller, ControllerContext, copy
 
@@ -45,25 +45,6 @@ def ready_status(node: core_pb2.Node) -> str:
     return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
 
 
-@dataclass
-class _Bucket:
-    """A token bucket of capacity 1: at most ``rate`` taints per second."""
-
-    rate: float
-    tokens: float = 1.0
-    at: float = 0.0
-
-    def take(self, now: float) -> float:
-        """0 if a token was taken, else seconds until one is available (inf for rate 0)."""
-        if self.rate > 0:
-            self.tokens = min(1.0, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
-
-
 class NodeLifecycleController(Controller):
     """Marks silent nodes Unknown and taints unhealthy nodes NoExecute."""
 
@@ -75,7 +56,7 @@ class NodeLifecycleController(Controller):
         self.nodes = ctx.informers.informer(core_pb2.Node)
         self.leases = ctx.informers.informer(coordination_pb2.Lease)
         self._seen: dict[str, tuple[str, float]] = {}  # node -> (renewTime, when we saw it change)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._ready: dict[str, tuple[str, str]] = {}  # node -> (zone, Ready status), our own writes included
         self.zone_states: dict[str, str] = {}
         self.nodes.add_event_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)
@@ -137,7 +118,7 @@ class NodeLifecycleController(Controller):
                     if len(members) > self.config.large_cluster_size_threshold
                     else 0.0
                 )
-            bucket = self._buckets.setdefault(zone, _Bucket(rate, at=self.ctx.monotonic()))
+            bucket = self._buckets.setdefault(zone, TokenBucket(rate, tokens=1.0, at=self.ctx.monotonic()))
             bucket.rate = rate
             if states.get(zone) != self.zone_states.get(zone):
                 log.info("zone %r: %s (%d of %d nodes not ready)", zone or "<none>", states[zone], down, len(members))
@@ -194,7 +175,9 @@ class NodeLifecycleController(Controller):
         if add_execute:
             self._update_zone_states()
             zone = node.metadata.labels.get(ZONE_LABEL, "")
-            bucket = self._buckets.setdefault(zone, _Bucket(self.config.node_eviction_rate, at=self.ctx.monotonic()))
+            bucket = self._buckets.setdefault(
+                zone, TokenBucket(self.config.node_eviction_rate, tokens=1.0, at=self.ctx.monotonic())
+            )
             wait = float("inf") if self._all_zones_down() else bucket.take(self.ctx.monotonic())
             if wait > 0:
                 want_execute = None  # not yet: keep what is there (if anything), look again soon

@@ -49,6 +49,9 @@ class SchedulerConfig:
     """Most bindings in one ``BindPods`` request (the API server's limit is 100)."""
     bind_concurrency: int = 4
     """Binding requests in flight at once."""
+    event_qps: float = 50.0
+    """Normal Events (``Scheduled``) per second at most; more are dropped and counted (0: unlimited)."""
+    event_burst: int = 100
     bind_timeout: float = 5.0
     """Deadline of one binding call (kept below the leader lease's grace, so a deposed leader's binds end)."""
 

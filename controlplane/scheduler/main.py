@@ -112,6 +112,13 @@ async def serve(
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")
 @click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
 @click.option("--percentage-of-nodes-to-score", type=click.IntRange(0, 100), default=None)
+@click.option(
+    "--event-qps",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Normal Events (Scheduled) per second at most, burst 100; more are dropped and counted (0: no limit)."
+    "  [default: 50]",
+)
 @tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def main(
@@ -122,6 +129,7 @@ def main(
     leader_elect: bool,
     lease_duration: float,
     percentage_of_nodes_to_score: int | None,
+    event_qps: float | None,
     certificate_authority: str | None,
     client_certificate: str | None,
     client_key: str | None,
@@ -148,6 +156,7 @@ def main(
                 credentials,
                 scheduler_name=scheduler_name,
                 percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+                event_qps=event_qps,
             )
         )
     except ConfigError as err:

@@ -77,7 +77,9 @@ class Scheduler:
             backoff_max=config.backoff_max,
             retry=config.unschedulable_retry,
         )
-        self.recorder = EventRecorder(client, "navarch-scheduler", identity)
+        self.recorder = EventRecorder(
+            client, "navarch-scheduler", identity, rate=config.event_qps, burst=config.event_burst
+        )
         self.pods: Informer[core_pb2.Pod] = Informer(client, core_pb2.Pod)
         self.nodes: Informer[core_pb2.Node] = Informer(client, core_pb2.Node)
         self.attempts = Rate()

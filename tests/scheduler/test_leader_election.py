@@ -51,6 +51,8 @@ async def test_a_standby_takes_over_and_nothing_is_bound_twice(
         "--leader-elect",
         "--lease-duration",
         "3",
+        "--event-qps",
+        "0",  # every Scheduled event, for the check below
     ]
     replicas: dict[int, processes.Daemon] = {}
     for i in range(2):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from controlplane.api.pb import core_pb2
-from controlplane.controllers.nodelifecycle import _Bucket
+from controlplane.api.ratelimit import TokenBucket
 from controlplane.controllers.tainteviction import eviction_delay
 
 T0 = 1_000_000.0
@@ -55,8 +55,8 @@ def test_eviction_delay(
 
 
 def test_taint_rate_bucket_allows_one_then_waits_for_the_rate() -> None:
-    bucket = _Bucket(0.1, at=0.0)
+    bucket = TokenBucket(0.1, tokens=1.0, at=0.0)
     assert bucket.take(0.0) == 0.0
     assert bucket.take(1.0) == pytest.approx(9.0)
     assert bucket.take(10.0) == 0.0
-    assert _Bucket(0.0, tokens=0.0).take(5.0) == float("inf")
+    assert TokenBucket(0.0, tokens=0.0).take(5.0) == float("inf")
