@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scheduler_throughput import cpu_seconds, wait_nodes
+from common import cpu_seconds
+from scheduler_throughput import wait_nodes
 
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import apps_pb2, core_pb2

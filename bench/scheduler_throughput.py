@@ -22,27 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import cpu_seconds, etcd_put_rate, pct
+
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.informer import Informer
 from controlplane.launcher import processes
 from controlplane.launcher.etcd import EtcdCluster, free_port
-from controlplane.storage import EtcdClient, EtcdConfig
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile, in milliseconds."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
 
 
 def pod(i: int) -> core_pb2.Pod:
@@ -61,25 +48,6 @@ def pod(i: int) -> core_pb2.Pod:
     )
     assert isinstance(obj, core_pb2.Pod)
     return obj
-
-
-async def etcd_put_rate(endpoints: list[str], ops: int = 4000, clients: int = 16) -> float:
-    """Raw etcd puts per second from Python (the API server's own client library)."""
-    raw = EtcdClient(EtcdConfig(endpoints=endpoints))
-    await raw.connect()
-    value = b"x" * 600  # about a pod's encoded size
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            await raw.kv.put(f"/bench-raw/k{i}", value)
-
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    finally:
-        await raw.close()
-    return ops / (time.perf_counter() - began)
 
 
 async def wait_nodes(client: ApiClient, count: int, timeout: float) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+from common import cpu_seconds, pct
 
 from controlplane import transport
 from controlplane.api.objects import from_manifest, wrap
@@ -32,18 +33,7 @@ from controlplane.api.pb import api_pb2, api_pb2_grpc
 from controlplane.launcher import processes
 from controlplane.launcher.etcd import EtcdCluster, free_port
 
-TICK = os.sysconf("SC_CLK_TCK")
 WATCHERS_PER_CHANNEL = 100
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000 if ordered else float("nan")
 
 
 def pod(name: str, node: str) -> api_pb2.Object:
