@@ -74,9 +74,11 @@ class Tracker:
         while True:
             try:
                 async for ev in client.watch(core_pb2.Pod, "bench", resource_version=rv):
-                    rv = ev.resource_version
                     if ev.type == "BOOKMARK":
+                        rv = ev.resource_version
                         continue
+                    # One revision may hold a whole batch of bindings: resume from the one before.
+                    rv = str(int(ev.resource_version) - 1)
                     p: core_pb2.Pod = ev.object
                     now = time.monotonic()
                     if p.spec.node_name and p.metadata.name not in self.bound:
@@ -154,8 +156,8 @@ async def delivery_p99(client: ApiClient, nodes: list[str], tag: str) -> float:
 
 
 def etcd_db_mib(etcd: EtcdCluster) -> float:
-    db = etcd.members[0].data_dir / "member" / "snap" / "db"
-    return db.stat().st_size / 2**20 if db.exists() else 0.0
+    found = list(etcd.members[0].data_dir.glob("**/member/snap/db"))
+    return found[0].stat().st_size / 2**20 if found else 0.0
 
 
 HEADER = (
