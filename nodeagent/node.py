@@ -104,6 +104,7 @@ class NodeManager:
         self._last_conditions: list[tuple[str, str, str]] = []
         self._written_conditions: list[meta_pb2.Condition] = []
         self._last_status_write = 0.0
+        self._lease: coordination_pb2.Lease | None = None
 
     def desired_node(self) -> core_pb2.Node:
         """The Node as this agent describes it."""
@@ -189,23 +190,33 @@ class NodeManager:
         self._last_status_write = asyncio.get_running_loop().time()
 
     async def renew_lease(self) -> None:
-        """Create or renew the node's Lease (one attempt)."""
+        """Create or renew the node's Lease (one attempt). The last Lease written is kept, so a renewal is one
+        guarded Update; it is read again only when that fails (someone else wrote it, or it is gone), as
+        Kubernetes' node lease controller does."""
         cfg = self.config
+        lease = self._lease
+        if lease is None:
+            try:
+                lease = await self.client.get(coordination_pb2.Lease, cfg.node_name, LEASE_NAMESPACE)
+            except NotFoundError:
+                lease = coordination_pb2.Lease(api_version="coordination/v1", kind="Lease")
+                lease.metadata.name, lease.metadata.namespace = cfg.node_name, LEASE_NAMESPACE
+                lease.spec.holder_identity = cfg.node_name
+                lease.spec.lease_duration_seconds = cfg.lease_duration
+                lease.spec.renew_time.CopyFrom(now())
+                with contextlib.suppress(AlreadyExistsError):  # another instance of us won the race
+                    self._lease = await self.client.create(lease)
+                return
+        renewed = coordination_pb2.Lease()
+        renewed.CopyFrom(lease)
+        renewed.spec.holder_identity = cfg.node_name
+        renewed.spec.lease_duration_seconds = cfg.lease_duration
+        renewed.spec.renew_time.CopyFrom(now())
         try:
-            lease = await self.client.get(coordination_pb2.Lease, cfg.node_name, LEASE_NAMESPACE)
-        except NotFoundError:
-            lease = coordination_pb2.Lease(api_version="coordination/v1", kind="Lease")
-            lease.metadata.name, lease.metadata.namespace = cfg.node_name, LEASE_NAMESPACE
-            lease.spec.holder_identity = cfg.node_name
-            lease.spec.lease_duration_seconds = cfg.lease_duration
-            lease.spec.renew_time.CopyFrom(now())
-            with contextlib.suppress(AlreadyExistsError):  # another instance of us won the race
-                await self.client.create(lease)
-            return
-        lease.spec.holder_identity = cfg.node_name
-        lease.spec.lease_duration_seconds = cfg.lease_duration
-        lease.spec.renew_time.CopyFrom(now())
-        await self.client.update(lease)
+            self._lease = await self.client.update(renewed)
+        except (ConflictError, NotFoundError):
+            self._lease = None
+            await self.renew_lease()  # read it again and renew at once (no deeper: nothing is cached now)
 
     async def update_conditions(self, force: bool = False) -> None:
         """Write the Node's conditions if they changed (or the interval passed)."""
