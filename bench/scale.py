@@ -34,6 +34,7 @@ from pathlib import Path
 
 from common import cpu_seconds, etcd_put_rate, pct, rss_mib
 
+from controlplane.api.errors import ApiError
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
@@ -96,7 +97,12 @@ async def wait_for(what: str, check: object, timeout: float) -> None:
     """Poll an async predicate once a second until true, or give up loudly."""
     assert callable(check)
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        try:
+            if await check():
+                return
+        except ApiError as err:  # e.g. a call cancelled while thousands of watches open at once: ask again
+            print(f"# {what}: {err.message}; again", flush=True)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:.0f}s")
         await asyncio.sleep(1)

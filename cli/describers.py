@@ -178,7 +178,12 @@ def _container(c: core_pb2.Container, status: core_pb2.ContainerStatus | None, i
         lines += [" " * i2 + "Args:", *(" " * (i2 + 2) + part for part in c.args)]
     if c.working_dir:
         lines.append(field("Working Dir", c.working_dir, i2))
-    ports = [f"{p.container_port}/{p.protocol or 'TCP'}" for p in c.ports]
+    allocated = {a.name: a.container_port for a in status.allocated_ports} if status is not None else {}
+    ports = [
+        f"{p.container_port or allocated.get(p.name) or '<allocated by the node>'}/{p.protocol or 'TCP'}"
+        + (f" ({p.name}, allocated)" if not p.container_port and p.name in allocated else "")
+        for p in c.ports
+    ]
     lines.append(field("Port" + ("s" if len(ports) > 1 else ""), ", ".join(ports) or "<none>", i2))
     host_ports = [f"{p.host_port}/{p.protocol or 'TCP'}" for p in c.ports if p.host_port]
     lines.append(field("Host Port", ", ".join(host_ports) or "<none>", i2))

@@ -120,6 +120,17 @@ def _job_status(j: batch_pb2.Job) -> str:
     return "Running"
 
 
+def _pod_ports(p: core_pb2.Pod) -> str:
+    """Named ports as the processes got them (a port the node allocates shows once it has), e.g. http:20417."""
+    allocated = {(st.name, a.name): a.container_port for st in p.status.container_statuses for a in st.allocated_ports}
+    shown = []
+    for c in p.spec.containers:
+        for port in c.ports:
+            number = port.container_port or allocated.get((c.name, port.name), 0)
+            shown.append(f"{port.name}:{number or '<pending>'}" if port.name else str(number))
+    return ",".join(shown) or "<none>"
+
+
 def _job_duration(j: batch_pb2.Job) -> str:
     if not j.status.start_time.seconds:
         return ""
@@ -132,7 +143,11 @@ def _job_duration(j: batch_pb2.Job) -> str:
 COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Pod": (
         [("READY", _pod_ready), ("STATUS", _pod_status), ("RESTARTS", _pod_restarts), ("AGE", _age)],
-        [("IP", lambda p: p.status.pod_ip or "<none>"), ("NODE", lambda p: p.spec.node_name or "<none>")],
+        [
+            ("IP", lambda p: p.status.pod_ip or "<none>"),
+            ("NODE", lambda p: p.spec.node_name or "<none>"),
+            ("PORTS", _pod_ports),
+        ],
     ),
     "Deployment": (
         [

@@ -48,7 +48,13 @@ class Agent:
         self.proxy = ServiceProxy(self.client, config.node_ip, config.proxy_balance) if config.service_proxy else None
         self.launcher = ForkServer(config.data_dir / "forkserver.log")
         self.ctx = AgentContext(
-            self.client, config, self.state, self.recorder, PortAllocator(), self.cgroups, ShimProcesses(self.launcher)
+            self.client,
+            config,
+            self.state,
+            self.recorder,
+            PortAllocator(*config.dynamic_ports),
+            self.cgroups,
+            ShimProcesses(self.launcher),
         )
         if self.proxy is not None:
             services = self.proxy.services.store
@@ -89,6 +95,9 @@ class Agent:
         await self.node.register_with_retry()
         self.recorder.start()
         self._records = self.state.load_all()
+        for record in self._records.values():
+            for port in record.ports.values():
+                self.ctx.ports.reserve(port)  # before any new pod is given a port
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
         self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
         self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
@@ -120,7 +129,9 @@ class Agent:
         task.add_done_callback(functools.partial(self._worker_done, uid))
 
     def _worker_done(self, uid: str, task: asyncio.Task[None]) -> None:
-        self.workers.pop(uid, None)
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            self.ctx.ports.release(worker.record.ports.values())
         self._worker_tasks.pop(uid, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("pod worker %s failed", uid, exc_info=task.exception())
@@ -138,6 +149,7 @@ class Agent:
                 proc.signal_group(signal.SIGKILL)
                 await proc.wait()
         sandbox.remove()
+        self.ctx.ports.release(record.ports.values())
         if self.cgroups is not None:
             self.cgroups.remove_pod(record.uid)
 

@@ -63,6 +63,8 @@ class AgentConfig:
     """Workloads without securityContext.runAsUser run as this user when the agent is root (None: as root)."""
     run_as_group: int | None = 65534
     """... and this group."""
+    dynamic_ports: tuple[int, int] = (20000, 29999)
+    """Host ports handed out for ``containerPort: 0`` (inclusive; below the NodePort range 30000-32767)."""
     refuse_root: bool = False
     """Refuse pods that would run as root (uid 0)."""
     """Stop every pod when the agent stops (default: leave workloads running)."""

@@ -28,6 +28,8 @@ from nodeagent.node import NodeManager
 log = logging.getLogger(__name__)
 
 HOLLOW_LABEL = "navarch.io/hollow"
+WATCHES_PER_CONNECTION = 100
+"""Per-node watches sharing one connection (each real agent has its own)."""
 
 
 class HollowNodeManager(NodeManager):
@@ -65,12 +67,21 @@ class HollowNodes:
             for i in range(count)
         ]
         self.names = {m.config.node_name for m in self.managers}
+        self._watch_clients: list[ApiClient] = []
         if shared_watch:
             self.informers: list[Informer[core_pb2.Pod]] = [Informer(client, core_pb2.Pod)]
         else:
-            self.informers = [
-                Informer(client, core_pb2.Pod, field_selector=f"spec.nodeName={name}") for name in sorted(self.names)
-            ]
+            # Real agents each hold their own connection; thousands of watches on one HTTP/2 connection are
+            # not what an API server meets (and gRPC cancels streams opened on one in a burst).
+            names = sorted(self.names)
+            self.informers = []
+            for i in range(0, len(names), WATCHES_PER_CONNECTION):
+                watcher = ApiClient(client.config)
+                self._watch_clients.append(watcher)
+                self.informers.extend(
+                    Informer(watcher, core_pb2.Pod, field_selector=f"spec.nodeName={name}")
+                    for name in names[i : i + WATCHES_PER_CONNECTION]
+                )
         for informer in self.informers:
             informer.add_event_handler(self._seen, lambda old, new: self._seen(new), None)
         self._todo: asyncio.Queue[core_pb2.Pod] = asyncio.Queue()
@@ -92,16 +103,29 @@ class HollowNodes:
             async with slots:
                 await m.register_with_retry()
 
-        await asyncio.gather(*(register(m) for m in self.managers))
-        self.registered.set()
-        log.info("%d hollow nodes registered", len(self.managers))
-        async with asyncio.TaskGroup() as tg:
-            for m in self.managers:
-                tg.create_task(self._heartbeat(m), name=f"hollow-{m.config.node_name}")
-            for i, informer in enumerate(self.informers):
-                tg.create_task(informer.run(), name=f"hollow-pod-informer-{i}")
-            for i in range(self._writers):
-                tg.create_task(self._pod_writer(), name=f"hollow-pod-writer-{i}")
+        try:
+            await asyncio.gather(*(register(m) for m in self.managers))
+            self.registered.set()
+            log.info("%d hollow nodes registered", len(self.managers))
+            async with asyncio.TaskGroup() as tg:
+                for m in self.managers:
+                    tg.create_task(self._heartbeat(m), name=f"hollow-{m.config.node_name}")
+                for i, informer in enumerate(self.informers):
+                    tg.create_task(self._watch(informer, i), name=f"hollow-pod-informer-{i}")
+                for i in range(self._writers):
+                    tg.create_task(self._pod_writer(), name=f"hollow-pod-writer-{i}")
+        finally:
+            await self.close()
+
+    async def _watch(self, informer: Informer[core_pb2.Pod], index: int) -> None:
+        # Agents start at different moments: the watches open over about one second per thousand nodes.
+        await asyncio.sleep(index * 0.001)
+        await informer.run()
+
+    async def close(self) -> None:
+        """Close the watch connections (the caller owns the shared client)."""
+        for watcher in self._watch_clients:
+            await watcher.close()
 
     async def _heartbeat(self, m: NodeManager) -> None:
         # Spread the first renewals over one interval, so N nodes do not renew in lockstep.

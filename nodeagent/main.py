@@ -36,6 +36,18 @@ def _pairs(text: str, what: str) -> dict[str, str]:
     return out
 
 
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise click.BadParameter(
+            f"{text[:40]!r}: expected LOW-HIGH, e.g. 20000-29999", param_hint="--dynamic-port-range"
+        )
+    lo, hi = int(low), int(high)
+    if not 1 <= lo <= hi <= 65535:
+        raise click.BadParameter(f"{lo}-{hi}: must be within 1-65535, low first", param_hint="--dynamic-port-range")
+    return lo, hi
+
+
 def _taints(text: str) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for item in filter(None, (p.strip() for p in text.split(","))):
@@ -162,6 +174,12 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str, *, shared_w
 @click.option("--taints", default="", help="Node taints: k=v:Effect,...")
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
 @click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
+@click.option(
+    "--dynamic-port-range",
+    default="20000-29999",
+    show_default=True,
+    help="Host ports for containerPort 0 (keep it clear of the NodePort range and of ephemeral ports).",
+)
 @addresses.listen_option("0.0.0.0:10250", "The agent's gRPC endpoint (logs, exec).")
 @click.option(
     "--proxy-from",
@@ -268,6 +286,7 @@ def main(
     taints: str,
     capacity: str,
     reserved: str,
+    dynamic_port_range: str,
     listen: str,
     proxy_from: str,
     lease_interval: float,
@@ -334,6 +353,7 @@ def main(
         taints=_taints(taints),
         capacity=_quantities(capacity, "--capacity"),
         reserved=_quantities(reserved, "--reserved"),
+        dynamic_ports=_port_range(dynamic_port_range),
         listen=listen,
         proxy_from=networks,
         lease_interval=lease_interval,

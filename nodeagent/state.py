@@ -37,6 +37,8 @@ class PodRecord:
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     init_done: bool = False
     start_time: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Host ports allocated for ``containerPort: 0``, by ``<container>/<port name>``, for the pod's life."""
 
     def container(self, name: str) -> ContainerRecord:
         """The record of a container (created empty on first use)."""

@@ -289,7 +289,14 @@ def _validate_container(errs: Errors, path: str, c: core_pb2.Container, volumes:
     port_names: set[str] = set()
     for i, port in enumerate(c.ports):
         pp = f"{path}.ports[{i}]"
-        check_port(errs, f"{pp}.containerPort", port.container_port)
+        if port.container_port == 0:
+            # Navarch: a port the node chooses (PORT_<NAME> tells the process); a name makes it referable.
+            if not port.name:
+                errs.add(f"{pp}.containerPort", "0 (a port the node allocates) needs a name (ports[].name)")
+            if port.host_port:
+                errs.add(f"{pp}.hostPort", "must be unset when containerPort is 0 (the node allocates it)")
+        else:
+            check_port(errs, f"{pp}.containerPort", port.container_port)
         check_port(errs, f"{pp}.hostPort", port.host_port, required=False)
         check_one_of(errs, f"{pp}.protocol", port.protocol, PROTOCOLS)
         if port.name:

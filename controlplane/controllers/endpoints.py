@@ -37,9 +37,19 @@ def resolve_port(port: core_pb2.ServicePort, pod: core_pb2.Pod) -> int | None:
         for c in pod.spec.containers:
             for p in c.ports:
                 if p.name == text and p.protocol == port.protocol:
-                    return p.container_port
+                    return p.container_port or _allocated(pod, c.name, text)
         return None
     return port.port
+
+
+def _allocated(pod: core_pb2.Pod, container: str, name: str) -> int | None:
+    """The port the node allocated for a ``containerPort: 0`` (None until the agent reported it)."""
+    for st in pod.status.container_statuses:
+        if st.name == container:
+            for p in st.allocated_ports:
+                if p.name == name and p.container_port:
+                    return int(p.container_port)
+    return None
 
 
 def subsets_for(svc: core_pb2.Service, pods: list[core_pb2.Pod]) -> list[core_pb2.EndpointSubset]:

@@ -178,6 +178,12 @@ class ContainerRunner:
         for hook in self.hooks:
             await hook.prestart(inst)
         self.instance = inst
+        del self.status.allocated_ports[:]
+        for port in self.container.ports:
+            if port.name in inst.allocated:
+                self.status.allocated_ports.add(
+                    name=port.name, container_port=inst.allocated[port.name], protocol=port.protocol or "TCP"
+                )
         try:
             if proc is None:
                 proc = self.processes.start(inst.shim_spec())

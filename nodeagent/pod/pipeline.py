@@ -18,12 +18,16 @@ from nodeagent.sandbox import Sandbox
 
 
 def container_hooks(
-    ctx: AgentContext, sandbox: Sandbox, volumes: Callable[[], dict[str, Path]], limits: LimitsHook
+    ctx: AgentContext,
+    sandbox: Sandbox,
+    volumes: Callable[[], dict[str, Path]],
+    limits: LimitsHook,
+    pod_ports: dict[str, int],
 ) -> list[ContainerHook]:
     """Environment first (the others read what it resolves), then identity, limits and logs (all before the
     process starts), probes (while it runs) and lifecycle (before it is stopped)."""
     return [
-        EnvironmentHook(ctx, sandbox, volumes),
+        EnvironmentHook(ctx, sandbox, volumes, pod_ports),
         IdentityHook(ctx.config, sandbox),
         limits,
         LogsHook(ctx.config),

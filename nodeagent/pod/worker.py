@@ -61,7 +61,11 @@ class PodWorker:
         self._terminate = asyncio.Event()
         self._draining = self._vanished = False
         self.limits = LimitsHook(ctx.cgroups, self.uid)
-        self.hooks: list[ContainerHook] = container_hooks(ctx, self.sandbox, lambda: self.volumes.paths, self.limits)
+        for port in self.record.ports.values():
+            ctx.ports.reserve(port)  # already the pod's (an agent restart): no one else may get it
+        self.hooks: list[ContainerHook] = container_hooks(
+            ctx, self.sandbox, lambda: self.volumes.paths, self.limits, self.record.ports
+        )
         self.publisher = StatusPublisher(
             ctx.client,
             lambda: self.pod,

@@ -226,8 +226,12 @@ async def test_the_get_pods_table_reads_the_pods_status(cli: Cli, namespace: str
         await client.update_status(created)
         out = await cli("get", "pods", "-n", namespace, "-o", "wide")
         header, row = out.out.splitlines()
-        assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
-        assert row.split()[:4] == ["crashy", "1/2", "CrashLoopBackOff", "4"] and row.split()[-1] == "somewhere"
+        # kubectl's columns, and Navarch's PORTS (the ports the processes got, see dynamic ports).
+        assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "PORTS"]
+        assert row.split()[:4] == ["crashy", "1/2", "CrashLoopBackOff", "4"] and row.split()[-2:] == [
+            "somewhere",
+            "<none>",
+        ]
         await client.delete(core_pb2.Pod, "crashy", namespace)  # bound to a node: graceful, it lingers
         out = await cli("get", "pods", "-n", namespace, "--no-headers")
         assert out.out.split()[2] == "Terminating"

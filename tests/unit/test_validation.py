@@ -72,6 +72,16 @@ BAD_PODS = [
         "spec.containers[0].resources.requests.memory: must be less than or equal to the limit",
     ),
     ("spec.containers.0.ports", [{"containerPort": 70000}], "spec.containers[0].ports[0].containerPort: 70000"),
+    (
+        "spec.containers.0.ports",
+        [{"containerPort": 0}],
+        "spec.containers[0].ports[0].containerPort: 0 (a port the node allocates) needs a name",
+    ),
+    (
+        "spec.containers.0.ports",
+        [{"name": "http", "containerPort": 0, "hostPort": 8080}],
+        "spec.containers[0].ports[0].hostPort: must be unset when containerPort is 0",
+    ),
     ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
     (
         "spec.containers.0.volumeMounts",
@@ -98,6 +108,10 @@ def test_bad_pods_are_refused_naming_the_field(path: str, value: Any, message: s
         _check(_set(POD, path, value))
     assert message in err.value.message
     assert err.value.message.startswith('Pod "default/')
+
+
+def test_a_named_port_the_node_allocates_passes() -> None:
+    _check(_set(POD, "spec.containers.0.ports", [{"name": "http", "containerPort": 0}]))
 
 
 def test_a_valid_pod_passes() -> None:

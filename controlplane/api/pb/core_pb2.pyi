@@ -1854,6 +1854,7 @@ class ContainerStatus(_message.Message):
     IMAGE_FIELD_NUMBER: _builtins.int
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
+    ALLOCATED_PORTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     ready: _builtins.bool
     restart_count: _builtins.int
@@ -1865,6 +1866,12 @@ class ContainerStatus(_message.Message):
     def state(self) -> Global___ContainerState: ...
     @_builtins.property
     def last_state(self) -> Global___ContainerState: ...
+    @_builtins.property
+    def allocated_ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerPort]:
+        """Navarch: the named ports this node allocated for containerPort 0 (the
+        port the process got as PORT_<NAME>, which Endpoints and probes use).
+        """
+
     def __init__(
         self,
         *,
@@ -1876,10 +1883,11 @@ class ContainerStatus(_message.Message):
         image: _builtins.str = ...,
         container_id: _builtins.str = ...,
         started: _builtins.bool | None = ...,
+        allocated_ports: _abc.Iterable[Global___ContainerPort] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_started", b"_started", "last_state", b"last_state", "started", b"started", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_started", b"_started", "container_id", b"container_id", "image", b"image", "last_state", b"last_state", "name", b"name", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_started", b"_started", "allocated_ports", b"allocated_ports", "container_id", b"container_id", "image", b"image", "last_state", b"last_state", "name", b"name", "ready", b"ready", "restart_count", b"restart_count", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__started: _TypeAlias = _typing.Literal["started"]  # noqa: Y015
     _WhichOneofArgType__started: _TypeAlias = _typing.Literal["_started", b"_started"]  # noqa: Y015

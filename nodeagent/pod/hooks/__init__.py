@@ -59,6 +59,8 @@ class Instance:
     cwd: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     """Named container ports as the process sees them (containerPort 0 resolved)."""
+    allocated: dict[str, int] = field(default_factory=dict)
+    """The named ports the node allocated (containerPort 0), reported in the container's status."""
     run_as: RunAs = field(default_factory=lambda: RunAs(None, None))
     cgroup_procs: list[str] = field(default_factory=list)
     rlimit_as: int = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from controlplane.api.pb import core_pb2
 from nodeagent.config import AgentConfig
 from nodeagent.identity import RunAs
-from nodeagent.pod.context import AgentContext, PortAllocator
+from nodeagent.pod.context import AgentContext, PortAllocator, PortsExhaustedError
 from nodeagent.pod.hooks import Instance
 from nodeagent.pod.hooks.environment import EnvironmentHook
 from nodeagent.pod.hooks.identity import IdentityHook
@@ -76,17 +76,42 @@ async def test_environment_expands_names_ports_and_keeps_a_chosen_port(tmp_path:
     c.ports.add(name="admin", container_port=9000)
     sandbox = Sandbox(tmp_path / "pod")
     sandbox.create()
-    hook = EnvironmentHook(context(tmp_path), sandbox, lambda: {})
+    record_ports: dict[str, int] = {}
+    ctx = context(tmp_path)
+    hook = EnvironmentHook(ctx, sandbox, lambda: {}, record_ports)
     first = instance(tmp_path, c)
     await hook.prestart(first)
     port = int(first.env["PORT_HTTP"])
-    assert port > 0 and first.env["PORT_ADMIN"] == "9000" and first.env["GREETING"] == "hi"
+    assert 20000 <= port <= 29999 and first.env["PORT_ADMIN"] == "9000" and first.env["GREETING"] == "hi"
     assert first.argv == ["serve", f"--port={port}", "--name=hi"]
-    assert first.ports == {"http": port, "admin": 9000}
+    assert first.ports == {"http": port, "admin": 9000} and first.allocated == {"http": port}
     assert first.env["NAVARCH_SANDBOX"] == str(sandbox.root) and first.cwd == str(sandbox.work)
+    assert record_ports == {"main/http": port}, "the allocation is in the pod's record (saved with it)"
     again = instance(tmp_path, c, restart_count=1)
     await hook.prestart(again)
     assert again.env["PORT_HTTP"] == str(port), "a restarted instance keeps the pod's port"
+    # A new agent (restart) with the record's ports: the same port, and no one else gets it.
+    restarted = EnvironmentHook(context(tmp_path), sandbox, lambda: {}, dict(record_ports))
+    adopted = instance(tmp_path, c, adopted=True)
+    await restarted.prestart(adopted)
+    assert adopted.env["PORT_HTTP"] == str(port)
+
+
+def test_the_port_allocator_never_hands_a_port_out_twice_skips_busy_ones_and_says_when_it_is_full() -> None:
+    ports = PortAllocator(24100, 24109)
+    with socket.socket() as busy:
+        busy.bind(("", 24105))
+        busy.listen()
+        ports.reserve(24100)  # a live pod's, from its record
+        got = {ports.allocate() for _ in range(8)}
+        assert got == set(range(24100, 24110)) - {24100, 24105}
+        try:
+            ports.allocate()
+            raise AssertionError("a full range must refuse")
+        except PortsExhaustedError as err:
+            assert "24100-24109" in str(err)
+        ports.release([24101, 24102])  # their pod is gone: they can be handed out again
+        assert {ports.allocate(), ports.allocate()} == {24101, 24102}
 
 
 async def test_identity_resolves_the_user_and_leaves_an_adopted_workloads_files_alone(tmp_path: Path) -> None:
