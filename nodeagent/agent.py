@@ -21,6 +21,7 @@ from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from nodeagent import supervisor
 from nodeagent.access import AgentAccessService, allowed_networks
+from nodeagent.artifacts import ArtifactCache
 from nodeagent.certificates import CertificateRenewer, NodeCredentials
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
@@ -55,6 +56,13 @@ class Agent:
             PortAllocator(*config.dynamic_ports),
             self.cgroups,
             ShimProcesses(self.launcher),
+            artifacts=ArtifactCache(
+                config.data_dir / "artifacts",
+                max_bytes=config.artifact_cache_bytes,
+                timeout=config.artifact_timeout,
+                ca_file=config.artifact_ca_file,
+                file_urls=config.artifact_file_urls,
+            ),
         )
         if self.proxy is not None:
             services = self.proxy.services.store

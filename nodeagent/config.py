@@ -63,6 +63,14 @@ class AgentConfig:
     """Workloads without securityContext.runAsUser run as this user when the agent is root (None: as root)."""
     run_as_group: int | None = 65534
     """... and this group."""
+    artifact_cache_bytes: int = 2 << 30
+    """The artifact cache's size; least recently used entries go beyond it."""
+    artifact_timeout: float = 300.0
+    """Seconds one artifact's fetch may take, retries included."""
+    artifact_ca_file: str | None = None
+    """CA bundle for https artifacts (default: the system's)."""
+    artifact_file_urls: bool = False
+    """Allow file:// artifact URLs (they read any file of the node whose hash is known: tests only)."""
     dynamic_ports: tuple[int, int] = (20000, 29999)
     """Host ports handed out for ``containerPort: 0`` (inclusive; below the NodePort range 30000-32767)."""
     refuse_root: bool = False

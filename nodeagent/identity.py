@@ -9,6 +9,7 @@ container that would run as uid 0.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 from controlplane.api.pb import core_pb2
@@ -76,7 +77,19 @@ def give_to(path: str, run_as: RunAs) -> None:
     gid = run_as.gid if run_as.gid is not None else -1
     # follow_symlinks=False (lchown): the workload may have swapped any entry for a link since it was listed,
     # and a chown through it would hand the workload a file outside its sandbox.
+    # A file with more than one link is shared: an artifact hard-linked from the node's cache (read-only,
+    # placed by the agent), or a link the workload made to a file elsewhere (where protected_hardlinks is
+    # off, to any file it can reach). Handing it over would give the workload that inode, so it is left.
     for root, dirs, files in os.walk(path):
         os.chown(root, run_as.uid, gid, follow_symlinks=False)
-        for name in [*dirs, *files]:
+        for name in dirs:
             os.chown(os.path.join(root, name), run_as.uid, gid, follow_symlinks=False)
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                continue
+            os.chown(full, run_as.uid, gid, follow_symlinks=False)

@@ -175,6 +175,26 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str, *, shared_w
 @click.option("--capacity", default="", help="Override detected capacity: cpu=4,memory=8Gi,pods=110")
 @click.option("--reserved", default="cpu=100m,memory=256Mi", show_default=True, help="Held back from allocatable.")
 @click.option(
+    "--artifact-cache-mib",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Size of the node's artifact cache; least recently used artifacts go beyond it.",
+)
+@click.option(
+    "--artifact-timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds one artifact's fetch may take, retries included.",
+)
+@click.option("--artifact-ca-file", default=None, help="CA bundle for https artifacts (default: the system's).")
+@click.option(
+    "--artifact-file-urls",
+    is_flag=True,
+    help="Allow file:// artifact URLs (a pod could then read any node file whose hash it knows: tests only).",
+)
+@click.option(
     "--dynamic-port-range",
     default="20000-29999",
     show_default=True,
@@ -286,6 +306,10 @@ def main(
     taints: str,
     capacity: str,
     reserved: str,
+    artifact_cache_mib: int,
+    artifact_timeout: float,
+    artifact_ca_file: str | None,
+    artifact_file_urls: bool,
     dynamic_port_range: str,
     listen: str,
     proxy_from: str,
@@ -354,6 +378,10 @@ def main(
         capacity=_quantities(capacity, "--capacity"),
         reserved=_quantities(reserved, "--reserved"),
         dynamic_ports=_port_range(dynamic_port_range),
+        artifact_cache_bytes=artifact_cache_mib << 20,
+        artifact_timeout=artifact_timeout,
+        artifact_ca_file=artifact_ca_file,
+        artifact_file_urls=artifact_file_urls,
         listen=listen,
         proxy_from=networks,
         lease_interval=lease_interval,

@@ -43,14 +43,62 @@ def ensure_dir(dir_fd: int, name: str, mode: int = 0o755) -> int:
     return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
 
 
-def walk_to(dir_fd: int, parts: list[str]) -> int:
-    """Open (making them) the nested directories ``parts`` under ``dir_fd``; the caller closes the result."""
+def walk_to(dir_fd: int, parts: list[str], owner: tuple[int, int] | None = None) -> int:
+    """Open (making them) the nested directories ``parts`` under ``dir_fd``; the caller closes the result.
+    With ``owner``, each directory walked is given to it (on its descriptor)."""
     fd = os.dup(dir_fd)
     for part in parts:
         nxt = ensure_dir(fd, part)
         os.close(fd)
         fd = nxt
+        if owner is not None:
+            _give(fd, owner)
     return fd
+
+
+def _give(fd: int, owner: tuple[int, int]) -> None:
+    if os.geteuid() == 0 or owner[0] == os.geteuid():
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+
+
+def link_into(src: str, dir_fd: int, name: str) -> None:
+    """Make ``name`` under ``dir_fd`` a hard link of ``src`` (a trusted path), replacing what is there (a link
+    the workload planted is replaced, never followed). ``OSError`` (e.g. EXDEV) when a link is impossible."""
+    tmp = f".{name}.navarch-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    os.link(src, tmp, dst_dir_fd=dir_fd, follow_symlinks=False)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def copy_into(src: str, dir_fd: int, name: str, mode: int, owner: tuple[int, int]) -> None:
+    """Make ``name`` under ``dir_fd`` a copy of ``src`` (a trusted path) with ``mode`` and ``owner``,
+    streamed, created under a temporary name and renamed into place."""
+    tmp = f".{name}.navarch-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        with open(src, "rb") as source:
+            while chunk := source.read(1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        _give(fd, owner)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def symlink_into(target: str, dir_fd: int, name: str) -> None:
+    """Make ``name`` under ``dir_fd`` a symlink to ``target`` (created aside, renamed into place)."""
+    tmp = f".{name}.navarch-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    os.symlink(target, tmp, dir_fd=dir_fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def same_content(dir_fd: int, name: str, data: bytes, mode: int, owner: tuple[int, int]) -> bool:

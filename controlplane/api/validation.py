@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
@@ -280,8 +281,57 @@ def _validate_probe(errs: Errors, path: str, probe: core_pb2.Probe, ports: set[s
         errs.add(f"{path}.successThreshold", "must be 1 for liveness and startup probes")
 
 
+MAX_ARTIFACTS = 16
+MAX_URL = 2048
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar", ".zip")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def artifact_file_name(url: str) -> str:
+    """The last element of a URL's path, without query or fragment ("" for a URL ending in '/')."""
+    return urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def artifact_is_archive(artifact: core_pb2.Artifact) -> bool:
+    """Whether an artifact is unpacked: its ``extract``, else by the URL's file name."""
+    if artifact.HasField("extract"):
+        return artifact.extract
+    return artifact_file_name(artifact.url).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _validate_artifacts(errs: Errors, path: str, artifacts: Sequence[core_pb2.Artifact]) -> None:
+    if len(artifacts) > MAX_ARTIFACTS:
+        errs.add(f"{path}.artifacts", f"at most {MAX_ARTIFACTS}, not {len(artifacts)}")
+        return
+    targets: set[str] = set()
+    for i, a in enumerate(artifacts):
+        ap = f"{path}.artifacts[{i}]"
+        scheme = a.url.split("://", 1)[0].lower() if "://" in a.url else ""
+        if not a.url:
+            errs.add(f"{ap}.url", "required")
+        elif len(a.url) > MAX_URL:
+            errs.add(f"{ap}.url", f"longer than {MAX_URL} characters")
+        elif scheme not in ("http", "https", "file") or any(ch.isspace() or ord(ch) < 32 for ch in a.url):
+            errs.add(f"{ap}.url", f"{a.url[:80]!r} must be an http, https or file URL without spaces")
+        if not _SHA256.match(a.sha256):
+            errs.add(f"{ap}.sha256", "must be 64 lower-case hexadecimal digits (the content's SHA-256)")
+        name = a.path or artifact_file_name(a.url)
+        extract = artifact_is_archive(a)
+        if a.path or not extract:
+            check_relative_path(errs, f"{ap}.path", name)
+            if name in (".", "") and not extract:
+                errs.add(f"{ap}.path", "must name a file (the URL has no file name)")
+        if a.HasField("mode"):
+            check_file_mode(errs, f"{ap}.mode", a.mode)
+        if not extract:
+            if name in targets:
+                errs.add(f"{ap}.path", f"{name!r} is the file of another artifact")
+            targets.add(name)
+
+
 def _validate_container(errs: Errors, path: str, c: core_pb2.Container, volumes: set[str], *, init: bool) -> None:
     check_dns1123_label(errs, f"{path}.name", c.name)
+    _validate_artifacts(errs, path, c.artifacts)
     if not c.command:
         errs.add(f"{path}.command", "required (a container is a process: command + args)")
     elif not c.command[0]:

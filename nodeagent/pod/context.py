@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
+from nodeagent.artifacts import ArtifactCache
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.pod.process import Processes
@@ -88,5 +89,7 @@ class AgentContext:
     cgroups: CgroupDriver | None
     processes: Processes
     """Starts and adopts every container's shim."""
+    artifacts: ArtifactCache | None = None
+    """The node's artifact cache (None: containers with artifacts are refused)."""
     services: Callable[[str], list[core_pb2.Service]] = dataclasses.field(default=lambda namespace: [])
     """The Services of a namespace as the agent knows them (for the pods' service environment variables)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nodeagent.pod.context import AgentContext
 from nodeagent.pod.hooks import ContainerHook
+from nodeagent.pod.hooks.artifacts import ArtifactsHook
 from nodeagent.pod.hooks.environment import EnvironmentHook
 from nodeagent.pod.hooks.identity import IdentityHook
 from nodeagent.pod.hooks.lifecycle import LifecycleHook
@@ -24,11 +25,13 @@ def container_hooks(
     limits: LimitsHook,
     pod_ports: dict[str, int],
 ) -> list[ContainerHook]:
-    """Environment first (the others read what it resolves), then identity, limits and logs (all before the
-    process starts), probes (while it runs) and lifecycle (before it is stopped)."""
+    """Environment first (the others read what it resolves), then identity, artifacts (placed for the user
+    identity resolved), limits and logs (all before the process starts), probes (while it runs) and
+    lifecycle (before it is stopped)."""
     return [
         EnvironmentHook(ctx, sandbox, volumes, pod_ports),
         IdentityHook(ctx.config, sandbox),
+        ArtifactsHook(ctx.artifacts, sandbox),
         limits,
         LogsHook(ctx.config),
         ProbesHook(ctx.config.node_ip),

@@ -84,6 +84,36 @@ BAD_PODS = [
     ),
     ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
     (
+        "spec.containers.0.artifacts",
+        [{"url": "ftp://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        "spec.containers[0].artifacts[0].url: 'ftp://x/y' must be an http, https or file URL",
+    ),
+    (
+        "spec.containers.0.artifacts",
+        [{"url": "https://x/y", "sha256": "ABC"}],
+        "spec.containers[0].artifacts[0].sha256: must be 64 lower-case hexadecimal digits",
+    ),
+    (
+        "spec.containers.0.artifacts",
+        [{"url": "https://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "path": "../y"}],
+        "spec.containers[0].artifacts[0].path: '../y' must not contain '..'",
+    ),
+    (
+        "spec.containers.0.artifacts",
+        [{"url": "https://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "mode": 2541}],
+        "spec.containers[0].artifacts[0].mode: 2541 (0o4755) must be a file mode",
+    ),
+    (
+        "spec.containers.0.artifacts",
+        [{"url": "https://x/tool", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, {"url": "https://y/tool", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        "spec.containers[0].artifacts[1].path: 'tool' is the file of another artifact",
+    ),
+    (
+        "spec.containers.0.artifacts",
+        [{"url": "https://x/", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        "spec.containers[0].artifacts[0].path: required",
+    ),
+    (
         "spec.containers.0.volumeMounts",
         [{"name": "data", "mountPath": "/d"}],
         "spec.containers[0].volumeMounts[0].name: 'data' is not a volume of this pod",

@@ -1057,6 +1057,7 @@ class Container(_message.Message):
     IMAGE_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
+    ARTIFACTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     working_dir: _builtins.str
     termination_message_path: _builtins.str
@@ -1088,6 +1089,12 @@ class Container(_message.Message):
     def lifecycle(self) -> Global___Lifecycle: ...
     @_builtins.property
     def security_context(self) -> Global___SecurityContext: ...
+    @_builtins.property
+    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]:
+        """Navarch: files the agent fetches before the container starts (Nomad's
+        artifact block).
+        """
+
     def __init__(
         self,
         *,
@@ -1108,14 +1115,70 @@ class Container(_message.Message):
         image: _builtins.str = ...,
         restart_policy: _builtins.str = ...,
         security_context: Global___SecurityContext | None = ...,
+        artifacts: _abc.Iterable[Global___Artifact] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "artifacts", b"artifacts", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Container: _TypeAlias = Container  # noqa: Y015
+
+@_typing.final
+class Artifact(_message.Message):
+    """A file the agent downloads, verifies and places in the pod's work directory
+    before the container starts; an archive is unpacked there.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    EXTRACT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """http, https (or file, on agents started with --artifact-file-urls)."""
+    sha256: _builtins.str
+    """The content's SHA-256, 64 lower-case hex digits: checked before use."""
+    path: _builtins.str
+    """Relative to the pod's work directory (the default working directory): the
+    file's name, or the directory an archive is unpacked into. Default: the
+    URL's file name (for an archive: the work directory itself).
+    """
+    mode: _builtins.int
+    """File mode of a plain file (default 0555: readable and executable by all).
+    Write bits make the agent copy the file to the pod's user instead of
+    linking it from the node's cache.
+    """
+    extract: _builtins.bool
+    """Unpack (.tar.gz, .tgz, .tar.xz, .txz, .tar, .zip). Default: by the URL's
+    file name.
+    """
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        path: _builtins.str = ...,
+        mode: _builtins.int | None = ...,
+        extract: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_extract", b"_extract", "_mode", b"_mode", "extract", b"extract", "mode", b"mode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_extract", b"_extract", "_mode", b"_mode", "extract", b"extract", "mode", b"mode", "path", b"path", "sha256", b"sha256", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__extract: _TypeAlias = _typing.Literal["extract"]  # noqa: Y015
+    _WhichOneofArgType__extract: _TypeAlias = _typing.Literal["_extract", b"_extract"]  # noqa: Y015
+    _WhichOneofReturnType__mode: _TypeAlias = _typing.Literal["mode"]  # noqa: Y015
+    _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__extract) -> _WhichOneofReturnType__extract | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mode) -> _WhichOneofReturnType__mode | None: ...
+
+Global___Artifact: _TypeAlias = Artifact  # noqa: Y015
 
 @_typing.final
 class HostPathVolumeSource(_message.Message):
