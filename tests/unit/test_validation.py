@@ -43,6 +43,8 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return out
 
 
+SHA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 POD = manifest_pod("web", "default")
 
 BAD_PODS = [
@@ -85,7 +87,7 @@ BAD_PODS = [
     ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
     (
         "spec.containers.0.artifacts",
-        [{"url": "ftp://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        [{"url": "ftp://x/y", "sha256": SHA}],
         "spec.containers[0].artifacts[0].url: 'ftp://x/y' must be an http, https or file URL",
     ),
     (
@@ -95,22 +97,22 @@ BAD_PODS = [
     ),
     (
         "spec.containers.0.artifacts",
-        [{"url": "https://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "path": "../y"}],
+        [{"url": "https://x/y", "sha256": SHA, "path": "../y"}],
         "spec.containers[0].artifacts[0].path: '../y' must not contain '..'",
     ),
     (
         "spec.containers.0.artifacts",
-        [{"url": "https://x/y", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "mode": 2541}],
+        [{"url": "https://x/y", "sha256": SHA, "mode": 2541}],
         "spec.containers[0].artifacts[0].mode: 2541 (0o4755) must be a file mode",
     ),
     (
         "spec.containers.0.artifacts",
-        [{"url": "https://x/tool", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, {"url": "https://y/tool", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        [{"url": "https://x/tool", "sha256": SHA}, {"url": "https://y/tool", "sha256": SHA}],
         "spec.containers[0].artifacts[1].path: 'tool' is the file of another artifact",
     ),
     (
         "spec.containers.0.artifacts",
-        [{"url": "https://x/", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],
+        [{"url": "https://x/", "sha256": SHA}],
         "spec.containers[0].artifacts[0].path: required",
     ),
     (
