@@ -95,6 +95,10 @@ class Filter:
         return self.fields.exact(field)
 
 
+class _CheckAbandoned(Exception):
+    """A shared freshness check ended without an answer (its caller was cancelled)."""
+
+
 class CacheWatcher:
     """One client's watch: replayed events first, then live events through a bounded queue."""
 
@@ -198,6 +202,9 @@ class WatchCache:
         self._watch: EtcdWatch | None = None
         self._progress_trusted_from = 0
         self.ready = asyncio.Event()
+        self._arrivals = 0
+        self._fresh: tuple[int, asyncio.Future[bool]] | None = None
+        """The latest freshness check: (callers it answers for, its answer)."""
 
     # ------------------------------------------------------------ feeding
 
@@ -359,11 +366,53 @@ class WatchCache:
     async def wait_fresh(self, timeout: float = 3.0) -> bool:
         """Wait until the cache is as current as etcd is now (a consistent read); False on timeout.
 
+        Concurrent callers share one check: a check that started after a caller arrived answers for it (etcd
+        was read after the caller asked), so a burst of Lists — thousands of agents listing their pods after
+        an API server restart — costs one or two etcd reads, not one per List. A caller that arrives while
+        an older check runs waits for it to end and shares the next."""
+        await asyncio.wait_for(self.ready.wait(), timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._arrivals += 1
+        me = self._arrivals
+        while True:
+            shared = self._fresh
+            if shared is not None and (shared[0] >= me or not shared[1].done()):
+                try:
+                    answer = await asyncio.wait_for(asyncio.shield(shared[1]), max(0.01, deadline - loop.time()))
+                except TimeoutError:
+                    return False
+                except _CheckAbandoned:
+                    continue  # its caller went away: check again
+                except Exception:
+                    if shared[0] >= me:
+                        raise  # the check that answers for us failed (etcd unavailable): so do we
+                    continue
+                if shared[0] >= me:
+                    return answer
+                continue  # an older check: the next one covers us
+            future: asyncio.Future[bool] = loop.create_future()
+            self._fresh = (self._arrivals, future)
+            try:
+                answer = await self._check_fresh(max(0.01, deadline - loop.time()))
+            except Exception as err:
+                future.set_exception(err)
+                future.exception()  # retrieved, whoever else waits or not
+                raise
+            except BaseException:
+                future.set_exception(_CheckAbandoned())
+                future.exception()
+                raise
+            future.set_result(answer)
+            return answer
+
+    async def _check_fresh(self, timeout: float) -> bool:
+        """Wait until the cache is as current as etcd is now (a consistent read); False on timeout.
+
         Progress notifications cannot prove it: etcd before 3.5.8 may announce a revision while events up to
         it are still on their way. So one keys-only read at etcd's current revision gives this kind's object
         count and newest mod_revision, and the cache is current once its events reach that revision with the
         same count (a pending delete would leave it one object too many; a pending write, behind)."""
-        await asyncio.wait_for(self.ready.wait(), timeout)
         current = await self.store.client.current_revision()
         if self.event_revision >= current:
             return True
