@@ -50,7 +50,7 @@ async def test_a_burst_of_lists_costs_a_few_checks_and_each_sees_the_writes_befo
 
         assert await asyncio.gather(*(write_then_list(j) for j in range(50))) == [1] * 50
     finally:
-        del cache._check_fresh  # type: ignore[method-assign]
+        del cache._check_fresh
 
 
 class _HeldEtcd:
