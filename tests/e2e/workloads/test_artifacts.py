@@ -178,3 +178,45 @@ async def test_a_wrong_hash_and_an_escaping_tarball_are_refused_naming_why(
     events = {e.reason for e in (await client.list(core_pb2.Event, namespace)).items}
     assert "FailedArtifact" in events
     assert not any(Path(p).name == "x" and Path(p).read_bytes() == b"escaped" for p in agent.data_dir.rglob("x"))
+
+
+async def test_the_artifact_example_builds_reproducibly_and_runs(
+    client: ApiClient, namespace: str, agents: StartAgents, served: Served
+) -> None:
+    """deploy/examples/artifacts: build.py makes exactly the committed app.tgz, whose hash app.yaml names, and
+    the example's Deployment runs it (served by the test's server instead of `python3 -m http.server`)."""
+    import importlib.util
+
+    import yaml
+
+    from controlplane.api.objects import from_manifest as load
+
+    here = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "artifacts"
+    spec = importlib.util.spec_from_file_location("build_example", here / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = module.build()
+    assert built == (here / "app.tgz").read_bytes(), "run deploy/examples/artifacts/build.py and commit app.tgz"
+    docs = list(yaml.safe_load_all((here / "app.yaml").read_text()))
+    deployment = docs[0]
+    art = deployment["spec"]["template"]["spec"]["containers"][0]["artifacts"][0]
+    assert art["sha256"] == hashlib.sha256(built).hexdigest(), "app.yaml names another hash than app.tgz has"
+    served.files["/app.tgz"] = built
+    art["url"] = f"{served.base}/app.tgz"
+    await agents(2)
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        await client.create(load(doc))
+
+    async def three_ready() -> bool:
+        pods = (await client.list(core_pb2.Pod, namespace)).items
+        return len(pods) == 3 and all(
+            any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods
+        )
+
+    await eventually_async(three_ready, timeout=60)
+    ip = (await client.get(core_pb2.Service, "hello", namespace)).spec.cluster_ip
+    answer = await asyncio.to_thread(get, ip, 8080)
+    assert answer.startswith("hello from ") and "(fetched as an artifact)" in answer
+    assert served.hits["/app.tgz"] == 2  # one download per node
