@@ -1,6 +1,6 @@
 """Build app.tgz from app/ reproducibly (fixed owner, mode and time), so its SHA-256 in app.yaml holds.
 
-    python deploy/examples/artifacts/build.py     # prints the tarball's sha256
+python deploy/examples/artifacts/build.py     # prints the tarball's sha256
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ NAME = os.environ.get("POD_NAME", "?").encode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+    def do_GET(self) -> None:
         body = b"hello from " + NAME + b" (fetched as an artifact)\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
