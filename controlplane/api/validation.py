@@ -329,9 +329,25 @@ def _validate_artifacts(errs: Errors, path: str, artifacts: Sequence[core_pb2.Ar
             targets.add(name)
 
 
+RELOAD_MODES = ("Signal", "Restart", "Rollout")
+RELOAD_SIGNALS = ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGTERM", "SIGWINCH")
+
+
+def _validate_reload_policy(errs: Errors, path: str, c: core_pb2.Container) -> None:
+    if not c.HasField("reload_policy"):
+        return
+    rp = c.reload_policy
+    check_one_of(errs, f"{path}.reloadPolicy.mode", rp.mode, RELOAD_MODES, required=True)
+    if rp.signal and rp.mode != "Signal":
+        errs.add(f"{path}.reloadPolicy.signal", "only for mode Signal")
+    elif rp.signal:
+        check_one_of(errs, f"{path}.reloadPolicy.signal", rp.signal, RELOAD_SIGNALS)
+
+
 def _validate_container(errs: Errors, path: str, c: core_pb2.Container, volumes: set[str], *, init: bool) -> None:
     check_dns1123_label(errs, f"{path}.name", c.name)
     _validate_artifacts(errs, path, c.artifacts)
+    _validate_reload_policy(errs, path, c)
     if not c.command:
         errs.add(f"{path}.command", "required (a container is a process: command + args)")
     elif not c.command[0]:

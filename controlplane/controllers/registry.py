@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlplane.controllers.base import Controller
+from controlplane.controllers.configrollout import ConfigRolloutController
 from controlplane.controllers.daemonset import DaemonSetController
 from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.endpoints import EndpointsController
@@ -27,5 +28,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
         NodeLifecycleController,
         TaintEvictionController,
         PodGCController,
+        ConfigRolloutController,
     )
 }

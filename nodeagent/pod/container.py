@@ -106,6 +106,8 @@ class ContainerRunner:
         """The running instance's process, while this runner waits for it."""
         self._probe = {"startup": True, "readiness": True}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._reloading = False
+        """The running instance is being stopped to start again with a new configuration."""
         if record.last_termination:
             set_terminated(status.last_state, record.last_termination)
 
@@ -118,6 +120,10 @@ class ContainerRunner:
     def probe_changed(self, kind: str, ok: bool) -> None:
         self._probe[kind] = ok
         self._refresh_ready()
+
+    def reload(self) -> None:
+        self._reloading = True
+        self.restart()
 
     def restart(self) -> None:
         proc = self.process
@@ -146,6 +152,13 @@ class ContainerRunner:
                 delay = self.backoff.after(delay)
                 continue
             succeeded = term.exit_code == 0
+            if self._reloading:
+                # Stopped for a configuration change: start again at once (no back-off, whatever the policy).
+                self._reloading = False
+                rec.restart_count += 1
+                self.status.restart_count = rec.restart_count
+                self._save()
+                continue
             if not should_restart(self.policy, succeeded=succeeded, init=self.init):
                 rec.done = True
                 self._save()

@@ -52,6 +52,13 @@ class PodVolumes:
             await asyncio.sleep(delay)
             delay = min(delay * 2, cap)
 
+    async def sync(self, pod: Callable[[], core_pb2.Pod]) -> None:
+        """Bring configMap and secret volumes up to date now (a failure keeps the last good content)."""
+        try:
+            self.paths = await self.sandbox.prepare_volumes(self.client, pod())
+        except (ConfigError, ApiError) as err:
+            log.warning("pod %s: refreshing volumes: %s", pod().metadata.name, getattr(err, "message", err))
+
     async def refresh(self, pod: Callable[[], core_pb2.Pod], every: float) -> None:
         """Keep configMap and secret volumes current with their objects (as the kubelet's sync does)."""
         if not any(v.HasField("config_map") or v.HasField("secret") for v in pod().spec.volumes):

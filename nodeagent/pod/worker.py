@@ -64,7 +64,12 @@ class PodWorker:
         for port in self.record.ports.values():
             ctx.ports.reserve(port)  # already the pod's (an agent restart): no one else may get it
         self.hooks: list[ContainerHook] = container_hooks(
-            ctx, self.sandbox, lambda: self.volumes.paths, self.limits, self.record.ports
+            ctx,
+            self.sandbox,
+            lambda: self.volumes.paths,
+            self.limits,
+            self.record.ports,
+            lambda: self.volumes.sync(lambda: self.pod),
         )
         self.publisher = StatusPublisher(
             ctx.client,

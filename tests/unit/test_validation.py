@@ -85,6 +85,13 @@ BAD_PODS = [
         "spec.containers[0].ports[0].hostPort: must be unset when containerPort is 0",
     ),
     ("spec.containers.0.env", [{"name": "1X", "value": "y"}], "spec.containers[0].env[0].name"),
+    ("spec.containers.0.reloadPolicy", {"mode": "Sometimes"}, "spec.containers[0].reloadPolicy.mode: 'Sometimes'"),
+    (
+        "spec.containers.0.reloadPolicy",
+        {"mode": "Restart", "signal": "SIGHUP"},
+        "spec.containers[0].reloadPolicy.signal: only for mode Signal",
+    ),
+    ("spec.containers.0.reloadPolicy", {"mode": "Signal", "signal": "SIGKILL"}, "reloadPolicy.signal: 'SIGKILL'"),
     (
         "spec.containers.0.artifacts",
         [{"url": "ftp://x/y", "sha256": SHA}],

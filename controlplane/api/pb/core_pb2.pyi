@@ -1058,6 +1058,7 @@ class Container(_message.Message):
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
     ARTIFACTS_FIELD_NUMBER: _builtins.int
+    RELOAD_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     working_dir: _builtins.str
     termination_message_path: _builtins.str
@@ -1095,6 +1096,12 @@ class Container(_message.Message):
         artifact block).
         """
 
+    @_builtins.property
+    def reload_policy(self) -> Global___ReloadPolicy:
+        """Navarch: what happens when a ConfigMap or Secret the container references
+        (volumes mounted, env, envFrom) changes.
+        """
+
     def __init__(
         self,
         *,
@@ -1116,14 +1123,44 @@ class Container(_message.Message):
         restart_policy: _builtins.str = ...,
         security_context: Global___SecurityContext | None = ...,
         artifacts: _abc.Iterable[Global___Artifact] | None = ...,
+        reload_policy: Global___ReloadPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "readiness_probe", b"readiness_probe", "reload_policy", b"reload_policy", "resources", b"resources", "security_context", b"security_context", "startup_probe", b"startup_probe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "artifacts", b"artifacts", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "artifacts", b"artifacts", "command", b"command", "env", b"env", "env_from", b"env_from", "image", b"image", "lifecycle", b"lifecycle", "liveness_probe", b"liveness_probe", "name", b"name", "ports", b"ports", "readiness_probe", b"readiness_probe", "reload_policy", b"reload_policy", "resources", b"resources", "restart_policy", b"restart_policy", "security_context", b"security_context", "startup_probe", b"startup_probe", "termination_message_path", b"termination_message_path", "volume_mounts", b"volume_mounts", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Container: _TypeAlias = Container  # noqa: Y015
+
+@_typing.final
+class ReloadPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """Signal: send `signal` to the container's processes once the new content
+    is in its volumes; Restart: restart the container (new env too); Rollout:
+    the owning Deployment rolls its pods (under its maxUnavailable).
+    """
+    signal: _builtins.str
+    """For Signal: SIGHUP (default), SIGUSR1, SIGUSR2, SIGINT, SIGQUIT, SIGTERM,
+    SIGWINCH.
+    """
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        signal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "signal", b"signal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadPolicy: _TypeAlias = ReloadPolicy  # noqa: Y015
 
 @_typing.final
 class Artifact(_message.Message):

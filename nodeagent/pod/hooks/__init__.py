@@ -39,6 +39,10 @@ class InstanceEvents(Protocol):
     def restart(self) -> None:
         """Stop the instance gracefully (a failed liveness or startup probe); the restart policy decides next."""
 
+    def reload(self) -> None:
+        """Stop the instance gracefully and start it again at once, whatever the restart policy (its
+        configuration changed: ``reloadPolicy`` Restart)."""
+
     def event(self, type_: str, reason: str, message: str) -> None:
         """Record an Event on the pod."""
 

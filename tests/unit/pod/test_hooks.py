@@ -43,6 +43,9 @@ class Events:
     def restart(self) -> None:
         self.restarts += 1
 
+    def reload(self) -> None:
+        self.restarts += 1
+
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append(reason)
 
