@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import click
 
-from cli.commands import apply, cluster, config_cmd, delete, describe, edit, get, local, nodes, pods, rollout, security
+from cli.commands import (
+    apply,
+    cluster,
+    config_cmd,
+    delete,
+    describe,
+    edit,
+    get,
+    local,
+    nodes,
+    pods,
+    portforward,
+    rollout,
+    security,
+)
 from cli.context import Options
 
 
@@ -49,6 +63,7 @@ for _command in [
     nodes.top,
     pods.logs,
     pods.exec_,
+    portforward.port_forward,
     config_cmd.config_group,
     cluster.version,
     cluster.api_resources,

@@ -1,4 +1,4 @@
-"""The agent's gRPC endpoint: container logs and exec, for the API server's proxy only.
+"""The agent's gRPC endpoint: container logs, exec and port-forward, for the API server's proxy only.
 
 With TLS the endpoint requires a client certificate signed by the cluster CA and answers only the API
 server's (``CN=system:apiserver``). In plain-text mode (loopback, ``navarch up``) callers are admitted by
@@ -26,9 +26,14 @@ from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
 from controlplane.pki import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, iter_instance, limited
 from nodeagent.pod.worker import PodWorker
+from nodeagent.portowner import owned_listener
 from nodeagent.runas import command_as
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds a port-forward's connection to the pod's port may take."""
+FORWARD_CHUNK = 64 * 1024
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -87,13 +92,17 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
                 f"node {self._node}: the agent answers only the API server (caller {ip or context.peer()})"
             )
 
-    def _find(self, namespace: str, name: str, uid: str, container: str) -> tuple[PodWorker, str]:
+    def _find(
+        self, namespace: str, name: str, uid: str, container: str = "", *, worker_only: bool = False
+    ) -> tuple[PodWorker, str]:
         for worker in self._workers():
             m = worker.pod.metadata
             if m.namespace == namespace and m.name == name and (not uid or m.uid == uid):
                 break
         else:
             raise NotFoundError(f'pod "{name}" in namespace "{namespace}" is not on node {self._node}')
+        if worker_only:
+            return worker, ""
         names = worker.container_names()
         if not container:
             main = [c.name for c in worker.pod.spec.containers]
@@ -127,6 +136,61 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
                 yield frame
         except ApiError as err:
             await context.abort(err.code, err.message)
+
+    async def PortForward(
+        self, request_iterator: AsyncIterator[podaccess_pb2.PortForwardFrame], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+        try:
+            self._admit(context)
+            async for frame in self._port_forward(request_iterator):
+                yield frame
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+
+    async def _port_forward(
+        self, frames: AsyncIterator[podaccess_pb2.PortForwardFrame]
+    ) -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+        first = await anext(aiter(frames), None)
+        if first is None or first.WhichOneof("frame") != "start":
+            raise InvalidError("the first frame of a port-forward stream must be start", field="start")
+        start = first.start
+        if not 1 <= start.port <= 65535:
+            raise InvalidError(f"port: {start.port} must be between 1 and 65535", field="port")
+        worker, _ = self._find(start.namespace, start.name, start.uid, worker_only=True)
+        host = await asyncio.to_thread(owned_listener, worker.shim_pids, start.port)
+        if host is None:
+            raise PreconditionError(
+                f'pod "{start.name}" has no process listening on port {start.port} (only its own ports can be '
+                "forwarded)"
+            )
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, start.port), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as err:
+            raise PreconditionError(f'pod "{start.name}": connecting to port {start.port}: {err}') from None
+        log.info("port-forward to %s/%s:%d", start.namespace, start.name, start.port)
+
+        async def feed() -> None:
+            async for frame in frames:
+                kind = frame.WhichOneof("frame")
+                if kind == "data":
+                    writer.write(frame.data)
+                    await writer.drain()
+                elif kind == "eof":
+                    break
+            with contextlib.suppress(OSError):
+                writer.write_eof()  # the client is done sending; the port may still answer
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while chunk := await reader.read(FORWARD_CHUNK):
+                yield podaccess_pb2.PortForwardFrame(data=chunk)
+            yield podaccess_pb2.PortForwardFrame(eof=True)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def _logs(self, request: podaccess_pb2.PodLogRequest) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
         worker, container = self._find(request.namespace, request.name, request.uid, request.container)

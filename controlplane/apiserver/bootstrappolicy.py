@@ -61,7 +61,7 @@ def _view() -> list[rbac_pb2.PolicyRule]:
 def _edit() -> list[rbac_pb2.PolicyRule]:
     rules = [_rule([*READ, *WRITE], group, resources) for group, resources in WORKLOADS]
     rules += [
-        _rule(["create"], "", ["pods/exec"]),
+        _rule(["create"], "", ["pods/exec", "pods/portforward"]),
         _rule([*READ, *WRITE], "", ["secrets"]),
         _rule(READ, "", ["namespaces"]),
     ]

@@ -40,7 +40,7 @@ FIRST_FRAME_TIMEOUT = 10.0
 """Seconds an authenticated stream may take to send its first frame (what it asks for)."""
 """The authenticated caller of the request being handled."""
 
-_STREAMING = ("Watch", "PodLogs", "PodExec")
+_STREAMING = ("Watch", "PodLogs", "PodExec", "PodPortForward")
 
 
 @dataclass(frozen=True)

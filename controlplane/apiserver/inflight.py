@@ -21,6 +21,7 @@ class StreamLimits:
     watches: int = 50_000
     log_streams_per_user: int = 100
     exec_sessions_per_user: int = 20
+    port_forwards_per_user: int = 100
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class InflightStreams:
             "Watch": _Bound("watches", lim.watches_per_user, "--max-watches-per-user", lim.watches, "--max-watches"),
             "PodLogs": _Bound("log streams", lim.log_streams_per_user, "--max-log-streams-per-user"),
             "PodExec": _Bound("exec sessions", lim.exec_sessions_per_user, "--max-exec-sessions-per-user"),
+            "PodPortForward": _Bound(
+                "port-forward connections", lim.port_forwards_per_user, "--max-port-forwards-per-user"
+            ),
         }
         self._total: dict[str, int] = {}
         self._per_user: dict[tuple[str, str], int] = {}

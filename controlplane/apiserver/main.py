@@ -382,6 +382,13 @@ async def serve(config: ApiServerConfig) -> None:
     help="Concurrent exec sessions per user (0: no limit; system:masters exempt).",
 )
 @click.option(
+    "--max-port-forwards-per-user",
+    type=click.IntRange(min=0),
+    default=StreamLimits.port_forwards_per_user,
+    show_default=True,
+    help="Concurrent port-forward connections per user (0: no limit; system:masters exempt).",
+)
+@click.option(
     "--request-timeout",
     default="60s",
     show_default=True,
@@ -463,6 +470,7 @@ def main(
     max_watches: int,
     max_log_streams_per_user: int,
     max_exec_sessions_per_user: int,
+    max_port_forwards_per_user: int,
     request_timeout: str,
     etcd_startup_timeout: float,
     default_not_ready_toleration_seconds: int,
@@ -533,7 +541,13 @@ def main(
             max_requests_per_user,
             max_requests_burst,
             timeout,
-            StreamLimits(max_watches_per_user, max_watches, max_log_streams_per_user, max_exec_sessions_per_user),
+            StreamLimits(
+                max_watches_per_user,
+                max_watches,
+                max_log_streams_per_user,
+                max_exec_sessions_per_user,
+                max_port_forwards_per_user,
+            ),
         ),
     )
     if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):

@@ -1,4 +1,4 @@
-"""Pod logs and exec through the API server: find the pod's node, relay the stream to that node's agent.
+"""Pod logs, exec and port-forward through the API server: find the pod's node, relay the stream to that node's agent.
 
 Clients need only the API server's address; agents answer only API servers. With TLS the API server
 presents its agent client certificate (``system:apiserver``) and checks that the agent's certificate is the
@@ -94,6 +94,31 @@ class PodProxy:
                 yield frame
 
         call = stub.Exec(upstream(), timeout=context.time_remaining())
+        try:
+            async for frame in call:
+                yield frame
+        except grpc.aio.AioRpcError as err:
+            raise _relayed(err, node_name) from None
+        finally:
+            with contextlib.suppress(Exception):
+                call.cancel()
+
+    async def port_forward(
+        self, requests: AsyncIterator[podaccess_pb2.PortForwardFrame], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+        """One forwarded connection's frames, both ways, between the client and the agent."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("frame") != "start":
+            raise InvalidError("the first frame of a port-forward stream must be start", field="start")
+        pod, node_name, stub = await self._target(first.start.namespace, first.start.name)
+        first.start.namespace, first.start.uid = pod.metadata.namespace, pod.metadata.uid
+
+        async def upstream() -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+            yield first
+            async for frame in requests:
+                yield frame
+
+        call = stub.PortForward(upstream())
         try:
             async for frame in call:
                 yield frame

@@ -1,8 +1,8 @@
 """What a gRPC call asks for, in authorization's terms (verb, resource, subresource, namespace, name).
 
 ``Api/Create`` of a Deployment is ``create deployments`` in group ``apps``; ``UpdateStatus`` is ``update
-pods/status``; ``PodLogs`` is ``get pods/log``; ``PodExec`` is ``create pods/exec``; ``BindPods`` is
-``create pods/binding`` (Kubernetes' names).
+pods/status``; ``PodLogs`` is ``get pods/log``; ``PodExec`` is ``create pods/exec``; ``PodPortForward`` is
+``create pods/portforward``; ``BindPods`` is ``create pods/binding`` (Kubernetes' names).
 """
 
 from __future__ import annotations
@@ -100,6 +100,10 @@ def api_attributes(method: str, request: Any, user: UserInfo) -> Attributes:
         assert isinstance(request, podaccess_pb2.PodExecInput)
         start = request.start
         return _for_kind(user, "create", kinds.lookup("Pod"), start.namespace, start.name, subresource="exec")
+    if name == "PodPortForward":
+        assert isinstance(request, podaccess_pb2.PortForwardFrame)
+        target = request.start
+        return _for_kind(user, "create", kinds.lookup("Pod"), target.namespace, target.name, subresource="portforward")
     raise ValueError(f"no authorization attributes for {method}")
 
 

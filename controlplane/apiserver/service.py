@@ -234,3 +234,12 @@ class ApiService(api_pb2_grpc.ApiServicer):
                 yield frame
         except ApiError as err:
             await context.abort(err.code, err.message)
+
+    async def PodPortForward(
+        self, request_iterator: AsyncIterator[podaccess_pb2.PortForwardFrame], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+        try:
+            async for frame in self.proxy.port_forward(request_iterator, context):
+                yield frame
+        except ApiError as err:
+            await context.abort(err.code, err.message)

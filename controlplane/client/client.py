@@ -615,6 +615,31 @@ class ApiClient:
         finally:
             stream.cancel()
 
+    async def port_forward(
+        self, name: str, port: int, data: AsyncIterator[bytes], namespace: str = "default"
+    ) -> AsyncIterator[bytes]:
+        """One TCP connection to ``port`` of a pod, through the API server: send ``data`` (its end is the
+        sender's EOF), receive what the port answers until it closes."""
+        start = podaccess_pb2.PortForwardStart(namespace=namespace, name=name, port=port)
+
+        async def frames() -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+            yield podaccess_pb2.PortForwardFrame(start=start)
+            async for chunk in data:
+                yield podaccess_pb2.PortForwardFrame(data=chunk)
+            yield podaccess_pb2.PortForwardFrame(eof=True)
+
+        stream = self._stub.PodPortForward(frames())
+        try:
+            async for frame in stream:
+                if frame.WhichOneof("frame") == "data":
+                    yield frame.data
+                elif frame.WhichOneof("frame") == "eof":
+                    return
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, f"port-forward to pod {namespace}/{name}:{port}") from None
+        finally:
+            stream.cancel()
+
 
 def _describe(obj: Message) -> str:
     m = meta(obj)

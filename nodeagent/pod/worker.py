@@ -166,6 +166,11 @@ class PodWorker:
         return {n: r.instance.cgroup_procs for n, r in self.runners.items() if r.instance is not None}
 
     @property
+    def shim_pids(self) -> list[int]:
+        """The shim of every container instance that runs (each the root of its container's processes)."""
+        return [r.record.shim_pid for r in self.runners.values() if r.record.shim_pid and r.leftover() is not None]
+
+    @property
     def exec_identity(self) -> dict[str, RunAs]:
         """Who each container runs as: exec'd commands run as the same user."""
         return {n: r.instance.run_as for n, r in self.runners.items() if r.instance is not None}

@@ -13,7 +13,7 @@ another node's Lease, or listing pods without its field selector.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -139,6 +139,20 @@ def bind(*where: tuple[str, str]) -> Call:
     return lambda c: c.bind_pods(bindings)
 
 
+def forward(name: str, namespace: str) -> Call:
+    """A port-forward to a pod that does not exist: past authorization it is NOT_FOUND."""
+
+    async def call(c: ApiClient) -> None:
+        async def nothing() -> AsyncIterator[bytes]:
+            return
+            yield b""
+
+        async for _ in c.port_forward(name, 80, nothing(), namespace):
+            pass
+
+    return call
+
+
 def patch_status(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.patch(kind, name, {"status": {"message": "seen"}}, namespace, status=True, dry_run=True)
 
@@ -246,6 +260,9 @@ ROWS = [
     Row("podbinder", "bind a pod in B", bind((B, "ghost")), False),
     Row("podbinder", "bind pods in A and B at once", bind((A, "ghost"), (B, "ghost")), False),
     Row("editor", "bind a pod in A (edit does not grant pods/binding)", bind((A, "ghost")), False),
+    Row("editor", "port-forward to a pod in A", forward("ghost", A), True),
+    Row("viewer", "port-forward to a pod in A (view does not grant it)", forward("ghost", A), False),
+    Row("editor", "port-forward to a pod in B", forward("ghost", B), False),
 ]
 
 

@@ -91,6 +91,11 @@ class ApiStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
                 _registered_method=True)
+        self.PodPortForward = channel.stream_stream(
+                '/navarch.v1.Api/PodPortForward',
+                request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -167,6 +172,14 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PodPortForward(self, request_iterator, context):
+        """One TCP connection to a pod's port, through the agent of the pod's node
+        (authorized as "create pods/portforward").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +237,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.PodExec,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.SerializeToString,
+            ),
+            'PodPortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PodPortForward,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +542,33 @@ class Api:
             '/navarch.v1.Api/PodExec',
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PodPortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/navarch.v1.Api/PodPortForward',
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
             options,
             channel_credentials,
             insecure,

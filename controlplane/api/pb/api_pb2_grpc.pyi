@@ -50,6 +50,10 @@ class ApiStub:
     """A container's logs, through the agent of the pod's node."""
     PodExec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
     """Run a command in a pod's container, through the agent of the pod's node."""
+    PodPortForward: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]
+    """One TCP connection to a pod's port, through the agent of the pod's node
+    (authorized as "create pods/portforward").
+    """
 
 @_typing.type_check_only
 class ApiAsyncStub(ApiStub):
@@ -72,6 +76,10 @@ class ApiAsyncStub(ApiStub):
     """A container's logs, through the agent of the pod's node."""
     PodExec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
     """Run a command in a pod's container, through the agent of the pod's node."""
+    PodPortForward: _aio.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]  # type: ignore[assignment]
+    """One TCP connection to a pod's port, through the agent of the pod's node
+    (authorized as "create pods/portforward").
+    """
 
 class ApiServicer(metaclass=_abc_1.ABCMeta):
     """Api is the generic object service (Kubernetes' REST verbs over gRPC)."""
@@ -157,5 +165,15 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PodExecOutput], _abc.AsyncIterator[_podaccess_pb2.PodExecOutput]]:
         """Run a command in a pod's container, through the agent of the pod's node."""
+
+    @_abc_1.abstractmethod
+    def PodPortForward(
+        self,
+        request_iterator: _MaybeAsyncIterator[_podaccess_pb2.PortForwardFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PortForwardFrame], _abc.AsyncIterator[_podaccess_pb2.PortForwardFrame]]:
+        """One TCP connection to a pod's port, through the agent of the pod's node
+        (authorized as "create pods/portforward").
+        """
 
 def add_ApiServicer_to_server(servicer: ApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -45,6 +45,11 @@ class AgentStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/navarch.v1.Agent/PortForward',
+                request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -63,6 +68,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """One TCP connection to a port the pod's processes listen on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class Agent:
             '/navarch.v1.Agent/Exec',
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecInput.SerializeToString,
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/navarch.v1.Agent/PortForward',
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,8 @@ class AgentStub:
     def __new__(cls, channel: _aio.Channel) -> AgentAsyncStub: ...
     ContainerLogs: _grpc.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]
     Exec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
+    PortForward: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]
+    """One TCP connection to a port the pod's processes listen on."""
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -46,6 +48,8 @@ class AgentAsyncStub(AgentStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ContainerLogs: _aio.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]  # type: ignore[assignment]
     Exec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
+    PortForward: _aio.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]  # type: ignore[assignment]
+    """One TCP connection to a port the pod's processes listen on."""
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     """Agent is the node agent's own endpoint; it answers the API server only."""
@@ -63,5 +67,13 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_podaccess_pb2.PodExecInput],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PodExecOutput], _abc.AsyncIterator[_podaccess_pb2.PodExecOutput]]: ...
+
+    @_abc_1.abstractmethod
+    def PortForward(
+        self,
+        request_iterator: _MaybeAsyncIterator[_podaccess_pb2.PortForwardFrame],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PortForwardFrame], _abc.AsyncIterator[_podaccess_pb2.PortForwardFrame]]:
+        """One TCP connection to a port the pod's processes listen on."""
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
