@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
+import pty
 import signal
 import socket
+import struct
+import termios
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
@@ -49,6 +53,12 @@ def allowed_networks(servers: Sequence[str], proxy_from: Iterable[str]) -> list[
             for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP):
                 nets.append(ipaddress.ip_network(info[4][0]))
     return nets
+
+
+def _set_size(fd: int, size: podaccess_pb2.TerminalSize) -> None:
+    """Set a terminal's window size (the kernel tells its foreground process group with SIGWINCH)."""
+    rows, cols = min(size.rows or 24, 10_000), min(size.cols or 80, 10_000)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def peer_ip(context: grpc.aio.ServicerContext) -> str:
@@ -192,6 +202,109 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
+    async def _exec_tty(
+        self,
+        start: podaccess_pb2.PodExecStart,
+        worker: PodWorker,
+        container: str,
+        frames: AsyncIterator[podaccess_pb2.PodExecInput],
+    ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
+        """``exec -t``: the command on a pseudo-terminal it controls; stdin frames are typed into it (Ctrl-C
+        is the line discipline's, so it interrupts the foreground job), resize frames change its window."""
+        env, cwd = worker.exec_env[container]
+        env = {"TERM": "xterm", **env}
+        launch = command_as(
+            worker.exec_identity.get(container),
+            list(start.command),
+            env,
+            worker.exec_cgroups.get(container, []),
+            tty=True,
+        )
+        master, slave = pty.openpty()
+        _set_size(master, start.size)
+        run_as = worker.exec_identity.get(container)
+        if run_as is not None and run_as.uid is not None and os.geteuid() == 0:
+            os.fchown(slave, run_as.uid, -1)  # the terminal is the command's, as login gives it
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                env=launch.env,
+                cwd=cwd,
+                pass_fds=launch.pass_fds,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+            )
+        except OSError as err:
+            os.close(master)
+            yield podaccess_pb2.PodExecOutput(stdout=f"{start.command[0]}: {err.strerror or err}\r\n".encode())
+            yield podaccess_pb2.PodExecOutput(exit_code=127 if isinstance(err, FileNotFoundError) else 126)
+            return
+        finally:
+            launch.close()
+            os.close(slave)
+        log.info("exec -t in %s/%s[%s]: %s", start.namespace, start.name, container, start.command[0])
+        loop = asyncio.get_running_loop()
+        output: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+        os.set_blocking(master, False)
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 32 * 1024)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: every process holding the terminal is gone
+                data = b""
+            item = data or None  # None: the end
+            if output.full():
+                loop.remove_reader(master)  # back-pressure: resumed once the stream has taken some
+                pending.append(item)
+                return
+            output.put_nowait(item)
+            if item is None:
+                loop.remove_reader(master)
+
+        pending: list[bytes | None] = []
+
+        async def feed() -> None:
+            async for frame in frames:
+                kind = frame.WhichOneof("frame")
+                if kind == "stdin":
+                    view = memoryview(frame.stdin)
+                    while view:
+                        try:
+                            view = view[os.write(master, view) :]
+                        except BlockingIOError:
+                            await asyncio.sleep(0.01)
+                elif kind == "resize":
+                    _set_size(master, frame.resize)
+                elif kind == "stdin_eof":
+                    with contextlib.suppress(OSError):
+                        os.write(master, b"\x04")  # a terminal's end of input is ^D
+                    return
+
+        loop.add_reader(master, readable)
+        feeder = asyncio.create_task(feed())
+        try:
+            while (chunk := await output.get()) is not None:
+                yield podaccess_pb2.PodExecOutput(stdout=chunk)
+                if pending and not output.full():
+                    item = pending.pop()
+                    output.put_nowait(item)
+                    if item is not None:
+                        loop.add_reader(master, readable)
+            code = await proc.wait()
+            yield podaccess_pb2.PodExecOutput(exit_code=code if code >= 0 else 128 - code)
+        finally:
+            loop.remove_reader(master)
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            os.close(master)
+
     async def _logs(self, request: podaccess_pb2.PodLogRequest) -> AsyncIterator[podaccess_pb2.PodLogChunk]:
         worker, container = self._find(request.namespace, request.name, request.uid, request.container)
         since = ""
@@ -246,6 +359,10 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
         if env_cwd is None or not worker.log_state(container).running:
             raise PreconditionError(f'container "{container}" of pod "{start.name}" is not running')
         env, cwd = env_cwd
+        if start.tty:
+            async for frame in self._exec_tty(start, worker, container, request_iterator):
+                yield frame
+            return
         # The command runs as the container does, never as the (root) agent; the helper that drops
         # privileges gets the container's environment through a file descriptor, not its own environment.
         launch = command_as(

@@ -18,9 +18,11 @@ itself (nothing to drop), else the helper with a memfd carrying the environment.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,17 +46,25 @@ class Invocation:
         self._fds.clear()
 
 
-def command_as(run_as: RunAs | None, argv: list[str], env: dict[str, str], cgroups: Sequence[str] = ()) -> Invocation:
+def command_as(
+    run_as: RunAs | None,
+    argv: list[str],
+    env: dict[str, str],
+    cgroups: Sequence[str] = (),
+    *,
+    tty: bool = False,
+) -> Invocation:
     """How to run ``argv`` with ``env`` as ``run_as`` inside ``cgroups`` (the container's ``cgroup.procs``
-    files). Without a user to switch to or groups to join: directly."""
+    files). Without a user to switch to or groups to join: directly. With ``tty``, the command starts a
+    session whose controlling terminal is its standard input (a pty the caller gives it)."""
     euid, egid = os.geteuid(), os.getegid()
     same = run_as is None or run_as.uid is None
     if run_as is not None and run_as.uid is not None:
         same = (run_as.uid, run_as.gid if run_as.gid is not None else egid) == (euid, egid)
-    if same and not cgroups:
+    if same and not cgroups and not tty:
         return Invocation(list(argv), dict(env))  # nothing to drop, nothing to join
     fd = os.memfd_create("navarch-env", os.MFD_CLOEXEC)
-    os.write(fd, json.dumps({"env": env, "cgroups": list(cgroups)}).encode())
+    os.write(fd, json.dumps({"env": env, "cgroups": list(cgroups), "tty": tty}).encode())
     os.lseek(fd, 0, os.SEEK_SET)
     if same or run_as is None or run_as.uid is None:
         uid, gid, groups = -1, -1, ""
@@ -65,13 +75,13 @@ def command_as(run_as: RunAs | None, argv: list[str], env: dict[str, str], cgrou
     return Invocation([*helper, *argv], {"PATH": HELPER_PATH}, (fd,), [fd])
 
 
-def _read_payload(fd: int) -> tuple[dict[str, str], list[str]]:
+def _read_payload(fd: int) -> tuple[dict[str, str], list[str], bool]:
     with os.fdopen(fd, "rb") as f:
         data = json.loads(f.read() or b"{}")
     if not isinstance(data, dict) or not isinstance(data.get("env", {}), dict):
         raise ValueError("the payload must be an object with an env object")
     env = {str(k): str(v) for k, v in data.get("env", {}).items()}
-    return env, [str(p) for p in data.get("cgroups", [])]
+    return env, [str(p) for p in data.get("cgroups", [])], bool(data.get("tty", False))
 
 
 def main(argv: list[str]) -> int:
@@ -80,7 +90,12 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m nodeagent.runas UID GID GROUPS PAYLOAD_FD -- COMMAND...\n")
         return 2
     uid, gid, groups, payload_fd, command = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), argv[5:]
-    env, cgroups = _read_payload(payload_fd)
+    env, cgroups, tty = _read_payload(payload_fd)
+    if tty:
+        # A session of its own whose controlling terminal is the pty on stdin: Ctrl-C and window changes
+        # reach the command's foreground process group, as in a terminal.
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     pid = str(os.getpid())
     for procs in cgroups:  # before the privileges go: joining needs them
         try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import termios
+import tty as tty_module
 from collections.abc import AsyncIterator
 
 import click
@@ -14,7 +17,7 @@ from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_name
 from controlplane.api.durations import parse_duration
-from controlplane.api.pb import core_pb2
+from controlplane.api.pb import core_pb2, podaccess_pb2
 from controlplane.client.client import ApiClient
 
 
@@ -108,15 +111,19 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 @namespace_option
 @click.option("-c", "--container", default="", help="The container (default: the only one).")
 @click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass standard input to the command.")
+@click.option("-t", "--tty", is_flag=True, help="Run on a terminal (with -i: an interactive shell, Ctrl-C, resize).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(pod: str, container: str, interactive: bool, command: tuple[str, ...]) -> None:
+def exec_(pod: str, container: str, interactive: bool, tty: bool, command: tuple[str, ...]) -> None:
     """Run a command in a pod's container (navarch exec POD -- CMD...); exits with the command's code."""
+    if tty and not os.isatty(sys.stdin.fileno()):
+        click.echo("Unable to use a TTY - input is not a terminal or the right kind of file", err=True)
+        tty = False
 
     async def body(client: ApiClient, target: Target) -> int:
         code = 1
-        async for frame in client.pod_exec(
-            pod, command, target.namespace, container=container, stdin=_stdin_chunks() if interactive else None
-        ):
+        size = terminal_size() if tty else None
+        inputs = _terminal_inputs() if tty and interactive else _stdin_chunks() if interactive else None
+        async for frame in client.pod_exec(pod, command, target.namespace, container=container, stdin=inputs, tty=size):
             kind = frame.WhichOneof("frame")
             if kind == "stdout":
                 _write(frame.stdout)
@@ -127,4 +134,48 @@ def exec_(pod: str, container: str, interactive: bool, command: tuple[str, ...])
                 code = frame.exit_code
         return code
 
-    sys.exit(run(body))
+    if not tty or not interactive:
+        sys.exit(run(body))
+    saved = termios.tcgetattr(sys.stdin.fileno())
+    try:
+        tty_module.setraw(sys.stdin.fileno())  # keys go to the remote terminal as typed (Ctrl-C included)
+        code = run(body)
+    finally:
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+    sys.exit(code)
+
+
+def terminal_size() -> podaccess_pb2.TerminalSize:
+    """The local terminal's window size (80x24 if it cannot be read)."""
+    try:
+        cols, rows = os.get_terminal_size(sys.stdin.fileno())
+    except OSError:
+        cols, rows = 80, 24
+    return podaccess_pb2.TerminalSize(rows=rows, cols=cols)
+
+
+async def _terminal_inputs() -> AsyncIterator[bytes | podaccess_pb2.TerminalSize]:
+    """Keys as typed and, on SIGWINCH, the window's new size, in the order they happen."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | podaccess_pb2.TerminalSize | None] = asyncio.Queue()
+    fd = sys.stdin.fileno()
+
+    def key() -> None:
+        # Read by the event loop, not a thread: a thread blocked on the terminal would hold the exit until
+        # the next key press once the remote command has ended.
+        try:
+            data = os.read(fd, 64 * 1024)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+        queue.put_nowait(data or None)
+
+    loop.add_signal_handler(signal.SIGWINCH, lambda: queue.put_nowait(terminal_size()))
+    loop.add_reader(fd, key)
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        loop.remove_signal_handler(signal.SIGWINCH)
+        loop.remove_reader(fd)

@@ -592,18 +592,30 @@ class ApiClient:
         namespace: str = "default",
         *,
         container: str = "",
-        stdin: AsyncIterator[bytes] | None = None,
+        stdin: AsyncIterator[bytes | podaccess_pb2.TerminalSize] | None = None,
+        tty: podaccess_pb2.TerminalSize | None = None,
     ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
-        """Run ``command`` in a pod's container: stdout/stderr frames, then one exit_code frame."""
+        """Run ``command`` in a pod's container: stdout/stderr frames, then one exit_code frame. With ``tty``
+        (its first window size) the command runs on a pseudo-terminal, and ``stdin`` may also yield
+        ``TerminalSize`` items: the window's new size."""
         start = podaccess_pb2.PodExecStart(
-            namespace=namespace, name=name, container=container, command=list(command), stdin=stdin is not None
+            namespace=namespace,
+            name=name,
+            container=container,
+            command=list(command),
+            stdin=stdin is not None,
+            tty=tty is not None,
+            size=tty,
         )
 
         async def frames() -> AsyncIterator[podaccess_pb2.PodExecInput]:
             yield podaccess_pb2.PodExecInput(start=start)
             if stdin is not None:
-                async for data in stdin:
-                    yield podaccess_pb2.PodExecInput(stdin=data)
+                async for item in stdin:
+                    if isinstance(item, podaccess_pb2.TerminalSize):
+                        yield podaccess_pb2.PodExecInput(resize=item)
+                    else:
+                        yield podaccess_pb2.PodExecInput(stdin=item)
                 yield podaccess_pb2.PodExecInput(stdin_eof=True)
 
         stream = self._stub.PodExec(frames())

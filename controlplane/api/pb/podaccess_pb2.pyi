@@ -119,14 +119,22 @@ class PodExecStart(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     STDIN_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
+    TTY_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     name: _builtins.str
     container: _builtins.str
     stdin: _builtins.bool
     """The client will send stdin frames (and close with stdin_eof)."""
     uid: _builtins.str
+    tty: _builtins.bool
+    """Run under a pseudo-terminal (stdout carries its output, stderr is merged
+    into it, as on a terminal); `size` is its first window size.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def size(self) -> Global___TerminalSize: ...
     def __init__(
         self,
         *,
@@ -136,14 +144,38 @@ class PodExecStart(_message.Message):
         command: _abc.Iterable[_builtins.str] | None = ...,
         stdin: _builtins.bool = ...,
         uid: _builtins.str = ...,
+        tty: _builtins.bool = ...,
+        size: Global___TerminalSize | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "container", b"container", "name", b"name", "namespace", b"namespace", "stdin", b"stdin", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "container", b"container", "name", b"name", "namespace", b"namespace", "size", b"size", "stdin", b"stdin", "tty", b"tty", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PodExecStart: _TypeAlias = PodExecStart  # noqa: Y015
+
+@_typing.final
+class TerminalSize(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    cols: _builtins.int
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        cols: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalSize: _TypeAlias = TerminalSize  # noqa: Y015
 
 @_typing.final
 class PodExecInput(_message.Message):
@@ -154,22 +186,28 @@ class PodExecInput(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     STDIN_FIELD_NUMBER: _builtins.int
     STDIN_EOF_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
     stdin: _builtins.bytes
     stdin_eof: _builtins.bool
     @_builtins.property
     def start(self) -> Global___PodExecStart: ...
+    @_builtins.property
+    def resize(self) -> Global___TerminalSize:
+        """The terminal's new window size (tty only)."""
+
     def __init__(
         self,
         *,
         start: Global___PodExecStart | None = ...,
         stdin: _builtins.bytes = ...,
         stdin_eof: _builtins.bool = ...,
+        resize: Global___TerminalSize | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "resize", b"resize", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "resize", b"resize", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["start", "stdin", "stdin_eof"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["start", "stdin", "stdin_eof", "resize"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
