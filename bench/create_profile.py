@@ -28,6 +28,7 @@ from common import cpu_seconds, etcd_put_rate
 from controlplane import transport
 from controlplane.api.objects import from_manifest, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc
+from controlplane.launcher import processes
 from controlplane.launcher.etcd import EtcdCluster, free_port
 
 GROUPS = [
@@ -112,18 +113,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="navarch-bench-profile-"))
     etcd = EtcdCluster(1, fast=False).start()
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "navarch-apiserver"),
-            "--etcd-servers",
-            etcd.endpoints[0],
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--insecure",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    daemon = processes.apiserver(etcd.endpoints, f"127.0.0.1:{port}", workdir / "apiserver.log").start()
+    assert daemon.proc is not None
+    server = daemon.proc
     try:
         put_rate = asyncio.run(etcd_put_rate(etcd.endpoints))
         asyncio.run(creates(port, opts.clients, 2.0, "warm"))
@@ -151,8 +143,7 @@ def main() -> None:
         cpu = cpu_seconds(server.pid) - cpu0
         sampler.wait(timeout=60)
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        daemon.stop()
         etcd.stop()
     total, groups, leaves = analyse(raw)
     print(f"# create_profile: {opts.clients} clients, {opts.seconds:g}s; profile in {raw}")

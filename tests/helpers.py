@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,3 +185,53 @@ def wait_grpc_serving(
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
     raise AssertionError(f"the server at {address} did not start serving in {timeout:.0f}s")
+
+
+class ServedFiles:
+    """What a ``serve_files`` server serves by path, how often each path was asked for, and scripted
+    failures (``fail[path]``: status codes answered first, in order; ``stall``: paths that never answer)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.content: dict[str, bytes] = {}
+        self.hits: Counter[str] = Counter()
+        self.fail: dict[str, list[int]] = {}
+        self.stall: set[str] = set()
+
+
+@contextlib.contextmanager
+def serve_files() -> Iterator[ServedFiles]:
+    """A real HTTP server on 127.0.0.1 in a thread of the test, serving ``ServedFiles.content``."""
+    served = ServedFiles("")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.hits[self.path] += 1
+            if self.path in served.stall:
+                time.sleep(5)
+                return
+            codes = served.fail.get(self.path)
+            if codes:
+                self.send_error(codes.pop(0))
+                return
+            body = served.content.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    served.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

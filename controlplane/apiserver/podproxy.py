@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -82,43 +83,38 @@ class PodProxy:
         self, requests: AsyncIterator[podaccess_pb2.PodExecInput], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[podaccess_pb2.PodExecOutput]:
         """The command's output frames and exit code, as the agent streams them."""
-        first = await anext(aiter(requests), None)
-        if first is None or first.WhichOneof("frame") != "start":
-            raise InvalidError("the first frame of an exec stream must be start", field="start")
-        pod, node_name, stub = await self._target(first.start.namespace, first.start.name)
-        first.start.namespace, first.start.uid = pod.metadata.namespace, pod.metadata.uid
-
-        async def upstream() -> AsyncIterator[podaccess_pb2.PodExecInput]:
-            yield first
-            async for frame in requests:
-                yield frame
-
-        call = stub.Exec(upstream(), timeout=context.time_remaining())
-        try:
-            async for frame in call:
-                yield frame
-        except grpc.aio.AioRpcError as err:
-            raise _relayed(err, node_name) from None
-        finally:
-            with contextlib.suppress(Exception):
-                call.cancel()
+        async for frame in self._relay(requests, "exec", lambda stub: stub.Exec):
+            yield frame
 
     async def port_forward(
         self, requests: AsyncIterator[podaccess_pb2.PortForwardFrame], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
         """One forwarded connection's frames, both ways, between the client and the agent."""
+        async for frame in self._relay(requests, "port-forward", lambda stub: stub.PortForward):
+            yield frame
+
+    async def _relay(
+        self,
+        requests: AsyncIterator[Any],
+        what: str,
+        method: Callable[[podaccess_pb2_grpc.AgentStub], Callable[[AsyncIterator[Any]], Any]],
+    ) -> AsyncIterator[Any]:
+        """A bidirectional stream whose first frame (``start``) names the pod: that frame goes to the pod's
+        agent with the pod's namespace and uid filled in, then every frame both ways as it comes."""
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("frame") != "start":
-            raise InvalidError("the first frame of a port-forward stream must be start", field="start")
+            raise InvalidError(
+                f"the first frame of {'an' if what[0] in 'aeiou' else 'a'} {what} stream must be start", field="start"
+            )
         pod, node_name, stub = await self._target(first.start.namespace, first.start.name)
         first.start.namespace, first.start.uid = pod.metadata.namespace, pod.metadata.uid
 
-        async def upstream() -> AsyncIterator[podaccess_pb2.PortForwardFrame]:
+        async def upstream() -> AsyncIterator[Any]:
             yield first
             async for frame in requests:
                 yield frame
 
-        call = stub.PortForward(upstream())
+        call = method(stub)(upstream())
         try:
             async for frame in call:
                 yield frame

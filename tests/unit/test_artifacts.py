@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import io
 import os
 import stat
 import tarfile
-import threading
 import time
 import zipfile
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,53 +25,13 @@ import pytest
 from controlplane.api.pb import core_pb2
 from nodeagent.artifacts import ArtifactCache, ArtifactError
 from nodeagent.pod.hooks.artifacts import place
-
-
-class Files:
-    """What the test server serves, how often each path was asked for, and scripted failures."""
-
-    def __init__(self) -> None:
-        self.content: dict[str, bytes] = {}
-        self.hits: Counter[str] = Counter()
-        self.fail: dict[str, list[int]] = {}
-        self.stall: set[str] = set()
+from tests.helpers import ServedFiles, serve_files
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, Files]]:
-    files = Files()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            files.hits[self.path] += 1
-            if self.path in files.stall:
-                time.sleep(5)
-                return
-            codes = files.fail.get(self.path)
-            if codes:
-                self.send_error(codes.pop(0))
-                return
-            body = files.content.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def server() -> Iterator[tuple[str, ServedFiles]]:
+    with serve_files() as served:
+        yield served.base, served
 
 
 def artifact(url: str, data: bytes, **fields: object) -> core_pb2.Artifact:
@@ -104,7 +61,7 @@ def nothing(_: str) -> None:
 
 
 async def test_a_file_is_fetched_once_verified_and_placed_as_a_read_only_link(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     files.content["/tool"] = b"#!/bin/sh\necho hi\n"
@@ -125,7 +82,7 @@ async def test_a_file_is_fetched_once_verified_and_placed_as_a_read_only_link(
 
 
 async def test_a_wrong_hash_is_refused_naming_both_hashes_and_nothing_is_kept(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     files.content["/x"] = b"the real content"
@@ -140,7 +97,7 @@ async def test_a_wrong_hash_is_refused_naming_both_hashes_and_nothing_is_kept(
 
 
 async def test_a_tarball_is_unpacked_and_its_files_linked_into_a_directory(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     files.content["/app.tar.gz"] = tarball(
@@ -169,7 +126,7 @@ async def test_a_tarball_is_unpacked_and_its_files_linked_into_a_directory(
     ids=["dotdot", "absolute", "link-out", "absolute-link"],
 )
 async def test_archive_members_that_leave_the_target_are_refused(
-    server: tuple[str, Files], tmp_path: Path, members: dict[str, bytes], links: dict[str, str] | None, why: str
+    server: tuple[str, ServedFiles], tmp_path: Path, members: dict[str, bytes], links: dict[str, str] | None, why: str
 ) -> None:
     base, files = server
     files.content["/bad.tgz"] = tarball(members, links=links)
@@ -179,7 +136,7 @@ async def test_archive_members_that_leave_the_target_are_refused(
     assert not (tmp_path / "escape").exists() and not any((tmp_path / "artifacts" / "trees").iterdir())
 
 
-async def test_a_zip_with_a_dotdot_member_is_refused(server: tuple[str, Files], tmp_path: Path) -> None:
+async def test_a_zip_with_a_dotdot_member_is_refused(server: tuple[str, ServedFiles], tmp_path: Path) -> None:
     base, files = server
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -190,7 +147,7 @@ async def test_a_zip_with_a_dotdot_member_is_refused(server: tuple[str, Files], 
 
 
 async def test_the_cache_evicts_the_least_recently_used_beyond_its_size(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     for name in ("a", "b", "c"):
@@ -208,7 +165,7 @@ async def test_the_cache_evicts_the_least_recently_used_beyond_its_size(
 
 
 async def test_a_503_is_retried_a_404_is_not_and_a_stalled_server_times_out(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     files.content["/flaky"] = b"ok"
@@ -236,7 +193,7 @@ async def test_file_urls_need_the_agent_to_allow_them(tmp_path: Path) -> None:
 
 
 async def test_placing_replaces_a_planted_link_instead_of_following_it(
-    server: tuple[str, Files], tmp_path: Path
+    server: tuple[str, ServedFiles], tmp_path: Path
 ) -> None:
     base, files = server
     files.content["/tool"] = b"tool"

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from controlplane.client.client import ApiClient
 from tests.e2e.conftest import eventually_async
 from tests.e2e.workloads.conftest import StartAgents
 from tests.e2e.workloads.test_services import get
+from tests.helpers import ServedFiles, serve_files
 
 PROGRAM = b"""import http.server as h, os
 name = os.environ["POD_NAME"].encode()
@@ -47,39 +45,10 @@ def tarball(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-class Served:
-    def __init__(self, base: str, hits: Counter[str], files: dict[str, bytes]) -> None:
-        self.base, self.hits, self.files = base, hits, files
-
-
 @pytest.fixture
-def served() -> Iterator[Served]:
-    """An HTTP server (the test's own, in a thread) that counts what it serves."""
-    hits: Counter[str] = Counter()
-    files: dict[str, bytes] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits[self.path] += 1
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield Served(f"http://127.0.0.1:{httpd.server_address[1]}", hits, files)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def served() -> Iterator[ServedFiles]:
+    with serve_files() as files:
+        yield files
 
 
 def container(url: str, sha256: str, **extra: Any) -> dict[str, Any]:
@@ -102,11 +71,11 @@ async def waiting_message(client: ApiClient, namespace: str, name: str) -> str:
 
 
 async def test_a_deployment_runs_a_fetched_tarball_downloaded_once_per_node(
-    client: ApiClient, namespace: str, agents: StartAgents, served: Served
+    client: ApiClient, namespace: str, agents: StartAgents, served: ServedFiles
 ) -> None:
     (agent,) = await agents(1)  # one node: both replicas share its cache
-    served.files["/app.tgz"] = tarball({"app/serve.py": PROGRAM})
-    digest = hashlib.sha256(served.files["/app.tgz"]).hexdigest()
+    served.content["/app.tgz"] = tarball({"app/serve.py": PROGRAM})
+    digest = hashlib.sha256(served.content["/app.tgz"]).hexdigest()
     spec = container(
         f"{served.base}/app.tgz",
         digest,
@@ -146,13 +115,13 @@ async def test_a_deployment_runs_a_fetched_tarball_downloaded_once_per_node(
 
 
 async def test_a_wrong_hash_and_an_escaping_tarball_are_refused_naming_why(
-    client: ApiClient, namespace: str, agents: StartAgents, served: Served
+    client: ApiClient, namespace: str, agents: StartAgents, served: ServedFiles
 ) -> None:
     (agent,) = await agents(1)
-    served.files["/app.tgz"] = tarball({"app/serve.py": PROGRAM})
-    real = hashlib.sha256(served.files["/app.tgz"]).hexdigest()
-    served.files["/evil.tgz"] = tarball({"../x": b"escaped"})
-    evil = hashlib.sha256(served.files["/evil.tgz"]).hexdigest()
+    served.content["/app.tgz"] = tarball({"app/serve.py": PROGRAM})
+    real = hashlib.sha256(served.content["/app.tgz"]).hexdigest()
+    served.content["/evil.tgz"] = tarball({"../x": b"escaped"})
+    evil = hashlib.sha256(served.content["/evil.tgz"]).hexdigest()
     for name, url, digest in (
         ("wrong-hash", f"{served.base}/app.tgz", "0" * 64),
         ("escaping", f"{served.base}/evil.tgz", evil),
@@ -181,7 +150,7 @@ async def test_a_wrong_hash_and_an_escaping_tarball_are_refused_naming_why(
 
 
 async def test_the_artifact_example_builds_reproducibly_and_runs(
-    client: ApiClient, namespace: str, agents: StartAgents, served: Served
+    client: ApiClient, namespace: str, agents: StartAgents, served: ServedFiles
 ) -> None:
     """deploy/examples/artifacts: build.py makes exactly the committed app.tgz, whose hash app.yaml names, and
     the example's Deployment runs it (served by the test's server instead of `python3 -m http.server`)."""
@@ -202,7 +171,7 @@ async def test_the_artifact_example_builds_reproducibly_and_runs(
     deployment = docs[0]
     art = deployment["spec"]["template"]["spec"]["containers"][0]["artifacts"][0]
     assert art["sha256"] == hashlib.sha256(built).hexdigest(), "app.yaml names another hash than app.tgz has"
-    served.files["/app.tgz"] = built
+    served.content["/app.tgz"] = built
     art["url"] = f"{served.base}/app.tgz"
     await agents(2)
     for doc in docs:
