@@ -324,7 +324,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="navarch-bench-scale-"))
     print(f"# scale: steps {opts.steps} nodes, {opts.pods_per_node} pods per node; logs in {workdir}")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, etcd fsync on")
-    etcd = EtcdCluster(1, fast=False).start()
+    etcd = EtcdCluster(1, base_dir=workdir / "etcd", fast=False).start()  # kept: its log stays with the others
     api = f"127.0.0.1:{free_port()}"
     daemons = [
         processes.apiserver(etcd.endpoints, api, workdir / "apiserver.log").start(),

@@ -7,13 +7,14 @@ with ``ConflictError`` if the key has moved since.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
-from etcd3aio._protobuf import Compare, RangeRequest, RequestOp, TxnResponse
+from etcd3aio._protobuf import Compare, TxnResponse
 from google.protobuf.message import Message
 
 from controlplane.api.errors import (
@@ -172,21 +173,25 @@ class Store:
             raise
 
     async def count_in_namespace(self, kinds_: Sequence[KindInfo], namespace: str) -> dict[str, int]:
-        """How many objects of each namespaced kind ``namespace`` holds in etcd now (one transaction of
-        count-only reads, so the answer is one revision's)."""
-        prefixes = [kind_prefix(info, namespace) for info in kinds_ if info.namespaced]
-        ops = [
-            RequestOp(request_range=RangeRequest(key=p.encode(), range_end=prefix_end(p), count_only=True))
-            for p in prefixes
-        ]
-        resp = await self.client.call(
-            lambda t: self.client.kv.txn(compare=[], success=ops, failure=[], timeout=t),
-            f"count the objects in namespace {namespace}",
-        )
-        return {
-            info.kind: int(answer.response_range.count)
-            for info, answer in zip([i for i in kinds_ if i.namespaced], resp.responses, strict=True)
-        }
+        """How many objects of each namespaced kind ``namespace`` holds in etcd now, all counted at one
+        revision (the first count's). Count-only ranges at a revision, not one read-only transaction: etcd
+        before 3.5.5 panics when a read-only transaction's client gives up on it (etcd-io/etcd#14110)."""
+        namespaced = [info for info in kinds_ if info.namespaced]
+        if not namespaced:
+            return {}
+        kv = self.client.kv
+
+        async def count(info: KindInfo, revision: int) -> tuple[int, int]:
+            p = kind_prefix(info, namespace)
+            resp = await self.client.call(
+                lambda t: kv.get(p, range_end=prefix_end(p), revision=revision, count_only=True, timeout=t),
+                f"count the {info.plural} in namespace {namespace}",
+            )
+            return int(resp.count), int(resp.header.revision)
+
+        first, revision = await count(namespaced[0], 0)
+        rest = await asyncio.gather(*(count(info, revision) for info in namespaced[1:]))
+        return {info.kind: n for info, (n, _) in zip(namespaced, [(first, revision), *rest], strict=True)}
 
     async def claimed(self, prefix: str) -> set[str]:
         """Every claim under ``prefix`` (e.g. ``serviceips/``), without the prefix."""
@@ -245,25 +250,24 @@ class Store:
         return self._with_revision(info, obj, int(resp.header.revision))
 
     async def get_many(self, info: KindInfo, names: Sequence[tuple[str, str]]) -> list[Message | None]:
-        """Read several objects, given as (namespace, name), at one revision (one transaction of reads, at most
-        ``MAX_TXN_OPS``); None for each that does not exist or cannot be decrypted."""
-        if len(names) > MAX_TXN_OPS:
-            raise ValueError(f"get_many: {len(names)} keys, at most {MAX_TXN_OPS}")
+        """Read several objects, given as (namespace, name), concurrently; None for each that does not exist
+        or cannot be decrypted. Not one read-only transaction: etcd before 3.5.5 panics when a read-only
+        transaction's client gives up on it (etcd-io/etcd#14110), and under load clients do. The reads need
+        not share a revision: whatever is written from them is guarded by each key's own revision."""
         kv = self.client.kv
-        keys = [object_key(info, ns, name) for ns, name in names]
-        resp = await self.client.call(
-            lambda t: kv.txn(compare=[], success=[kv.txn_op_get(k) for k in keys], failure=[], timeout=t),
-            f"get {len(keys)} {info.plural}",
-        )
-        out: list[Message | None] = []
-        for key, answer in zip(keys, resp.responses, strict=True):
-            kvs = answer.response_range.kvs
+
+        async def one(namespace: str, name: str) -> Message | None:
+            key = object_key(info, namespace, name)
+            resp = await self.client.call(lambda t: kv.get(key, timeout=t), f"get {key}")
+            if not resp.kvs:
+                return None
             try:
-                out.append(self.decode(info, key, kvs[0].value, kvs[0].mod_revision) if kvs else None)
+                return self.decode(info, key, resp.kvs[0].value, resp.kvs[0].mod_revision)
             except EncryptionError as err:
                 log.warning("%s %s cannot be read: %s", info.kind, key, err)
-                out.append(None)
-        return out
+                return None
+
+        return list(await asyncio.gather(*(one(ns, name) for ns, name in names)))
 
     async def update_many(self, info: KindInfo, writes: Sequence[tuple[Message, int]]) -> list[Message | None]:
         """Replace several objects in one transaction, each only if its key's mod_revision is still the one
