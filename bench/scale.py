@@ -34,7 +34,7 @@ from pathlib import Path
 
 from common import cpu_seconds, etcd_put_rate, pct, rss_mib
 
-from controlplane.api.errors import ApiError
+from controlplane.api.errors import AlreadyExistsError, ApiError, DeadlineError, UnavailableError
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
@@ -188,6 +188,7 @@ class Run:
     hollow_pids: list[int] = field(default_factory=list)
     nodes: int = 0
     pods: int = 0
+    create_errors: int = 0
 
     async def grow_nodes(self, step: int, nodes: int) -> None:
         """Start one more hollow process so that the cluster has ``nodes`` nodes, and wait for them."""
@@ -226,7 +227,16 @@ class Run:
             for name in queue:
                 t0 = time.monotonic()
                 self.tracker.created[name] = t0
-                await self.client.create(pod(name, "bench"))
+                for attempt in range(5):  # as any client would: a busy etcd (a compaction) is not the end
+                    try:
+                        await self.client.create(pod(name, "bench"))
+                        break
+                    except AlreadyExistsError:
+                        break  # an earlier attempt made it
+                    except (UnavailableError, DeadlineError) as err:
+                        self.create_errors += 1
+                        print(f"# create {name}: {err.message}; again", flush=True)
+                        await asyncio.sleep(0.5 * 2**attempt)
                 latencies.append(time.monotonic() - t0)
 
         began = time.monotonic()
@@ -261,7 +271,7 @@ class Run:
         created_rate = len(names) / created_in
         print(
             f"# step {step}: {elapsed:.0f}s; created/s / etcd puts/s = {created_rate / put_rate:.3f}, "
-            f"bound/s / etcd puts/s = {bound_rate / put_rate:.3f}",
+            f"bound/s / etcd puts/s = {bound_rate / put_rate:.3f}; Creates retried after an error: {self.create_errors}",
             flush=True,
         )
         return (
