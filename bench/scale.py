@@ -271,7 +271,7 @@ class Run:
         created_rate = len(names) / created_in
         print(
             f"# step {step}: {elapsed:.0f}s; created/s / etcd puts/s = {created_rate / put_rate:.3f}, "
-            f"bound/s / etcd puts/s = {bound_rate / put_rate:.3f}; Creates retried after an error: {self.create_errors}",
+            f"bound/s / etcd puts/s = {bound_rate / put_rate:.3f}; Creates retried: {self.create_errors}",
             flush=True,
         )
         return (
