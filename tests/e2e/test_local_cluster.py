@@ -30,7 +30,7 @@ def navarch(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess
 def leftovers(data_dir: Path) -> list[str]:
     """Processes of the cluster (their command lines name its data dir) or of the example workload."""
     found = []
-    for pattern in (str(data_dir), "http.server 8080 --bind 127.0.0.[23]"):
+    for pattern in (str(data_dir), "http.server [0-9]+ --bind 127.0.0.[23]"):
         out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False)
         found += [line for line in out.stdout.splitlines() if "pgrep" not in line]
     return found
@@ -62,10 +62,16 @@ async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path
             return got.stdout.strip() == "3"
 
         await eventually_async(job_done, timeout=60)
-        endpoints = await asyncio.to_thread(navarch, env, "get", "endpoints", "web")
-        assert "127.0.0.2:8080" in endpoints.stdout and "127.0.0.3:8080" in endpoints.stdout
-        for ip in ("127.0.0.2", "127.0.0.3"):  # each replica answers on its node's address
-            with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
+        # Four replicas on two nodes, each on a port its node allocated (deploy/examples/web.yaml).
+        got = await asyncio.to_thread(navarch, env, "get", "endpoints", "web", "-o", "json")
+        ep = json.loads(got.stdout)
+        addresses = [
+            (a["ip"], p["port"]) for subset in ep["subsets"] for a in subset["addresses"] for p in subset["ports"]
+        ]
+        assert len(addresses) == 4 and {ip for ip, _ in addresses} == {"127.0.0.2", "127.0.0.3"}, ep
+        assert all(20000 <= port <= 29999 for _, port in addresses), ep
+        for ip, port in addresses:  # each replica answers on its node's address and its own port
+            with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
                 assert resp.status == 200
         # ... and through the Service's cluster IP, served by the node proxy in every agent.
         got = await asyncio.to_thread(navarch, env, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
