@@ -64,7 +64,10 @@ def command_as(
     if same and not cgroups and not tty:
         return Invocation(list(argv), dict(env))  # nothing to drop, nothing to join
     fd = os.memfd_create("navarch-env", os.MFD_CLOEXEC)
-    os.write(fd, json.dumps({"env": env, "cgroups": list(cgroups), "tty": tty}).encode())
+    payload: dict[str, object] = {"env": env, "cgroups": list(cgroups)}
+    if tty:
+        payload["tty"] = True
+    os.write(fd, json.dumps(payload).encode())
     os.lseek(fd, 0, os.SEEK_SET)
     if same or run_as is None or run_as.uid is None:
         uid, gid, groups = -1, -1, ""

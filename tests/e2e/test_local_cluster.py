@@ -69,9 +69,9 @@ async def test_up_runs_the_examples_and_down_purge_leaves_nothing(tmp_path: Path
             (a["ip"], p["port"]) for subset in ep["subsets"] for a in subset["addresses"] for p in subset["ports"]
         ]
         assert len(addresses) == 4 and {ip for ip, _ in addresses} == {"127.0.0.2", "127.0.0.3"}, ep
-        assert all(20000 <= port <= 29999 for _, port in addresses), ep
-        for ip, port in addresses:  # each replica answers on its node's address and its own port
-            with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
+        assert all(20000 <= p <= 29999 for _, p in addresses), ep
+        for ip, replica_port in addresses:  # each replica answers on its node's address and its own port
+            with urllib.request.urlopen(f"http://{ip}:{replica_port}/", timeout=5) as resp:  # noqa: ASYNC210 - a quick local call
                 assert resp.status == 200
         # ... and through the Service's cluster IP, served by the node proxy in every agent.
         got = await asyncio.to_thread(navarch, env, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
