@@ -6,7 +6,8 @@
       .create/get/list/update/update_status/patch/delete/watch(...)   typed on the kind's message class
       retries: UNAVAILABLE (and DEADLINE_EXCEEDED of one attempt) with jittered exponential back-off,
                only for calls that are safe to repeat: reads, Delete, and writes guarded by a
-               resourceVersion. Create, unconditional Update and unguarded Patch are sent once.
+               resourceVersion. Create, unconditional Update and unguarded Patch are sent once (again only when
+               the channel refused them before any server saw them).
       errors:  ApiError subclasses (controlplane.api.errors), never raw gRPC errors.
 """
 
@@ -88,6 +89,17 @@ def _refused_certificate(details: str) -> bool:
     """Whether a connection failure is the server refusing our (missing or foreign) client certificate."""
     upper = details.upper()
     return "CERTIFICATE_REQUIRED" in upper or "TLSV1_ALERT_UNKNOWN_CA" in upper or "CERTIFICATE_UNKNOWN" in upper
+
+
+# gRPC's load balancers fail a call with these words when no connection was ready to carry it: the request
+# never left this process, so sending it again cannot apply it twice.
+_NOT_SENT_MARKERS = ("failed to connect to all addresses", "connections to all backends failing")
+
+
+def _never_sent(err: grpc.aio.AioRpcError) -> bool:
+    """Whether a failed call was refused by the client's own channel before any server saw it."""
+    details = (err.details() or "").lower()
+    return err.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _NOT_SENT_MARKERS)
 
 
 def _kind_name(kind: type[Any] | str) -> str:
@@ -180,7 +192,11 @@ class ApiClient:
                     or (code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline)
                 ) and not _refused_certificate(err.details() or "")
                 out_of_attempts = bool(self.config.max_attempts) and attempts >= self.config.max_attempts
-                if not retry or not retryable or out_of_attempts or time.monotonic() + delay >= deadline:
+                # A call that is not retried (a Create) is still sent again when it never reached a server:
+                # with several API servers, one may be back while the channel's connection to it is still
+                # waiting out its reconnect back-off.
+                again = retry or _never_sent(err)
+                if not again or not retryable or out_of_attempts or time.monotonic() + delay >= deadline:
                     raise self._error(err, what) from None
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.config.max_backoff)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.api.errors import UnavailableError
 from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
@@ -100,3 +101,24 @@ async def test_an_informer_over_two_api_servers_stays_exact_through_a_kill_of_on
         await asyncio.gather(task, return_exceptions=True)
     finally:
         await client.close()
+
+
+async def test_a_create_that_found_no_server_up_is_sent_once_one_is(servers: list[processes.Daemon]) -> None:
+    """A Create is never retried once a server may have seen it, but one that the channel refused before
+    sending (no connection ready: every server down, or back and still within the channel's reconnect
+    back-off) waits for a server within its timeout instead of failing at once."""
+    endpoints = [d.argv[d.argv.index("--listen") + 1] for d in servers]
+    for d in servers:
+        d.stop()
+    async with ApiClient(ClientConfig(endpoints=endpoints, timeout=30)) as client:
+        # Let the channel fail its first connections so that its back-off is running when a server returns.
+        with pytest.raises(UnavailableError):
+            await client.get(core_pb2.Namespace, "default", timeout=1)
+        create = asyncio.create_task(client.create(configmap("sent-once", "default")))
+        await asyncio.sleep(1.5)
+        assert not create.done(), "the Create gave up while no server was up"
+        servers[1].start()
+        created = await asyncio.wait_for(create, timeout=40)
+        assert created.metadata.name == "sent-once"
+        listed = await client.list(core_pb2.ConfigMap, "default")
+        assert [cm.metadata.name for cm in listed.items].count("sent-once") == 1
