@@ -16,7 +16,7 @@ from jsonpath_ng.exceptions import JsonPathParserError
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from tabulate import DataRow, TableFormat, tabulate
 
-from controlplane.api import kinds
+from controlplane.api import conditions, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import meta, typed_manifest
 from controlplane.api.pb import batch_pb2, core_pb2
@@ -77,7 +77,7 @@ def _pod_restarts(p: core_pb2.Pod) -> str:
 
 
 def _node_status(n: core_pb2.Node) -> str:
-    ready = next((c for c in n.status.conditions if c.type == "Ready"), None)
+    ready = conditions.find(n.status.conditions, "Ready")
     status = "Unknown" if ready is None else ("Ready" if ready.status == "True" else "NotReady")
     return status + (",SchedulingDisabled" if n.spec.unschedulable else "")
 

@@ -21,6 +21,7 @@ import click
 from cli import config as cfg
 from cli.context import fail
 from controlplane import transport
+from controlplane.api.conditions import node_ready
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
@@ -56,7 +57,7 @@ async def _ready_nodes(api: str, pki_dir: str) -> int:
     client = ApiClient(ClientConfig(endpoints=[api], timeout=3, max_attempts=1, tls=_tls(pki_dir)))
     try:
         nodes = (await client.list(core_pb2.Node)).items
-        return sum(1 for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions))
+        return sum(1 for n in nodes if node_ready(n) == "True")
     except ApiError:
         return 0
     finally:

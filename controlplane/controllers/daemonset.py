@@ -24,14 +24,19 @@ from controlplane.api.selectors import from_label_selector_message
 from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
-from controlplane.controllers.deployment import template_hash
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.intstr import scaled_value
 from controlplane.controllers.ownedpods import OwnedPodEvents
 from controlplane.controllers.ownership import claim, claim_candidates
-from controlplane.controllers.podcontrol import pod_from_template, pod_is_available, pod_is_ready
+from controlplane.controllers.podcontrol import (
+    CONTROLLER_REVISION_HASH,
+    pod_from_template,
+    pod_is_available,
+    pod_is_ready,
+    template_hash,
+)
 
-HASH_LABEL = "controller-revision-hash"
+HASH_LABEL = CONTROLLER_REVISION_HASH
 
 
 def daemon_pod_template(ds: apps_pb2.DaemonSet) -> core_pb2.PodTemplateSpec:
@@ -40,7 +45,7 @@ def daemon_pod_template(ds: apps_pb2.DaemonSet) -> core_pb2.PodTemplateSpec:
     for key in (TAINT_NOT_READY, TAINT_UNREACHABLE):
         if not any(tol.key == key for tol in t.spec.tolerations):
             t.spec.tolerations.add(key=key, operator="Exists", effect="NoExecute")
-    t.metadata.labels[HASH_LABEL] = template_hash(ds.spec.template)
+    t.metadata.labels[HASH_LABEL] = template_hash(ds.spec.template, label=HASH_LABEL)
     return t
 
 

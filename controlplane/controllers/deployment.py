@@ -17,10 +17,10 @@ more than an RS's ``spec.replicas``), so a stale RS status cannot make a rollout
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from typing import ClassVar
 
+from controlplane.api.conditions import find, set_condition
 from controlplane.api.errors import AlreadyExistsError, ConflictError, NotFoundError
 from controlplane.api.pb import apps_pb2, core_pb2, meta_pb2
 from controlplane.api.selectors import from_label_selector_message
@@ -29,24 +29,21 @@ from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.intstr import surge_and_unavailable
 from controlplane.controllers.ownership import claim, claim_candidates, controller_of, controller_ref
-from controlplane.controllers.podcontrol import next_available_in, pod_is_active, pod_is_available
-from controlplane.controllers.replicaset import set_condition
+from controlplane.controllers.podcontrol import (
+    POD_TEMPLATE_HASH,
+    next_available_in,
+    pod_is_active,
+    pod_is_available,
+    template_hash,
+)
 
 log = logging.getLogger(__name__)
 
-HASH_LABEL = "pod-template-hash"
+HASH_LABEL = POD_TEMPLATE_HASH
 REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
-
-
-def template_hash(template: core_pb2.PodTemplateSpec, collision_count: int = 0) -> str:
-    """A short stable hash of a pod template (without its own hash label)."""
-    t = copy(template)
-    t.metadata.labels.pop(HASH_LABEL, None)
-    digest = hashlib.sha256(t.SerializeToString(deterministic=True) + str(collision_count).encode())
-    return digest.hexdigest()[:10]
 
 
 def same_template(a: core_pb2.PodTemplateSpec, b: core_pb2.PodTemplateSpec) -> bool:
@@ -380,7 +377,7 @@ class DeploymentController(Controller):
                 "Deployment does not have minimum availability.",
                 stamp,
             )
-        old_available = next((c for c in conditions if c.type == "Available"), None)
+        old_available = find(conditions, "Available")
         if old_available is not None and old_available.status == cond.status:
             cond.last_update_time.CopyFrom(old_available.last_update_time)
         conditions = set_condition(conditions, cond)
@@ -403,7 +400,7 @@ class DeploymentController(Controller):
         progressed: bool,
         complete: bool,
     ) -> list[meta_pb2.Condition]:
-        current = next((c for c in conditions if c.type == "Progressing"), None)
+        current = find(conditions, "Progressing")
         rs_name = new.metadata.name if new is not None else ""
         if d.spec.paused:
             if current is None or current.reason != "DeploymentPaused":

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane.api.conditions import new_condition, set_condition
 from controlplane.api.errors import ApiError, NotFoundError
 from controlplane.api.pb import batch_pb2, core_pb2, meta_pb2
 from controlplane.api.selectors import from_label_selector_message
@@ -31,7 +32,6 @@ from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.ownedpods import OwnedPodEvents
 from controlplane.controllers.ownership import claim, claim_candidates
 from controlplane.controllers.podcontrol import pod_from_template, pod_is_ready, slow_start
-from controlplane.controllers.replicaset import set_condition
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +151,11 @@ class JobController(Controller):
         status.ready = sum(1 for p in active if pod_is_ready(p))
         conditions = list(status.conditions)
         if failure is not None:
-            cond = meta_pb2.Condition(type="Failed", status="True", reason=failure[0], message=failure[1])
-            cond.last_transition_time.FromDatetime(now)
-            cond.last_probe_time.FromDatetime(now)
+            cond = new_condition("Failed", "True", failure[0], failure[1], now)
             conditions = set_condition(conditions, cond)
             self.recorder.event(job, WARNING, failure[0], failure[1])
         elif complete and not active:
-            cond = meta_pb2.Condition(type="Complete", status="True")
-            cond.last_transition_time.FromDatetime(now)
-            cond.last_probe_time.FromDatetime(now)
+            cond = new_condition("Complete", "True", now=now)
             conditions = set_condition(conditions, cond)
             status.completion_time.FromDatetime(now)
             self.recorder.event(job, NORMAL, "Completed", "Job completed")

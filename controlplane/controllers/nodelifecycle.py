@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import ClassVar
 
+from controlplane.api import conditions
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.api.placement import TAINT_NOT_READY, TAINT_UNREACHABLE
@@ -42,7 +43,7 @@ NORMAL_ZONE, PARTIAL_DISRUPTION, FULL_DISRUPTION = "Normal", "PartialDisruption"
 
 def ready_status(node: core_pb2.Node) -> str:
     """The node's Ready condition status ("Unknown" if it has none)."""
-    return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
+    return conditions.node_ready(node)
 
 
 class NodeLifecycleController(Controller):

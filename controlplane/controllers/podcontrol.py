@@ -1,4 +1,4 @@
-"""Creating and deleting a controller's pods: pods from a template, and slow-start batches.
+"""Creating and deleting a controller's pods: pods from a template, template hashes, and slow-start batches.
 
 Creations go out in batches of 1, 2, 4, ... and stop at the first batch with a failure, so a template the
 API refuses costs one request per sync instead of hundreds (Kubernetes' ``slowStartBatch``).
@@ -7,13 +7,32 @@ API refuses costs one request per sync instead of hundreds (Kubernetes' ``slowSt
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
+from controlplane.api import conditions
 from controlplane.api.objects import meta
 from controlplane.api.pb import core_pb2
 from controlplane.controllers.ownership import controller_ref
+
+POD_TEMPLATE_HASH = "pod-template-hash"
+"""The label a Deployment's ReplicaSets and their pods carry: the hash of the template they were made from."""
+CONTROLLER_REVISION_HASH = "controller-revision-hash"
+"""The label DaemonSet (and StatefulSet) pods carry: the hash of the template revision they run."""
+
+
+def template_hash(
+    template: core_pb2.PodTemplateSpec, collision_count: int = 0, *, label: str = POD_TEMPLATE_HASH
+) -> str:
+    """A short stable hash of a pod template, ignoring the hash ``label`` it may already carry; a different
+    ``collision_count`` gives a different hash (Kubernetes' answer to a name collision)."""
+    t = core_pb2.PodTemplateSpec()
+    t.CopyFrom(template)
+    t.metadata.labels.pop(label, None)
+    digest = hashlib.sha256(t.SerializeToString(deterministic=True) + str(collision_count).encode())
+    return digest.hexdigest()[:10]
 
 
 def pod_from_template(
@@ -58,7 +77,7 @@ def pod_is_active(pod: core_pb2.Pod) -> bool:
 
 def pod_is_ready(pod: core_pb2.Pod) -> bool:
     """The pod's Ready condition is True."""
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+    return conditions.pod_ready(pod)
 
 
 def ready_since(pod: core_pb2.Pod) -> float | None:

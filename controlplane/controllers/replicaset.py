@@ -13,8 +13,9 @@ import contextlib
 import logging
 from typing import ClassVar
 
+from controlplane.api.conditions import new_condition, set_condition
 from controlplane.api.errors import AlreadyExistsError, ApiError, NotFoundError
-from controlplane.api.pb import apps_pb2, core_pb2, meta_pb2
+from controlplane.api.pb import apps_pb2, core_pb2
 from controlplane.api.selectors import from_label_selector_message
 from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
@@ -51,20 +52,6 @@ def deletion_rank(pod: core_pb2.Pod) -> tuple[int, int, int, float, int, float]:
         -restarts,
         -created,
     )
-
-
-def set_condition(conditions: list[meta_pb2.Condition], new: meta_pb2.Condition) -> list[meta_pb2.Condition]:
-    """Conditions with ``new`` replacing the one of its type (transition time kept if the status did not
-    change)."""
-    out: list[meta_pb2.Condition] = []
-    for c in conditions:
-        if c.type == new.type:
-            if c.status == new.status:
-                new.last_transition_time.CopyFrom(c.last_transition_time)
-            continue
-        out.append(c)
-    out.append(new)
-    return out
 
 
 class ReplicaSetController(Controller):
@@ -167,9 +154,7 @@ class ReplicaSetController(Controller):
         )
         conditions = [c for c in rs.status.conditions if c.type != "ReplicaFailure"]
         if error is not None:
-            failure = meta_pb2.Condition(
-                type="ReplicaFailure", status="True", reason="FailedCreate", message=error.message
-            )
+            failure = new_condition("ReplicaFailure", "True", "FailedCreate", error.message)
             failure.last_transition_time.FromDatetime(self.ctx.now())
             conditions = set_condition(list(rs.status.conditions), failure)
         status.conditions.extend(conditions)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+from controlplane.api.conditions import node_ready
 from controlplane.api.pb import core_pb2
 from controlplane.api.quantity import parse_quantity
 
@@ -131,10 +132,6 @@ def host_ports(pod: core_pb2.Pod) -> set[tuple[str, str, int]]:
 # ------------------------------------------------------------------ NodeInfo
 
 
-def _ready(node: core_pb2.Node) -> str:
-    return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
-
-
 class NodeInfo:
     """A node and the pods on it (bound or assumed), with their sums, as the scheduler's cache keeps them."""
 
@@ -143,7 +140,7 @@ class NodeInfo:
         self.name = node.metadata.name
         self.labels: dict[str, str] = dict(node.metadata.labels)
         self.allocatable = node_allocatable(node)
-        self.ready = _ready(node)
+        self.ready = node_ready(node)
         self.tiebreak = zlib.crc32(self.name.encode())
         """A per-node number mixed with the pod's to break ties cheaply and reproducibly."""
         self.pods: dict[str, core_pb2.Pod] = {}
@@ -157,7 +154,7 @@ class NodeInfo:
         self.node = node
         self.labels = dict(node.metadata.labels)
         self.allocatable = node_allocatable(node)
-        self.ready = _ready(node)
+        self.ready = node_ready(node)
         self.generation += 1
 
     def add_pod(self, pod: core_pb2.Pod) -> None:
