@@ -8,7 +8,7 @@ from controlplane.api.conditions import find, is_true, new_condition, node_ready
 from controlplane.api.pb import core_pb2, meta_pb2
 from controlplane.controllers.podcontrol import CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH, template_hash
 
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
 
 
@@ -18,8 +18,8 @@ def test_set_condition_keeps_the_transition_time_while_the_status_holds() -> Non
     again = set_condition(conds, new_condition("Available", "True", "StillOk", now=T1))
     available = find(again, "Available")
     assert available is not None and available.reason == "StillOk"
-    assert available.last_transition_time.ToDatetime(datetime.timezone.utc) == T0
-    assert available.last_update_time.ToDatetime(datetime.timezone.utc) == T1
+    assert available.last_transition_time.ToDatetime(datetime.UTC) == T0
+    assert available.last_update_time.ToDatetime(datetime.UTC) == T1
     assert [c.type for c in again] == ["Progressing", "Available"]
 
 
@@ -27,7 +27,7 @@ def test_set_condition_moves_the_transition_time_when_the_status_changes() -> No
     conds = set_condition([], new_condition("Ready", "True", now=T0))
     changed = set_condition(conds, new_condition("Ready", "False", now=T1))
     assert len(changed) == 1
-    assert changed[0].last_transition_time.ToDatetime(datetime.timezone.utc) == T1
+    assert changed[0].last_transition_time.ToDatetime(datetime.UTC) == T1
 
 
 def test_missing_conditions_read_as_unknown() -> None:
