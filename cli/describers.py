@@ -385,6 +385,32 @@ def describe_job(j: batch_pb2.Job) -> list[str]:
     return [*lines, *_template(j.spec.template), *conditions(s.conditions)]
 
 
+def describe_cronjob(c: batch_pb2.CronJob) -> list[str]:
+    spec, s = c.spec, c.status
+    job = spec.job_template.spec
+    lines = identity(c)
+    lines += [
+        field("Schedule", spec.schedule),
+        field("Time Zone", spec.time_zone if spec.HasField("time_zone") else "<unset>"),
+        field("Concurrency Policy", spec.concurrency_policy or "Allow"),
+        field("Suspend", "True" if spec.suspend else "False"),
+        field("Successful Job History Limit", spec.successful_jobs_history_limit),
+        field("Failed Job History Limit", spec.failed_jobs_history_limit),
+        field(
+            "Starting Deadline Seconds",
+            f"{spec.starting_deadline_seconds}s" if spec.HasField("starting_deadline_seconds") else "<unset>",
+        ),
+        field("Parallelism", job.parallelism if job.HasField("parallelism") else "<unset>"),
+        field("Completions", job.completions if job.HasField("completions") else "<unset>"),
+        field("Last Schedule Time", timestamp(s.last_schedule_time) if s.last_schedule_time.seconds else "<unset>"),
+        field(
+            "Last Successful Time", timestamp(s.last_successful_time) if s.last_successful_time.seconds else "<unset>"
+        ),
+        field("Active Jobs", ", ".join(r.name for r in s.active) or "<none>"),
+    ]
+    return [*lines, *_template(job.template)]
+
+
 def describe_service(svc: core_pb2.Service) -> list[str]:
     lines = identity(svc)
     lines += _mapping("Selector", dict(svc.spec.selector))
@@ -497,6 +523,7 @@ DESCRIBERS: dict[str, Callable[[Any], list[str]]] = {
     "ReplicaSet": describe_replicaset,
     "DaemonSet": describe_daemonset,
     "Job": describe_job,
+    "CronJob": describe_cronjob,
     "Service": describe_service,
     "Node": describe_node,
     "ConfigMap": describe_configmap,

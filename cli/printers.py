@@ -140,6 +140,18 @@ def _job_duration(j: batch_pb2.Job) -> str:
     return age(start, finish)
 
 
+def _cronjob_last_schedule(c: batch_pb2.CronJob) -> str:
+    return age(c.status.last_schedule_time) if c.status.last_schedule_time.seconds else "<none>"
+
+
+def _containers(spec: core_pb2.PodSpec) -> str:
+    return ",".join(c.name for c in spec.containers) or "<none>"
+
+
+def _images(spec: core_pb2.PodSpec) -> str:
+    return ",".join(c.image or "<none>" for c in spec.containers) or "<none>"
+
+
 COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Pod": (
         [("READY", _pod_ready), ("STATUS", _pod_status), ("RESTARTS", _pod_restarts), ("AGE", _age)],
@@ -193,6 +205,21 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("AGE", _age),
         ],
         [],
+    ),
+    "CronJob": (
+        [
+            ("SCHEDULE", lambda c: c.spec.schedule),
+            ("TIMEZONE", lambda c: c.spec.time_zone if c.spec.HasField("time_zone") else "<none>"),
+            ("SUSPEND", lambda c: "True" if c.spec.suspend else "False"),
+            ("ACTIVE", lambda c: str(len(c.status.active))),
+            ("LAST SCHEDULE", _cronjob_last_schedule),
+            ("AGE", _age),
+        ],
+        [
+            ("CONTAINERS", lambda c: _containers(c.spec.job_template.spec.template.spec)),
+            ("IMAGES", lambda c: _images(c.spec.job_template.spec.template.spec)),
+            ("SELECTOR", lambda c: _selector(c.spec.job_template.spec.selector)),
+        ],
     ),
     "Service": (
         [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from typing import Any
 
@@ -28,10 +29,12 @@ from cli.commands.common import (
 from cli.config import ConfigError, Target
 from cli.context import fail, options, run, warn
 from controlplane.api import kinds
+from controlplane.api.cronjobs import INSTANTIATE, job_from_cronjob
 from controlplane.api.errors import NotFoundError
 from controlplane.api.fieldvalidation import ignored_field_warnings
 from controlplane.api.objects import describe, meta, typed_manifest
 from controlplane.api.patches import three_way_patch
+from controlplane.api.pb import batch_pb2
 from controlplane.client.client import ApiClient
 
 
@@ -132,14 +135,21 @@ def apply(filenames: tuple[str, ...], recursive: bool, dry_run: str, field_valid
     run(body)
 
 
-@click.command()
-@file_options
+@click.group(invoke_without_command=True)
+@functools.partial(file_options, required=False)
 @namespace_option
 @dry_run_option
 @validate_option
 @_output_option
-def create(filenames: tuple[str, ...], recursive: bool, dry_run: str, field_validation: str, output: str) -> None:
-    """Create objects from manifests; an existing object is an error."""
+@click.pass_context
+def create(
+    ctx: click.Context, filenames: tuple[str, ...], recursive: bool, dry_run: str, field_validation: str, output: str
+) -> None:
+    """Create objects from manifests (-f); an existing object is an error. "create job" makes a Job."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not filenames:
+        fail("must specify -f, or what to create (job NAME --from=cronjob/NAME)")
     if dry_run == "client":
         docs = load_documents(filenames, recursive, _local_target(), field_validation)
         _print_client_dry_run([d.obj for d in docs], output or "yaml")
@@ -150,6 +160,29 @@ def create(filenames: tuple[str, ...], recursive: bool, dry_run: str, field_vali
             created = await client.create(doc.obj, dry_run=dry_run == "server")
             suffix = " (server dry run)" if dry_run == "server" else ""
             click.echo(f"{printers.name(created)}{'' if output == 'name' else ' created'}{suffix}")
+
+    run(body)
+
+
+@create.command(name="job")
+@click.argument("name")
+@click.option("--from", "source", required=True, help="The object to make the Job from: cronjob/NAME.")
+@namespace_option
+@_output_option
+def create_job(name: str, source: str, output: str) -> None:
+    """Create a Job now from a CronJob's template (as kubectl create job NAME --from=cronjob/NAME)."""
+    kind, _, from_name = source.partition("/")
+    try:
+        info: kinds.KindInfo | None = kinds.lookup(kind)
+    except NotFoundError:
+        info = None
+    if info is None or info.kind != "CronJob" or not from_name:
+        fail(f"--from must name a CronJob as cronjob/NAME, not {source!r}")
+
+    async def body(client: ApiClient, target: Target) -> None:
+        cj = await client.get(batch_pb2.CronJob, from_name, target.namespace)
+        created = await client.create(job_from_cronjob(cj, name, {INSTANTIATE: "manual"}))
+        click.echo(f"{printers.name(created)}{'' if output == 'name' else ' created'}")
 
     run(body)
 

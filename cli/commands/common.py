@@ -52,7 +52,7 @@ def explicit_namespace() -> bool:
     return options().namespace is not None
 
 
-def file_options(fn: F) -> F:
+def file_options(fn: F, *, required: bool = True) -> F:
     """``-f/--filename`` (repeatable, ``-`` for stdin) and ``-R``."""
     fn = click.option("-R", "--recursive", is_flag=True, help="Read directories recursively.")(fn)
     return click.option(
@@ -60,7 +60,7 @@ def file_options(fn: F) -> F:
         "--filename",
         "filenames",
         multiple=True,
-        required=True,
+        required=required,
         help="File, directory or - for stdin (repeatable).",
         type=click.Path(allow_dash=True),
     )(fn)

@@ -127,6 +127,19 @@ def _default_job(obj: Message) -> None:
     default_pod_spec(spec.template.spec)
 
 
+def _default_cronjob(obj: Message) -> None:
+    cj: batch_pb2.CronJob = obj  # type: ignore[assignment]
+    spec = cj.spec
+    spec.concurrency_policy = spec.concurrency_policy or "Allow"
+    if not spec.HasField("suspend"):
+        spec.suspend = False
+    if not spec.HasField("successful_jobs_history_limit"):
+        spec.successful_jobs_history_limit = 3
+    if not spec.HasField("failed_jobs_history_limit"):
+        spec.failed_jobs_history_limit = 1
+    default_pod_spec(spec.job_template.spec.template.spec)
+
+
 def _default_service(obj: Message) -> None:
     svc: core_pb2.Service = obj  # type: ignore[assignment]
     svc.spec.type = svc.spec.type or "ClusterIP"
@@ -157,6 +170,7 @@ _BY_KIND: dict[str, Callable[[Message], None]] = {
     "Deployment": _default_deployment,
     "DaemonSet": _default_daemonset,
     "Job": _default_job,
+    "CronJob": _default_cronjob,
     "Service": _default_service,
     "ConfigMap": _default_configdata,
     "Secret": _default_configdata,

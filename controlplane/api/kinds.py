@@ -66,6 +66,7 @@ KINDS: tuple[KindInfo, ...] = (
         "DaemonSet", "apps/v1", "daemonsets", True, apps_pb2.DaemonSet, "daemon_set", ("ds",), categories=("all",)
     ),
     KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job", categories=("all",)),
+    KindInfo("CronJob", "batch/v1", "cronjobs", True, batch_pb2.CronJob, "cron_job", ("cj",), categories=("all",)),
     KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",), categories=("all",)),
     KindInfo("Endpoints", "v1", "endpoints", True, core_pb2.Endpoints, "endpoints", ("ep",), has_status=False),
     KindInfo("ConfigMap", "v1", "configmaps", True, core_pb2.ConfigMap, "config_map", ("cm",), has_status=False),
@@ -98,7 +99,7 @@ for _k in KINDS:
 
 
 # kubectl's order for `get all`: pods, services, daemonsets, deployments, replicasets, (statefulsets,) jobs.
-_CATEGORY_ORDER = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "Job")
+_CATEGORY_ORDER = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "Job", "CronJob")
 
 
 def category(name: str) -> list[KindInfo]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from controlplane.api import kinds
+from controlplane.api import cronschedule, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
 from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2
@@ -662,11 +662,16 @@ def _validate_daemonset(errs: Errors, ds: apps_pb2.DaemonSet) -> None:
 
 
 def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
-    spec = job.spec
     if len(job.metadata.name) > 63:
         # As in Kubernetes: the Job's pods carry its name as the job-name label, whose values stop at 63.
         errs.add("metadata.name", "must be no more than 63 characters (its pods carry it in the job-name label)")
         return
+    _validate_job_spec(errs, "spec", job.spec)
+    _validate_template(errs, "spec.template", job.spec.selector, job.spec.template)
+
+
+def _validate_job_spec(errs: Errors, path: str, spec: batch_pb2.JobSpec) -> None:
+    """A Job's spec apart from its selector (a CronJob's job template has none: each Job gets its own)."""
     for field, camel in (
         ("parallelism", "parallelism"),
         ("completions", "completions"),
@@ -674,20 +679,51 @@ def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
         ("ttl_seconds_after_finished", "ttlSecondsAfterFinished"),
     ):
         if spec.HasField(field) and getattr(spec, field) < 0:  # type: ignore[arg-type]
-            errs.add(f"spec.{camel}", "must be greater than or equal to 0")
+            errs.add(f"{path}.{camel}", "must be greater than or equal to 0")
     if spec.HasField("active_deadline_seconds") and spec.active_deadline_seconds <= 0:
-        errs.add("spec.activeDeadlineSeconds", "must be greater than 0")
-    check_one_of(errs, "spec.completionMode", spec.completion_mode, ("NonIndexed", "Indexed"))
+        errs.add(f"{path}.activeDeadlineSeconds", "must be greater than 0")
+    check_one_of(errs, f"{path}.completionMode", spec.completion_mode, ("NonIndexed", "Indexed"))
     if spec.completion_mode == "Indexed" and not spec.HasField("completions"):
-        errs.add("spec.completions", "required when completionMode is Indexed")
-    _validate_template(errs, "spec.template", spec.selector, spec.template)
+        errs.add(f"{path}.completions", "required when completionMode is Indexed")
     check_one_of(
         errs,
-        "spec.template.spec.restartPolicy",
+        f"{path}.template.spec.restartPolicy",
         spec.template.spec.restart_policy,
         ("OnFailure", "Never"),
         required=True,
     )
+
+
+def _validate_cronjob(errs: Errors, cj: batch_pb2.CronJob) -> None:
+    spec = cj.spec
+    if len(cj.metadata.name) > 52:
+        # As in Kubernetes: its Jobs are named <name>-<minutes since the epoch>, which must stay within 63.
+        errs.add("metadata.name", "must be no more than 52 characters (its Jobs add an 11-character suffix)")
+    try:
+        cronschedule.expand(spec.schedule)
+    except ValueError as e:
+        errs.add("spec.schedule", str(e))
+    if spec.HasField("time_zone"):
+        try:
+            cronschedule.time_zone(spec.time_zone)
+        except ValueError as e:
+            errs.add("spec.timeZone", str(e))
+    check_one_of(errs, "spec.concurrencyPolicy", spec.concurrency_policy, ("Allow", "Forbid", "Replace"))
+    if spec.HasField("starting_deadline_seconds") and spec.starting_deadline_seconds < 0:
+        errs.add("spec.startingDeadlineSeconds", "must be greater than or equal to 0")
+    for field, camel in (
+        ("successful_jobs_history_limit", "successfulJobsHistoryLimit"),
+        ("failed_jobs_history_limit", "failedJobsHistoryLimit"),
+    ):
+        if spec.HasField(field) and getattr(spec, field) < 0:  # type: ignore[arg-type]
+            errs.add(f"spec.{camel}", "must be greater than or equal to 0")
+    template = spec.job_template
+    check_labels(errs, "spec.jobTemplate.metadata.labels", template.metadata.labels)
+    if template.spec.HasField("selector") and template.spec.selector.ByteSize():
+        errs.add("spec.jobTemplate.spec.selector", "may not be set: each Job gets a selector of its own")
+    _validate_job_spec(errs, "spec.jobTemplate.spec", template.spec)
+    check_labels(errs, "spec.jobTemplate.spec.template.metadata.labels", template.spec.template.metadata.labels)
+    validate_pod_spec(errs, "spec.jobTemplate.spec.template.spec", template.spec.template.spec)
 
 
 # ---------------------------------------------------------- the other kinds
@@ -852,6 +888,7 @@ _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
     "Deployment": _validate_deployment,  # type: ignore[dict-item]
     "DaemonSet": _validate_daemonset,  # type: ignore[dict-item]
     "Job": _validate_job,  # type: ignore[dict-item]
+    "CronJob": _validate_cronjob,  # type: ignore[dict-item]
     "Service": _validate_service,  # type: ignore[dict-item]
     "Endpoints": _validate_endpoints,  # type: ignore[dict-item]
     "ConfigMap": _validate_configmap,  # type: ignore[dict-item]

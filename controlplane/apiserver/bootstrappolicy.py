@@ -25,7 +25,7 @@ WORKLOADS = [
         "apps",
         ["deployments", "deployments/status", "replicasets", "replicasets/status", "daemonsets", "daemonsets/status"],
     ),
-    ("batch", ["jobs", "jobs/status"]),
+    ("batch", ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from controlplane.controllers.base import Controller
 from controlplane.controllers.configrollout import ConfigRolloutController
+from controlplane.controllers.cronjob import CronJobController
 from controlplane.controllers.daemonset import DaemonSetController
 from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.endpoints import EndpointsController
@@ -22,6 +23,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         DeploymentController,
         DaemonSetController,
         JobController,
+        CronJobController,
         EndpointsController,
         NamespaceController,
         GarbageCollector,
