@@ -251,7 +251,8 @@ class CronJobController(Controller):
             if owner is None or owner.uid != cj.metadata.uid:
                 self.recorder.event(cj, WARNING, "FailedCreate", f"a Job named {name} exists and is not this CronJob's")
                 return
-        status.active.append(_ref(created))
+        if all(r.uid != created.metadata.uid for r in status.active):
+            status.active.append(_ref(created))
         status.last_schedule_time.FromDatetime(scheduled.astimezone(UTC))
 
     def _come_back(self, key: str, schedule: str, tz: datetime.tzinfo, now: datetime.datetime) -> None:
