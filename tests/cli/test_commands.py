@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from controlplane.api.objects import from_manifest
-from controlplane.api.pb import apps_pb2, core_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2
 from controlplane.apiserver.main import ApiServer
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.events import WARNING, EventRecorder
@@ -245,3 +245,60 @@ async def test_cluster_info_api_resources_version_and_completion(cli: Cli, apise
         env={"_NAVARCH_COMPLETE": "bash_complete", "COMP_WORDS": "navarch get dep", "COMP_CWORD": "2"}
     )
     assert "deployments" in completed.out
+
+
+CRONJOB = """
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "30 2 * * *"
+  timeZone: Europe/Berlin
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata: {labels: {app: nightly}}
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: backup, command: ["true"]}]
+"""
+
+
+async def test_cronjobs_print_kubectls_columns_and_make_jobs_on_demand(
+    cli: Cli, namespace: str, apiserver: ApiServer
+) -> None:
+    assert (await cli("apply", "-f", "-", "-n", namespace, stdin=CRONJOB)).out.strip() == (
+        "cronjob.batch/nightly created"
+    )
+    table = (await cli("get", "cj", "-n", namespace)).out.splitlines()
+    assert table[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    assert table[1].split()[:7] == ["nightly", "30", "2", "*", "*", "*", "Europe/Berlin"]
+    assert table[1].split()[7:10] == ["False", "0", "<none>"]
+    wide = (await cli("get", "cronjobs", "-o", "wide", "-n", namespace)).out.splitlines()
+    assert wide[0].split()[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"] and "backup" in wide[1]
+    described = (await cli("describe", "cronjob", "nightly", "-n", namespace)).out
+    assert "Concurrency Policy:" in described and "Forbid" in described and "Europe/Berlin" in described
+
+    made = await cli("create", "job", "now", "--from=cronjob/nightly", "-n", namespace)
+    assert (made.code, made.out.strip()) == (0, "job.batch/now created"), made.err
+    async with _client(apiserver) as client:
+        job = await client.get(batch_pb2.Job, "now", namespace)
+        cj = await client.get(batch_pb2.CronJob, "nightly", namespace)
+    assert job.metadata.annotations["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert job.metadata.labels["app"] == "nightly"
+    assert [(r.kind, r.uid, r.controller) for r in job.metadata.owner_references] == [
+        ("CronJob", cj.metadata.uid, True)
+    ]
+    assert job.spec.template.spec.containers[0].name == "backup"
+
+    missing = await cli("create", "job", "x", "--from=cronjob/none", "-n", namespace)
+    assert missing.code == 1 and "not found" in missing.err and "Traceback" not in missing.err
+    wrong = await cli("create", "job", "x", "--from=deployment/web", "-n", namespace)
+    assert wrong.code != 0 and "cronjob/NAME" in wrong.err
+
+    bad = CRONJOB.replace('"30 2 * * *"', '"30 2 * *"').replace("Europe/Berlin", "../../etc/passwd")
+    refused = await cli("apply", "-f", "-", "-n", namespace, stdin=bad.replace("nightly}", "bad}"))
+    assert refused.code == 1
+    assert "spec.schedule: expected exactly 5 fields" in refused.err
+    assert "spec.timeZone" in refused.err
