@@ -114,7 +114,8 @@ def _default_job(obj: Message) -> None:
     if not spec.HasField("parallelism"):
         spec.parallelism = 1
     if not spec.HasField("backoff_limit"):
-        spec.backoff_limit = 6
+        # With a budget per index, the Job-wide one is off unless asked for (as Kubernetes).
+        spec.backoff_limit = 2**31 - 1 if spec.HasField("backoff_limit_per_index") else 6
     spec.completion_mode = spec.completion_mode or "NonIndexed"
     if not spec.HasField("suspend"):
         spec.suspend = False

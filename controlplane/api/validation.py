@@ -670,6 +670,9 @@ def _validate_job(errs: Errors, job: batch_pb2.Job) -> None:
     _validate_template(errs, "spec.template", job.spec.selector, job.spec.template)
 
 
+MAX_INDEXED_COMPLETIONS = 100_000
+
+
 def _validate_job_spec(errs: Errors, path: str, spec: batch_pb2.JobSpec) -> None:
     """A Job's spec apart from its selector (a CronJob's job template has none: each Job gets its own)."""
     for field, camel in (
@@ -685,6 +688,21 @@ def _validate_job_spec(errs: Errors, path: str, spec: batch_pb2.JobSpec) -> None
     check_one_of(errs, f"{path}.completionMode", spec.completion_mode, ("NonIndexed", "Indexed"))
     if spec.completion_mode == "Indexed" and not spec.HasField("completions"):
         errs.add(f"{path}.completions", "required when completionMode is Indexed")
+    if spec.completion_mode == "Indexed":
+        # As Kubernetes: an Indexed Job's pods are tracked one index at a time, so both stay bounded.
+        for name, value in (("completions", spec.completions), ("parallelism", spec.parallelism)):
+            if value > MAX_INDEXED_COMPLETIONS:
+                errs.add(f"{path}.{name}", f"must be at most {MAX_INDEXED_COMPLETIONS} when completionMode is Indexed")
+    if spec.HasField("backoff_limit_per_index"):
+        if spec.completion_mode != "Indexed":
+            errs.add(f"{path}.backoffLimitPerIndex", "requires completionMode Indexed")
+        if spec.backoff_limit_per_index < 0:
+            errs.add(f"{path}.backoffLimitPerIndex", "must be greater than or equal to 0")
+    if spec.HasField("max_failed_indexes"):
+        if not spec.HasField("backoff_limit_per_index"):
+            errs.add(f"{path}.maxFailedIndexes", "requires backoffLimitPerIndex")
+        if spec.max_failed_indexes < 0 or spec.max_failed_indexes > spec.completions:
+            errs.add(f"{path}.maxFailedIndexes", "must be between 0 and completions")
     check_one_of(
         errs,
         f"{path}.template.spec.restartPolicy",

@@ -215,6 +215,8 @@ class JobStrategy(Strategy):
             errs.add("spec.template", "field is immutable")
         if n.spec.completions != o.spec.completions:
             errs.add("spec.completions", "field is immutable")
+        if n.spec.completion_mode != o.spec.completion_mode:
+            errs.add("spec.completionMode", "field is immutable")
 
 
 # ------------------------------------------------------------- other kinds

@@ -10,6 +10,11 @@ reconcile(ns/name):
 
 Failed pods are kept (they are the record of failures, as in Kubernetes); with restartPolicy OnFailure
 the containers' restarts count as failures too.
+
+``completionMode: Indexed`` gives each pod an index (``jobindex``): complete when every index succeeded,
+``status.completedIndexes``; with ``backoffLimitPerIndex`` failures are counted per index instead of against
+``backoffLimit``, given-up indexes go to ``status.failedIndexes``, and the Job fails (FailedIndexes) once every
+index is done, or (MaxFailedIndexesExceeded) when more than ``maxFailedIndexes`` are given up.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from controlplane.api.pb import batch_pb2, core_pb2, meta_pb2
 from controlplane.api.selectors import from_label_selector_message
 from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.indexer import object_key
+from controlplane.controllers import jobindex
 from controlplane.controllers.base import Controller, ControllerContext, copy
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.ownedpods import OwnedPodEvents
@@ -54,6 +60,23 @@ def _finish_time(pod: core_pb2.Pod) -> float:
         if c.state.HasField("terminated")
     ]
     return max(times) if times else _seconds(pod.metadata.creation_timestamp)
+
+
+def indexed_pod(job: batch_pb2.Job, index: int, failures: int) -> core_pb2.Pod:
+    """The pod of one index: ``<job>-<index>-<random>``, its index in an annotation, a label and
+    ``JOB_COMPLETION_INDEX``, the hostname ``<job>-<index>``, and the failures its index had before it."""
+    name = job.metadata.name
+    pod = pod_from_template(job.spec.template, job, generate_name=f"{name}-{index}-", namespace=job.metadata.namespace)
+    pod.metadata.annotations[jobindex.INDEX] = str(index)
+    pod.metadata.labels[jobindex.INDEX] = str(index)
+    pod.metadata.annotations[jobindex.FAILURE_COUNT] = str(failures)
+    if not pod.spec.hostname and len(f"{name}-{index}") <= 63:
+        pod.spec.hostname = f"{name}-{index}"
+    for container in [*pod.spec.init_containers, *pod.spec.containers]:
+        if not any(e.name == jobindex.ENV for e in container.env):
+            env = container.env.add(name=jobindex.ENV)
+            env.value_from.field_ref.field_path = f"metadata.annotations['{jobindex.INDEX}']"
+    return pod
 
 
 class JobController(Controller):
@@ -114,11 +137,24 @@ class JobController(Controller):
         failures = max(failures, job.status.failed)
         completions = job.spec.completions if job.spec.HasField("completions") else None
         parallelism = job.spec.parallelism if job.spec.HasField("parallelism") else 1
+        indexed: jobindex.Progress | None = None
+        if job.spec.completion_mode == "Indexed" and completions is not None:
+            indexed = jobindex.progress(job.spec, job.status, pods)
+            succeeded = len(indexed.succeeded)
+        per_index = indexed is not None and job.spec.HasField("backoff_limit_per_index")
 
         failure: tuple[str, str] | None = None
-        if failures > job.spec.backoff_limit:
+        if indexed is not None and per_index:
+            if job.spec.HasField("max_failed_indexes") and len(indexed.failed) > job.spec.max_failed_indexes:
+                failure = (
+                    "MaxFailedIndexesExceeded",
+                    "Job has exceeded the specified maximal number of failed indexes",
+                )
+            elif indexed.finished and indexed.failed:
+                failure = ("FailedIndexes", "Job has failed indexes")
+        elif failures > job.spec.backoff_limit:
             failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        elif job.spec.HasField("active_deadline_seconds"):
+        if failure is None and job.spec.HasField("active_deadline_seconds"):
             elapsed = now.timestamp() - _seconds(job.status.start_time)
             if elapsed >= job.spec.active_deadline_seconds:
                 failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
@@ -130,6 +166,11 @@ class JobController(Controller):
         if failure is not None:
             await self._delete_pods(key, job, active)
             active = []
+        elif not complete and not job.spec.suspend and self.expectations.satisfied(key) and indexed is not None:
+            try:
+                active = await self._manage_indexed(key, job, indexed, failed_pods, parallelism)
+            except ApiError as err:
+                error = err
         elif not complete and not job.spec.suspend and self.expectations.satisfied(key):
             try:
                 active = await self._manage(
@@ -149,6 +190,10 @@ class JobController(Controller):
         status.succeeded = succeeded
         status.failed = failures
         status.ready = sum(1 for p in active if pod_is_ready(p))
+        if indexed is not None:
+            status.completed_indexes = jobindex.format_indexes(indexed.succeeded)
+            if per_index:
+                status.failed_indexes = jobindex.format_indexes(indexed.failed)
         conditions = list(status.conditions)
         if failure is not None:
             cond = new_condition("Failed", "True", failure[0], failure[1], now)
@@ -221,6 +266,59 @@ class JobController(Controller):
             self.recorder.event(job, WARNING, "FailedCreate", f"Error creating: {err}")
             raise err
         return active + [core_pb2.Pod()] * done  # counted as active until the cache shows them
+
+    async def _manage_indexed(
+        self,
+        key: str,
+        job: batch_pb2.Job,
+        indexed: jobindex.Progress,
+        failed_pods: list[core_pb2.Pod],
+        parallelism: int,
+    ) -> list[core_pb2.Pod]:
+        # An index that failed waits out its own back-off (base * 2^(its failures - 1)); the others go on.
+        now = self.ctx.now().timestamp()
+        blocked: set[int] = set()
+        wake: float | None = None
+        for pod in failed_pods:
+            index = jobindex.pod_index(pod, indexed.completions)
+            if index is None:
+                continue
+            count = max(1, indexed.failures.get(index, 1))
+            delay = min(self.config.job_backoff_base * 2 ** (count - 1), self.config.job_backoff_max)
+            left = _finish_time(pod) + delay - now
+            if left > 0:
+                blocked.add(index)
+                wake = left if wake is None else min(wake, left)
+        if wake is not None:
+            self.queue.add_after(key, wake)
+        plan = jobindex.plan(indexed, parallelism, blocked)
+        if plan.delete:
+            await self._delete_pods(key, job, plan.delete)
+        gone = {p.metadata.uid for p in plan.delete}
+        kept = [p for pods in indexed.active.values() for p in pods if p.metadata.uid not in gone]
+        todo = plan.create[: self.config.burst_replicas]
+        if not todo:
+            return kept
+        self.expectations.expect_creations(key, len(todo))
+        queue = iter(todo)
+
+        async def create_one() -> None:
+            index = next(queue)
+            pod = indexed_pod(job, index, indexed.failures.get(index, 0))
+            try:
+                created = await self.client.create(pod)
+            except ApiError:
+                self.expectations.creation_observed(key)
+                raise
+            self.recorder.event(job, NORMAL, "SuccessfulCreate", f"Created pod: {created.metadata.name}")
+
+        done, err = await slow_start(len(todo), create_one)
+        for _ in range(len(todo) - done - (1 if err else 0)):
+            self.expectations.creation_observed(key)
+        if err is not None:
+            self.recorder.event(job, WARNING, "FailedCreate", f"Error creating: {err}")
+            raise err
+        return kept + [core_pb2.Pod()] * done
 
     async def _delete_pods(self, key: str, job: batch_pb2.Job, pods: list[core_pb2.Pod]) -> None:
         self.expectations.expect_deletions(key, [p.metadata.uid for p in pods])

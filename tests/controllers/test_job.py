@@ -166,3 +166,65 @@ async def test_with_on_failure_container_restarts_count_against_the_backoff_limi
     # Restarted in place, never replaced (the failed Job then stops its pod, so it may already be gone).
     names = {p.metadata.name for p in await pods_of(client, namespace, active_only=False)}
     assert names <= {pod.metadata.name}, names
+
+
+def index_of(p: core_pb2.Pod) -> int:
+    return int(p.metadata.annotations["batch.kubernetes.io/job-completion-index"])
+
+
+async def test_indexed_job_runs_each_index_once_lowest_first(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"])
+    await client.create(job("work", namespace, completions=3, parallelism=2, completionMode="Indexed"))
+
+    async def indexes_running(want: set[int]) -> bool:
+        return {index_of(p) for p in await running_pods(client, namespace)} == want
+
+    await eventually_async(lambda: indexes_running({0, 1}))
+    first = {index_of(p): p for p in await running_pods(client, namespace)}
+    p1 = first[1]
+    assert p1.metadata.name.startswith("work-1-") and p1.spec.hostname == "work-1"
+    assert p1.metadata.labels["batch.kubernetes.io/job-completion-index"] == "1"
+    (env,) = [e for e in p1.spec.containers[0].env if e.name == "JOB_COMPLETION_INDEX"]
+    assert env.value_from.field_ref.field_path == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    await set_pod_state(client, p1, "Succeeded")
+    await eventually_async(lambda: indexes_running({0, 2}))
+    for p in await running_pods(client, namespace):
+        await set_pod_state(client, p, "Succeeded")
+    await eventually_async(lambda: condition(client, namespace, "Complete"))
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    assert j.status.completed_indexes == "0-2" and j.status.succeeded == 3
+    assert len(await pods_of(client, namespace)) == 3  # one pod per index, no twin
+
+
+async def test_backoff_limit_per_index_gives_up_one_index_and_fails_the_job_at_the_end(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["job"], job_backoff_base=0.2)
+    await client.create(
+        job("work", namespace, completions=3, parallelism=3, completionMode="Indexed", backoffLimitPerIndex=1)
+    )
+
+    async def running_index(i: int) -> core_pb2.Pod | None:
+        return next((p for p in await running_pods(client, namespace) if index_of(p) == i), None)
+
+    for attempt in range(2):  # index 1 fails twice: more than its budget of 1
+        await eventually_async(lambda: running_index(1))
+        victim = await running_index(1)
+        assert victim is not None
+        assert victim.metadata.annotations["batch.kubernetes.io/job-index-failure-count"] == str(attempt)
+        await set_pod_state(client, victim, "Failed")
+
+    async def given_up() -> bool:
+        j = await client.get(batch_pb2.Job, "work", namespace)
+        return j.status.failed_indexes == "1"
+
+    await eventually_async(given_up)
+    assert await running_index(1) is None
+    for p in await running_pods(client, namespace):
+        assert index_of(p) in (0, 2)
+        await set_pod_state(client, p, "Succeeded")
+    await eventually_async(lambda: condition(client, namespace, "Failed", "FailedIndexes"))
+    j = await client.get(batch_pb2.Job, "work", namespace)
+    assert j.status.completed_indexes == "0,2"

@@ -35,6 +35,8 @@ class JobSpec(_message.Message):
     TTL_SECONDS_AFTER_FINISHED_FIELD_NUMBER: _builtins.int
     COMPLETION_MODE_FIELD_NUMBER: _builtins.int
     SUSPEND_FIELD_NUMBER: _builtins.int
+    BACKOFF_LIMIT_PER_INDEX_FIELD_NUMBER: _builtins.int
+    MAX_FAILED_INDEXES_FIELD_NUMBER: _builtins.int
     parallelism: _builtins.int
     """Defaults to 1 when unset."""
     completions: _builtins.int
@@ -46,6 +48,10 @@ class JobSpec(_message.Message):
     completion_mode: _builtins.str
     """NonIndexed (default) or Indexed."""
     suspend: _builtins.bool
+    backoff_limit_per_index: _builtins.int
+    """Indexed Jobs: failures allowed per index before that index is given up."""
+    max_failed_indexes: _builtins.int
+    """Indexed Jobs with backoffLimitPerIndex: the Job fails once more indexes than this are given up."""
     @_builtins.property
     def selector(self) -> _meta_pb2.LabelSelector: ...
     @_builtins.property
@@ -63,19 +69,25 @@ class JobSpec(_message.Message):
         ttl_seconds_after_finished: _builtins.int | None = ...,
         completion_mode: _builtins.str = ...,
         suspend: _builtins.bool | None = ...,
+        backoff_limit_per_index: _builtins.int | None = ...,
+        max_failed_indexes: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit", b"_backoff_limit", "_completions", b"_completions", "_manual_selector", b"_manual_selector", "_parallelism", b"_parallelism", "_suspend", b"_suspend", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit", b"backoff_limit", "completions", b"completions", "manual_selector", b"manual_selector", "parallelism", b"parallelism", "selector", b"selector", "suspend", b"suspend", "template", b"template", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit", b"_backoff_limit", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_completions", b"_completions", "_manual_selector", b"_manual_selector", "_max_failed_indexes", b"_max_failed_indexes", "_parallelism", b"_parallelism", "_suspend", b"_suspend", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit", b"backoff_limit", "backoff_limit_per_index", b"backoff_limit_per_index", "completions", b"completions", "manual_selector", b"manual_selector", "max_failed_indexes", b"max_failed_indexes", "parallelism", b"parallelism", "selector", b"selector", "suspend", b"suspend", "template", b"template", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit", b"_backoff_limit", "_completions", b"_completions", "_manual_selector", b"_manual_selector", "_parallelism", b"_parallelism", "_suspend", b"_suspend", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit", b"backoff_limit", "completion_mode", b"completion_mode", "completions", b"completions", "manual_selector", b"manual_selector", "parallelism", b"parallelism", "selector", b"selector", "suspend", b"suspend", "template", b"template", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit", b"_backoff_limit", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_completions", b"_completions", "_manual_selector", b"_manual_selector", "_max_failed_indexes", b"_max_failed_indexes", "_parallelism", b"_parallelism", "_suspend", b"_suspend", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit", b"backoff_limit", "backoff_limit_per_index", b"backoff_limit_per_index", "completion_mode", b"completion_mode", "completions", b"completions", "manual_selector", b"manual_selector", "max_failed_indexes", b"max_failed_indexes", "parallelism", b"parallelism", "selector", b"selector", "suspend", b"suspend", "template", b"template", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active_deadline_seconds: _TypeAlias = _typing.Literal["active_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__active_deadline_seconds: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds"]  # noqa: Y015
     _WhichOneofReturnType__backoff_limit: _TypeAlias = _typing.Literal["backoff_limit"]  # noqa: Y015
     _WhichOneofArgType__backoff_limit: _TypeAlias = _typing.Literal["_backoff_limit", b"_backoff_limit"]  # noqa: Y015
+    _WhichOneofReturnType__backoff_limit_per_index: _TypeAlias = _typing.Literal["backoff_limit_per_index"]  # noqa: Y015
+    _WhichOneofArgType__backoff_limit_per_index: _TypeAlias = _typing.Literal["_backoff_limit_per_index", b"_backoff_limit_per_index"]  # noqa: Y015
     _WhichOneofReturnType__completions: _TypeAlias = _typing.Literal["completions"]  # noqa: Y015
     _WhichOneofArgType__completions: _TypeAlias = _typing.Literal["_completions", b"_completions"]  # noqa: Y015
     _WhichOneofReturnType__manual_selector: _TypeAlias = _typing.Literal["manual_selector"]  # noqa: Y015
     _WhichOneofArgType__manual_selector: _TypeAlias = _typing.Literal["_manual_selector", b"_manual_selector"]  # noqa: Y015
+    _WhichOneofReturnType__max_failed_indexes: _TypeAlias = _typing.Literal["max_failed_indexes"]  # noqa: Y015
+    _WhichOneofArgType__max_failed_indexes: _TypeAlias = _typing.Literal["_max_failed_indexes", b"_max_failed_indexes"]  # noqa: Y015
     _WhichOneofReturnType__parallelism: _TypeAlias = _typing.Literal["parallelism"]  # noqa: Y015
     _WhichOneofArgType__parallelism: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism"]  # noqa: Y015
     _WhichOneofReturnType__suspend: _TypeAlias = _typing.Literal["suspend"]  # noqa: Y015
@@ -87,9 +99,13 @@ class JobSpec(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__backoff_limit) -> _WhichOneofReturnType__backoff_limit | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__backoff_limit_per_index) -> _WhichOneofReturnType__backoff_limit_per_index | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__completions) -> _WhichOneofReturnType__completions | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__manual_selector) -> _WhichOneofReturnType__manual_selector | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_failed_indexes) -> _WhichOneofReturnType__max_failed_indexes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallelism) -> _WhichOneofReturnType__parallelism | None: ...
     @_typing.overload
@@ -110,10 +126,16 @@ class JobStatus(_message.Message):
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    COMPLETED_INDEXES_FIELD_NUMBER: _builtins.int
+    FAILED_INDEXES_FIELD_NUMBER: _builtins.int
     active: _builtins.int
     succeeded: _builtins.int
     failed: _builtins.int
     ready: _builtins.int
+    completed_indexes: _builtins.str
+    """Indexed Jobs: the succeeded indexes, compressed ("0-2,5")."""
+    failed_indexes: _builtins.str
+    """Indexed Jobs with backoffLimitPerIndex: the indexes given up."""
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
     @_builtins.property
@@ -130,13 +152,20 @@ class JobStatus(_message.Message):
         succeeded: _builtins.int = ...,
         failed: _builtins.int = ...,
         ready: _builtins.int | None = ...,
+        completed_indexes: _builtins.str = ...,
+        failed_indexes: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "completion_time", b"completion_time", "ready", b"ready", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_failed_indexes", b"_failed_indexes", "_ready", b"_ready", "completion_time", b"completion_time", "failed_indexes", b"failed_indexes", "ready", b"ready", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ready", b"_ready", "active", b"active", "completion_time", b"completion_time", "conditions", b"conditions", "failed", b"failed", "ready", b"ready", "start_time", b"start_time", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failed_indexes", b"_failed_indexes", "_ready", b"_ready", "active", b"active", "completed_indexes", b"completed_indexes", "completion_time", b"completion_time", "conditions", b"conditions", "failed", b"failed", "failed_indexes", b"failed_indexes", "ready", b"ready", "start_time", b"start_time", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__failed_indexes: _TypeAlias = _typing.Literal["failed_indexes"]  # noqa: Y015
+    _WhichOneofArgType__failed_indexes: _TypeAlias = _typing.Literal["_failed_indexes", b"_failed_indexes"]  # noqa: Y015
     _WhichOneofReturnType__ready: _TypeAlias = _typing.Literal["ready"]  # noqa: Y015
     _WhichOneofArgType__ready: _TypeAlias = _typing.Literal["_ready", b"_ready"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failed_indexes) -> _WhichOneofReturnType__failed_indexes | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ready) -> _WhichOneofReturnType__ready | None: ...
 
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
