@@ -27,6 +27,7 @@ from controlplane.api.selectors import from_label_selector_message
 from controlplane.client.events import NORMAL
 from controlplane.client.indexer import object_key
 from controlplane.controllers.base import Controller, ControllerContext, copy
+from controlplane.controllers.deploymentutil import SetSize, is_scaling_event, proportional_sizes
 from controlplane.controllers.intstr import surge_and_unavailable
 from controlplane.controllers.ownership import claim, claim_candidates, controller_of, controller_ref
 from controlplane.controllers.podcontrol import (
@@ -44,6 +45,20 @@ REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+
+def _size_of(rs: apps_pb2.ReplicaSet) -> SetSize:
+    def number(key: str) -> int | None:
+        text = rs.metadata.annotations.get(key, "")
+        return int(text) if text.isdigit() and len(text) < 10 else None
+
+    return SetSize(
+        name=rs.metadata.name,
+        replicas=rs.spec.replicas,
+        created=rs.metadata.creation_timestamp.seconds + rs.metadata.creation_timestamp.nanos / 1e9,
+        max_replicas=number(MAX_REPLICAS),
+        desired=number(DESIRED_REPLICAS),
+    )
 
 
 def same_template(a: core_pb2.PodTemplateSpec, b: core_pb2.PodTemplateSpec) -> bool:
@@ -214,6 +229,10 @@ class DeploymentController(Controller):
         progressed = False
         if d.metadata.HasField("deletion_timestamp"):
             pass
+        elif d.spec.strategy.type != "Recreate" and is_scaling_event(map(_size_of, sets), d.spec.replicas):
+            # Resized mid-rollout (or while paused): every active ReplicaSet keeps its share; the rollout goes
+            # on from there at the next sync.
+            progressed = await self._scale_proportionally(d, new, olds, surge)
         elif d.spec.paused:
             await self._scale_paused(d, new, olds, surge)
         elif d.spec.strategy.type == "Recreate":
@@ -235,6 +254,31 @@ class DeploymentController(Controller):
         if complete and not d.spec.paused:
             await self._cleanup(d, olds)
         await self._update_status(d, new, all_sets, unavailable, progressed, complete)
+
+    async def _scale_proportionally(
+        self, d: apps_pb2.Deployment, new: apps_pb2.ReplicaSet | None, olds: list[apps_pb2.ReplicaSet], surge: int
+    ) -> bool:
+        sets = [*olds, *([new] if new is not None else [])]
+        active = [rs for rs in sets if rs.spec.replicas > 0]
+        if len(active) <= 1:
+            # One active set (or none: the newest) simply takes the Deployment's size.
+            target = active[0] if active else (new or (olds[-1] if olds else None))
+            return target is not None and await self._scale(d, target, d.spec.replicas, surge)
+        if (
+            new is not None
+            and new.spec.replicas >= d.spec.replicas
+            and new.status.available_replicas >= d.spec.replicas
+        ):
+            changed = False  # the new set is saturated: the old ones simply go
+            for rs in olds:
+                changed |= await self._scale(d, rs, 0, surge)
+            return changed
+        status_replicas = sum(rs.status.replicas for rs in sets)
+        sizes = proportional_sizes([_size_of(rs) for rs in active], d.spec.replicas, surge, status_replicas)
+        changed = False
+        for rs in active:
+            changed |= await self._scale(d, rs, sizes[rs.metadata.name], surge)
+        return changed
 
     async def _scale_paused(
         self, d: apps_pb2.Deployment, new: apps_pb2.ReplicaSet | None, olds: list[apps_pb2.ReplicaSet], surge: int

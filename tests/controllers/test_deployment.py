@@ -240,3 +240,37 @@ async def test_revision_history_limit_deletes_the_oldest_idle_replica_sets(clien
     for rs in (await client.list(apps_pb2.ReplicaSet, namespace)).items:
         ref = controller_of(rs)
         assert ref is not None and ref.kind == "Deployment"
+
+
+@pytest.mark.usefixtures("cluster_parts")
+async def test_a_resize_mid_rollout_is_spread_over_the_replica_sets_in_proportion(
+    client: ApiClient, namespace: str
+) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
+    await client.create(deployment("web", namespace, 10, strategy=strategy))
+    await eventually_async(lambda: rolled_out(client, "web", namespace, "1"), timeout=60)
+
+    def stuck_rollout(d: apps_pb2.Deployment) -> None:
+        set_version(d, "2")
+        d.spec.template.spec.node_selector["no-such-label"] = "x"  # the new pods never run: the rollout stalls
+
+    await change(client, apps_pb2.Deployment, "web", namespace, stuck_rollout)
+
+    async def sizes() -> dict[str, int]:
+        sets = (await client.list(apps_pb2.ReplicaSet, namespace)).items
+        return {rs.spec.template.spec.containers[0].env[0].value: rs.spec.replicas for rs in sets}
+
+    async def mid_rollout() -> bool:
+        return await sizes() == {"1": 10, "2": 3}  # 10 + 25 % surge (3), none of the old can go yet
+
+    await eventually_async(mid_rollout, timeout=30)
+    await client.patch(apps_pb2.Deployment, "web", {"spec": {"replicas": 20}}, namespace)
+
+    # 20 with 25 % surge allows 25: old 10·25/13 → 19, new 3·25/13 → 6 (the newest does not take it all).
+    async def proportional() -> bool:
+        return await sizes() == {"1": 19, "2": 6}
+
+    await eventually_async(proportional, timeout=30)
+    for _ in range(6):  # and it stays so: the rollout goes on from there, still stalled
+        await asyncio.sleep(0.5)
+        assert await sizes() == {"1": 19, "2": 6}
