@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cli.printers import age
 from controlplane.api import kinds
 from controlplane.api.objects import meta, to_manifest
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, meta_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, meta_pb2, policy_pb2
 
 LAST_APPLIED = "navarch.io/last-applied-configuration"
 WIDTH = 14  # kubectl aligns values after the labels with a tab writer; a fixed column reads the same
@@ -411,6 +411,28 @@ def describe_cronjob(c: batch_pb2.CronJob) -> list[str]:
     return [*lines, *_template(job.template)]
 
 
+def describe_pdb(p: policy_pb2.PodDisruptionBudget) -> list[str]:
+    def value(v: Any) -> str:
+        return v.string_value if v.WhichOneof("kind") == "string_value" else str(int(v.number_value))
+
+    s = p.status
+    lines = identity(p)
+    if p.spec.HasField("min_available"):
+        lines.append(field("Min available", value(p.spec.min_available)))
+    if p.spec.HasField("max_unavailable"):
+        lines.append(field("Max unavailable", value(p.spec.max_unavailable)))
+    lines += [
+        field("Selector", selector(p.spec.selector)),
+        field("Unhealthy Pod Eviction Policy", p.spec.unhealthy_pod_eviction_policy or "IfHealthyBudget"),
+        "Status:",
+        field("Allowed disruptions", s.disruptions_allowed, 2),
+        field("Current", s.current_healthy, 2),
+        field("Desired", s.desired_healthy, 2),
+        field("Total", s.expected_pods, 2),
+    ]
+    return [*lines, *conditions(s.conditions)]
+
+
 def describe_service(svc: core_pb2.Service) -> list[str]:
     lines = identity(svc)
     lines += _mapping("Selector", dict(svc.spec.selector))
@@ -524,6 +546,7 @@ DESCRIBERS: dict[str, Callable[[Any], list[str]]] = {
     "DaemonSet": describe_daemonset,
     "Job": describe_job,
     "CronJob": describe_cronjob,
+    "PodDisruptionBudget": describe_pdb,
     "Service": describe_service,
     "Node": describe_node,
     "ConfigMap": describe_configmap,

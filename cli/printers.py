@@ -19,7 +19,7 @@ from tabulate import DataRow, TableFormat, tabulate
 from controlplane.api import conditions, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import meta, typed_manifest
-from controlplane.api.pb import batch_pb2, core_pb2
+from controlplane.api.pb import batch_pb2, core_pb2, policy_pb2
 
 Column = tuple[str, Callable[[Any], str]]
 
@@ -152,6 +152,20 @@ def _images(spec: core_pb2.PodSpec) -> str:
     return ",".join(c.image or "<none>" for c in spec.containers) or "<none>"
 
 
+def _int_or_string(v: Any, present: bool) -> str:
+    if not present:
+        return "N/A"
+    return v.string_value if v.WhichOneof("kind") == "string_value" else str(int(v.number_value))
+
+
+def _pdb_min(p: policy_pb2.PodDisruptionBudget) -> str:
+    return _int_or_string(p.spec.min_available, p.spec.HasField("min_available"))
+
+
+def _pdb_max(p: policy_pb2.PodDisruptionBudget) -> str:
+    return _int_or_string(p.spec.max_unavailable, p.spec.HasField("max_unavailable"))
+
+
 COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Pod": (
         [("READY", _pod_ready), ("STATUS", _pod_status), ("RESTARTS", _pod_restarts), ("AGE", _age)],
@@ -220,6 +234,15 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("IMAGES", lambda c: _images(c.spec.job_template.spec.template.spec)),
             ("SELECTOR", lambda c: _selector(c.spec.job_template.spec.selector)),
         ],
+    ),
+    "PodDisruptionBudget": (
+        [
+            ("MIN AVAILABLE", _pdb_min),
+            ("MAX UNAVAILABLE", _pdb_max),
+            ("ALLOWED DISRUPTIONS", lambda p: str(p.status.disruptions_allowed)),
+            ("AGE", _age),
+        ],
+        [],
     ),
     "Service": (
         [

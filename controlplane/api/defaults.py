@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import kinds
 from controlplane.api.objects import meta
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2
 from controlplane.api.quantity import parse_quantity
 
 DEFAULT_GRACE_SECONDS = 30
@@ -141,6 +141,11 @@ def _default_cronjob(obj: Message) -> None:
     default_pod_spec(spec.job_template.spec.template.spec)
 
 
+def _default_pdb(obj: Message) -> None:
+    pdb: policy_pb2.PodDisruptionBudget = obj  # type: ignore[assignment]
+    pdb.spec.unhealthy_pod_eviction_policy = pdb.spec.unhealthy_pod_eviction_policy or "IfHealthyBudget"
+
+
 def _default_service(obj: Message) -> None:
     svc: core_pb2.Service = obj  # type: ignore[assignment]
     svc.spec.type = svc.spec.type or "ClusterIP"
@@ -172,6 +177,7 @@ _BY_KIND: dict[str, Callable[[Message], None]] = {
     "DaemonSet": _default_daemonset,
     "Job": _default_job,
     "CronJob": _default_cronjob,
+    "PodDisruptionBudget": _default_pdb,
     "Service": _default_service,
     "ConfigMap": _default_configdata,
     "Secret": _default_configdata,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from controlplane.api.errors import InvalidError, NotFoundError
-from controlplane.api.pb import api_pb2, apps_pb2, batch_pb2, coordination_pb2, core_pb2, rbac_pb2
+from controlplane.api.pb import api_pb2, apps_pb2, batch_pb2, coordination_pb2, core_pb2, policy_pb2, rbac_pb2
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,15 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job", categories=("all",)),
     KindInfo("CronJob", "batch/v1", "cronjobs", True, batch_pb2.CronJob, "cron_job", ("cj",), categories=("all",)),
+    KindInfo(
+        "PodDisruptionBudget",
+        "policy/v1",
+        "poddisruptionbudgets",
+        True,
+        policy_pb2.PodDisruptionBudget,
+        "pod_disruption_budget",
+        ("pdb",),
+    ),
     KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",), categories=("all",)),
     KindInfo("Endpoints", "v1", "endpoints", True, core_pb2.Endpoints, "endpoints", ("ep",), has_status=False),
     KindInfo("ConfigMap", "v1", "configmaps", True, core_pb2.ConfigMap, "config_map", ("cm",), has_status=False),

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from controlplane.api import cronschedule, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
-from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, policy_pb2, rbac_pb2
 from controlplane.api.quantity import parse_quantity
 from controlplane.api.selectors import from_label_selector_message
 
@@ -744,6 +744,24 @@ def _validate_cronjob(errs: Errors, cj: batch_pb2.CronJob) -> None:
     validate_pod_spec(errs, "spec.jobTemplate.spec.template.spec", template.spec.template.spec)
 
 
+def _validate_pdb(errs: Errors, pdb: policy_pb2.PodDisruptionBudget) -> None:
+    spec = pdb.spec
+    has_min = spec.HasField("min_available")
+    has_max = spec.HasField("max_unavailable")
+    if has_min and has_max:
+        errs.add("spec", "minAvailable and maxUnavailable cannot be both set")
+    check_int_or_percent(errs, "spec.minAvailable", spec.min_available)
+    check_int_or_percent(errs, "spec.maxUnavailable", spec.max_unavailable)
+    for path, value in (("spec.minAvailable", spec.min_available), ("spec.maxUnavailable", spec.max_unavailable)):
+        text = value.string_value if value.WhichOneof("kind") == "string_value" else ""
+        if text.endswith("%") and text[:-1].isdigit() and int(text[:-1]) > 100:
+            errs.add(path, f"{text!r} must not be greater than 100%")
+    check_label_selector(errs, "spec.selector", spec.selector)
+    check_one_of(
+        errs, "spec.unhealthyPodEvictionPolicy", spec.unhealthy_pod_eviction_policy, ("IfHealthyBudget", "AlwaysAllow")
+    )
+
+
 # ---------------------------------------------------------- the other kinds
 
 
@@ -907,6 +925,7 @@ _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
     "DaemonSet": _validate_daemonset,  # type: ignore[dict-item]
     "Job": _validate_job,  # type: ignore[dict-item]
     "CronJob": _validate_cronjob,  # type: ignore[dict-item]
+    "PodDisruptionBudget": _validate_pdb,  # type: ignore[dict-item]
     "Service": _validate_service,  # type: ignore[dict-item]
     "Endpoints": _validate_endpoints,  # type: ignore[dict-item]
     "ConfigMap": _validate_configmap,  # type: ignore[dict-item]

@@ -26,6 +26,7 @@ WORKLOADS = [
         ["deployments", "deployments/status", "replicasets", "replicasets/status", "daemonsets", "daemonsets/status"],
     ),
     ("batch", ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]),
+    ("policy", ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
 ]
 
 
@@ -61,7 +62,7 @@ def _view() -> list[rbac_pb2.PolicyRule]:
 def _edit() -> list[rbac_pb2.PolicyRule]:
     rules = [_rule([*READ, *WRITE], group, resources) for group, resources in WORKLOADS]
     rules += [
-        _rule(["create"], "", ["pods/exec", "pods/portforward"]),
+        _rule(["create"], "", ["pods/exec", "pods/portforward", "pods/eviction"]),
         _rule([*READ, *WRITE], "", ["secrets"]),
         _rule(READ, "", ["namespaces"]),
     ]

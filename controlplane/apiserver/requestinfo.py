@@ -2,7 +2,8 @@
 
 ``Api/Create`` of a Deployment is ``create deployments`` in group ``apps``; ``UpdateStatus`` is ``update
 pods/status``; ``PodLogs`` is ``get pods/log``; ``PodExec`` is ``create pods/exec``; ``PodPortForward`` is
-``create pods/portforward``; ``BindPods`` is ``create pods/binding`` (Kubernetes' names).
+``create pods/portforward``; ``BindPods`` is ``create pods/binding``; ``EvictPod`` is ``create pods/eviction``
+(Kubernetes' names).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def api_attributes(method: str, request: Any, user: UserInfo) -> Attributes:
         namespace = next(iter(named)) if len(named) == 1 else ""
         pod = kinds.lookup("Pod")
         return Attributes(user=user, verb="create", resource=pod.plural, subresource="binding", namespace=namespace)
+    if name == "EvictPod":
+        assert isinstance(request, api_pb2.EvictPodRequest)
+        return _for_kind(user, "create", kinds.lookup("Pod"), request.namespace, request.name, subresource="eviction")
     if name == "PodLogs":
         assert isinstance(request, podaccess_pb2.PodLogRequest)
         return _for_kind(user, "get", kinds.lookup("Pod"), request.namespace, request.name, subresource="log")

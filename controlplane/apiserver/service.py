@@ -16,6 +16,7 @@ from controlplane.api.fieldvalidation import ignored_field_warnings
 from controlplane.api.objects import describe, meta, unwrap, wrap
 from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
 from controlplane.apiserver.binding import bind_pods
+from controlplane.apiserver.eviction import evict_pod
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.watchcache import BOOKMARK, CacheEvent
@@ -181,6 +182,12 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self, request: api_pb2.BindPodsRequest, context: grpc.aio.ServicerContext
     ) -> api_pb2.BindPodsResponse:
         return await bind_pods(self.registry, request)
+
+    @unary_handler
+    async def EvictPod(
+        self, request: api_pb2.EvictPodRequest, context: grpc.aio.ServicerContext
+    ) -> api_pb2.EvictPodResponse:
+        return api_pb2.EvictPodResponse(object=wrap(await evict_pod(self.registry, request)))
 
     # Yields bytes as well as messages (already encoded events: see add_to_server).
     async def Watch(  # type: ignore[override]

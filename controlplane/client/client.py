@@ -31,7 +31,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError, GoneError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, podaccess_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, core_pb2, podaccess_pb2
 
 T = TypeVar("T", bound=Message)
 R = TypeVar("R")
@@ -376,6 +376,26 @@ class ApiClient:
             lambda t: self._stub.BindPods(req, timeout=t), f"bind {len(bindings)} pods", retry=True, timeout=timeout
         )
         return builtins.list(out.results)
+
+    async def evict(
+        self,
+        name: str,
+        namespace: str = "",
+        *,
+        grace_period_seconds: int | None = None,
+        uid: str = "",
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> core_pb2.Pod:
+        """Evict a pod (``pods/eviction``): deleted unless a PodDisruptionBudget refuses, which raises
+        ``TooManyRequestsError`` at once (not retried here: the caller decides when to ask again)."""
+        req = api_pb2.EvictPodRequest(namespace=namespace, name=name, uid=uid, dry_run="All" if dry_run else "")
+        if grace_period_seconds is not None:
+            req.grace_period_seconds = grace_period_seconds
+        out = await self._call(
+            lambda t: self._stub.EvictPod(req, timeout=t), f"evict pod {namespace}/{name}", retry=False, timeout=timeout
+        )
+        return cast(core_pb2.Pod, unwrap(out.object))
 
     async def update_status(self, obj: T, *, timeout: float | None = None) -> T:
         """Replace an object's status; retried only when guarded by its resourceVersion."""

@@ -7,6 +7,7 @@ from controlplane.controllers.configrollout import ConfigRolloutController
 from controlplane.controllers.cronjob import CronJobController
 from controlplane.controllers.daemonset import DaemonSetController
 from controlplane.controllers.deployment import DeploymentController
+from controlplane.controllers.disruption import DisruptionController
 from controlplane.controllers.endpoints import EndpointsController
 from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.job import JobController
@@ -24,6 +25,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         DaemonSetController,
         JobController,
         CronJobController,
+        DisruptionController,
         EndpointsController,
         NamespaceController,
         GarbageCollector,

@@ -8,6 +8,7 @@ from controlplane.api.pb import apps_pb2 as _apps_pb2
 from controlplane.api.pb import batch_pb2 as _batch_pb2
 from controlplane.api.pb import coordination_pb2 as _coordination_pb2
 from controlplane.api.pb import core_pb2 as _core_pb2
+from controlplane.api.pb import policy_pb2 as _policy_pb2
 from controlplane.api.pb import rbac_pb2 as _rbac_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -49,6 +50,7 @@ class Object(_message.Message):
     ROLE_BINDING_FIELD_NUMBER: _builtins.int
     CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
     CRON_JOB_FIELD_NUMBER: _builtins.int
+    POD_DISRUPTION_BUDGET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def namespace(self) -> _core_pb2.Namespace: ...
     @_builtins.property
@@ -85,6 +87,8 @@ class Object(_message.Message):
     def cluster_role_binding(self) -> _rbac_pb2.ClusterRoleBinding: ...
     @_builtins.property
     def cron_job(self) -> _batch_pb2.CronJob: ...
+    @_builtins.property
+    def pod_disruption_budget(self) -> _policy_pb2.PodDisruptionBudget: ...
     def __init__(
         self,
         *,
@@ -106,12 +110,13 @@ class Object(_message.Message):
         role_binding: _rbac_pb2.RoleBinding | None = ...,
         cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
         cron_job: _batch_pb2.CronJob | None = ...,
+        pod_disruption_budget: _policy_pb2.PodDisruptionBudget | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -578,3 +583,60 @@ class BindPodsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BindPodsResponse: _TypeAlias = BindPodsResponse  # noqa: Y015
+
+@_typing.final
+class EvictPodRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    GRACE_PERIOD_SECONDS_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    grace_period_seconds: _builtins.int
+    """As DeleteRequest: the pod's grace period, and the uid it must still have."""
+    uid: _builtins.str
+    dry_run: _builtins.str
+    """"All": check the budget and the pod without deleting anything."""
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+        grace_period_seconds: _builtins.int | None = ...,
+        uid: _builtins.str = ...,
+        dry_run: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds", "grace_period_seconds", b"grace_period_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds", "dry_run", b"dry_run", "grace_period_seconds", b"grace_period_seconds", "name", b"name", "namespace", b"namespace", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__grace_period_seconds: _TypeAlias = _typing.Literal["grace_period_seconds"]  # noqa: Y015
+    _WhichOneofArgType__grace_period_seconds: _TypeAlias = _typing.Literal["_grace_period_seconds", b"_grace_period_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__grace_period_seconds) -> _WhichOneofReturnType__grace_period_seconds | None: ...
+
+Global___EvictPodRequest: _TypeAlias = EvictPodRequest  # noqa: Y015
+
+@_typing.final
+class EvictPodResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def object(self) -> Global___Object:
+        """The pod as deleted (marked for graceful termination)."""
+
+    def __init__(
+        self,
+        *,
+        object: Global___Object | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvictPodResponse: _TypeAlias = EvictPodResponse  # noqa: Y015

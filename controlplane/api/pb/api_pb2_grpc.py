@@ -81,6 +81,11 @@ class ApiStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.FromString,
                 _registered_method=True)
+        self.EvictPod = channel.unary_unary(
+                '/navarch.v1.Api/EvictPod',
+                request_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodResponse.FromString,
+                _registered_method=True)
         self.PodLogs = channel.unary_stream(
                 '/navarch.v1.Api/PodLogs',
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
@@ -158,6 +163,14 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvictPod(self, request, context):
+        """Kubernetes' pods/eviction subresource: delete a pod only if no PodDisruptionBudget forbids it
+        (RESOURCE_EXHAUSTED, as HTTP 429, when one does). Authorized as "create pods/eviction".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PodLogs(self, request, context):
         """A container's logs, through the agent of the pod's node.
         """
@@ -227,6 +240,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.BindPods,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.SerializeToString,
+            ),
+            'EvictPod': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvictPod,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodResponse.SerializeToString,
             ),
             'PodLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.PodLogs,
@@ -488,6 +506,33 @@ class Api:
             '/navarch.v1.Api/BindPods',
             controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsRequest.SerializeToString,
             controlplane_dot_api_dot_pb_dot_api__pb2.BindPodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvictPod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/navarch.v1.Api/EvictPod',
+            controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_api__pb2.EvictPodResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class ApiStub:
     """Assign many pods to nodes in one call (the scheduler's batched binding);
     authorized as "create pods/binding" in every namespace named.
     """
+    EvictPod: _grpc.UnaryUnaryMultiCallable[_api_pb2.EvictPodRequest, _api_pb2.EvictPodResponse]
+    """Kubernetes' pods/eviction subresource: delete a pod only if no PodDisruptionBudget forbids it
+    (RESOURCE_EXHAUSTED, as HTTP 429, when one does). Authorized as "create pods/eviction".
+    """
     PodLogs: _grpc.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]
     """A container's logs, through the agent of the pod's node."""
     PodExec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
@@ -71,6 +75,10 @@ class ApiAsyncStub(ApiStub):
     BindPods: _aio.UnaryUnaryMultiCallable[_api_pb2.BindPodsRequest, _api_pb2.BindPodsResponse]  # type: ignore[assignment]
     """Assign many pods to nodes in one call (the scheduler's batched binding);
     authorized as "create pods/binding" in every namespace named.
+    """
+    EvictPod: _aio.UnaryUnaryMultiCallable[_api_pb2.EvictPodRequest, _api_pb2.EvictPodResponse]  # type: ignore[assignment]
+    """Kubernetes' pods/eviction subresource: delete a pod only if no PodDisruptionBudget forbids it
+    (RESOURCE_EXHAUSTED, as HTTP 429, when one does). Authorized as "create pods/eviction".
     """
     PodLogs: _aio.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]  # type: ignore[assignment]
     """A container's logs, through the agent of the pod's node."""
@@ -148,6 +156,16 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_api_pb2.BindPodsResponse, _abc.Awaitable[_api_pb2.BindPodsResponse]]:
         """Assign many pods to nodes in one call (the scheduler's batched binding);
         authorized as "create pods/binding" in every namespace named.
+        """
+
+    @_abc_1.abstractmethod
+    def EvictPod(
+        self,
+        request: _api_pb2.EvictPodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.EvictPodResponse, _abc.Awaitable[_api_pb2.EvictPodResponse]]:
+        """Kubernetes' pods/eviction subresource: delete a pod only if no PodDisruptionBudget forbids it
+        (RESOURCE_EXHAUSTED, as HTTP 429, when one does). Authorized as "create pods/eviction".
         """
 
     @_abc_1.abstractmethod
