@@ -244,6 +244,14 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
         [],
     ),
+    "PriorityClass": (
+        [
+            ("VALUE", lambda c: str(c.value)),
+            ("GLOBAL-DEFAULT", lambda c: "true" if c.global_default else "false"),
+            ("AGE", _age),
+        ],
+        [("PREEMPTIONPOLICY", lambda c: c.preemption_policy or "PreemptLowerPriority")],
+    ),
     "Service": (
         [
             ("TYPE", lambda s: s.spec.type or "ClusterIP"),

@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import kinds
 from controlplane.api.objects import meta
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2, scheduling_pb2
 from controlplane.api.quantity import parse_quantity
 
 DEFAULT_GRACE_SECONDS = 30
@@ -146,6 +146,12 @@ def _default_pdb(obj: Message) -> None:
     pdb.spec.unhealthy_pod_eviction_policy = pdb.spec.unhealthy_pod_eviction_policy or "IfHealthyBudget"
 
 
+def _default_priority_class(obj: Message) -> None:
+    pc: scheduling_pb2.PriorityClass = obj  # type: ignore[assignment]
+    if not pc.HasField("preemption_policy"):
+        pc.preemption_policy = "PreemptLowerPriority"
+
+
 def _default_service(obj: Message) -> None:
     svc: core_pb2.Service = obj  # type: ignore[assignment]
     svc.spec.type = svc.spec.type or "ClusterIP"
@@ -178,6 +184,7 @@ _BY_KIND: dict[str, Callable[[Message], None]] = {
     "Job": _default_job,
     "CronJob": _default_cronjob,
     "PodDisruptionBudget": _default_pdb,
+    "PriorityClass": _default_priority_class,
     "Service": _default_service,
     "ConfigMap": _default_configdata,
     "Secret": _default_configdata,

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from controlplane.api.errors import InvalidError, NotFoundError
-from controlplane.api.pb import api_pb2, apps_pb2, batch_pb2, coordination_pb2, core_pb2, policy_pb2, rbac_pb2
+from controlplane.api.pb import (
+    api_pb2,
+    apps_pb2,
+    batch_pb2,
+    coordination_pb2,
+    core_pb2,
+    policy_pb2,
+    rbac_pb2,
+    scheduling_pb2,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,16 @@ KINDS: tuple[KindInfo, ...] = (
         policy_pb2.PodDisruptionBudget,
         "pod_disruption_budget",
         ("pdb",),
+    ),
+    KindInfo(
+        "PriorityClass",
+        "scheduling.k8s.io/v1",
+        "priorityclasses",
+        False,
+        scheduling_pb2.PriorityClass,
+        "priority_class",
+        ("pc",),
+        has_status=False,
     ),
     KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",), categories=("all",)),
     KindInfo("Endpoints", "v1", "endpoints", True, core_pb2.Endpoints, "endpoints", ("ep",), has_status=False),

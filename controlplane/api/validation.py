@@ -20,7 +20,16 @@ from google.protobuf.message import Message
 from controlplane.api import cronschedule, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
-from controlplane.api.pb import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, policy_pb2, rbac_pb2
+from controlplane.api.pb import (
+    apps_pb2,
+    batch_pb2,
+    coordination_pb2,
+    core_pb2,
+    meta_pb2,
+    policy_pb2,
+    rbac_pb2,
+    scheduling_pb2,
+)
 from controlplane.api.quantity import parse_quantity
 from controlplane.api.selectors import from_label_selector_message
 
@@ -588,6 +597,10 @@ def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
 
 def _validate_pod(errs: Errors, pod: core_pb2.Pod) -> None:
     validate_pod_spec(errs, "spec", pod.spec)
+    if pod.spec.priority_class_name:
+        check_dns1123_subdomain(errs, "spec.priorityClassName", pod.spec.priority_class_name)
+    if pod.spec.HasField("preemption_policy"):
+        check_one_of(errs, "spec.preemptionPolicy", pod.spec.preemption_policy, PREEMPTION_POLICIES)
     check_one_of(errs, "status.phase", pod.status.phase, ("Pending", "Running", "Succeeded", "Failed", "Unknown"))
 
 
@@ -762,6 +775,28 @@ def _validate_pdb(errs: Errors, pdb: policy_pb2.PodDisruptionBudget) -> None:
     )
 
 
+PREEMPTION_POLICIES = ("PreemptLowerPriority", "Never")
+HIGHEST_USER_PRIORITY = 1_000_000_000
+"""User PriorityClasses stop here; above are the built-in system-* classes (Kubernetes' limits)."""
+
+
+def _validate_priority_class(errs: Errors, pc: scheduling_pb2.PriorityClass) -> None:
+    system = pc.metadata.name.startswith("system-")
+    if system and pc.metadata.name not in SYSTEM_PRIORITY_CLASSES:
+        errs.add("metadata.name", "the prefix 'system-' is reserved for the built-in priority classes")
+    elif system and pc.value != SYSTEM_PRIORITY_CLASSES[pc.metadata.name]:
+        errs.add("value", f"must be {SYSTEM_PRIORITY_CLASSES[pc.metadata.name]} for {pc.metadata.name}")
+    elif not system and pc.value > HIGHEST_USER_PRIORITY:
+        errs.add("value", f"must be no more than {HIGHEST_USER_PRIORITY} (higher values are the system classes')")
+    if pc.HasField("preemption_policy"):
+        check_one_of(errs, "preemptionPolicy", pc.preemption_policy, PREEMPTION_POLICIES)
+    if len(pc.description) > 1024:
+        errs.add("description", "must be no more than 1024 characters")
+
+
+SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical": 2_000_000_000, "system-node-critical": 2_000_001_000}
+
+
 # ---------------------------------------------------------- the other kinds
 
 
@@ -926,6 +961,7 @@ _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
     "Job": _validate_job,  # type: ignore[dict-item]
     "CronJob": _validate_cronjob,  # type: ignore[dict-item]
     "PodDisruptionBudget": _validate_pdb,  # type: ignore[dict-item]
+    "PriorityClass": _validate_priority_class,  # type: ignore[dict-item]
     "Service": _validate_service,  # type: ignore[dict-item]
     "Endpoints": _validate_endpoints,  # type: ignore[dict-item]
     "ConfigMap": _validate_configmap,  # type: ignore[dict-item]

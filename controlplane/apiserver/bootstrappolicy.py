@@ -11,7 +11,8 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 from controlplane import pki
-from controlplane.api.pb import rbac_pb2
+from controlplane.api.pb import rbac_pb2, scheduling_pb2
+from controlplane.api.validation import SYSTEM_PRIORITY_CLASSES
 from controlplane.apiserver.authn import BOOTSTRAPPERS_GROUP
 
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
@@ -67,6 +68,18 @@ def _edit() -> list[rbac_pb2.PolicyRule]:
         _rule(READ, "", ["namespaces"]),
     ]
     return rules
+
+
+def default_priority_classes() -> list[scheduling_pb2.PriorityClass]:
+    """The built-in PriorityClasses (Kubernetes' names and values), for the cluster's own critical pods."""
+    out = []
+    for name, value in SYSTEM_PRIORITY_CLASSES.items():
+        pc = scheduling_pb2.PriorityClass(api_version="scheduling.k8s.io/v1", kind="PriorityClass", value=value)
+        pc.metadata.name = name
+        pc.description = "Used for system critical pods that must run in the cluster."
+        pc.preemption_policy = "PreemptLowerPriority"
+        out.append(pc)
+    return out
 
 
 def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:

@@ -63,7 +63,7 @@ class EscalationCheck:
                     "permission itself (RBAC's escalation rule; the bind or escalate verb lifts it)"
                 )
 
-    async def __call__(self, obj: Message) -> None:
+    async def __call__(self, obj: Message, old: Message | None = None) -> None:
         """Raise PERMISSION_DENIED if the caller may not write ``obj`` for what it grants."""
         user = current_user.get(None)
         if user is None:

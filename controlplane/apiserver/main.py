@@ -20,6 +20,7 @@ from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import UnavailableError
 from controlplane.api.pb import api_pb2, auth_pb2, auth_pb2_grpc, core_pb2
+from controlplane.apiserver.admission import AdmissionChain, PriorityAdmission
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
 from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
 from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
@@ -139,7 +140,7 @@ class ApiServer:
             not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
             service_ranges=config.service_ranges,
-            admit=EscalationCheck(self.authorizer, rbac.rules_of),
+            admit=AdmissionChain(EscalationCheck(self.authorizer, rbac.rules_of), PriorityAdmission(self.caches)),
             strategy_options=StrategyOptions(event_ttl_seconds=config.event_ttl_seconds),
         )
         self.compactor = Compactor(self.etcd, config.compaction_interval)
@@ -189,6 +190,7 @@ class ApiServer:
             await asyncio.wait_for(cache.ready.wait(), self.config.startup_timeout)
         await self.registry.ensure_namespaces()
         await self.registry.ensure_bootstrap_policy()
+        await self.registry.ensure_priority_classes()
         add_api_to_server(
             ApiService(self.registry, self.proxy, bookmark_interval=self.config.bookmark_interval), self.server
         )

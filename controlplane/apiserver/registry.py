@@ -43,6 +43,7 @@ from controlplane.apiserver.allocator import ServiceAllocator, ServiceRanges
 from controlplane.apiserver.bootstrappolicy import (
     default_cluster_role_bindings,
     default_cluster_roles,
+    default_priority_classes,
     needs_reset,
 )
 from controlplane.apiserver.strategy import PROTECTED_NAMESPACES, StoreContext, Strategy, StrategyOptions, for_kind
@@ -114,7 +115,7 @@ class Registry:
         not_ready_toleration_seconds: int = 30,
         unreachable_toleration_seconds: int = 30,
         service_ranges: ServiceRanges | None = None,
-        admit: Callable[[Message], Awaitable[None]] | None = None,
+        admit: Callable[[Message, Message | None], Awaitable[None]] | None = None,
         strategy_options: StrategyOptions | None = None,
     ):
         self.store = store
@@ -165,7 +166,7 @@ class Registry:
         strategy.admit_create(obj)
         validation.validate(obj)
         if self.admit is not None:
-            await self.admit(obj)
+            await self.admit(obj, None)
         fresh_namespace = False
         while True:
             # The namespace must still be the active one that was checked when the object lands (the create
@@ -459,7 +460,7 @@ class Registry:
         strategy.validate_update(errs, new, old)
         errs.raise_for(new)
         if self.admit is not None and not status:
-            await self.admit(new)
+            await self.admit(new, old)
         meta(new).resource_version = meta(old).resource_version
         return new
 
@@ -624,6 +625,12 @@ class Registry:
                 meta(ns).name = name
                 with contextlib.suppress(AlreadyExistsError):  # another API server won the race
                     await self.create(ns)
+
+    async def ensure_priority_classes(self) -> None:
+        """Create the built-in PriorityClasses if missing."""
+        for default in default_priority_classes():
+            with contextlib.suppress(AlreadyExistsError):  # present already, or another API server won the race
+                await self.create(default)
 
     async def ensure_bootstrap_policy(self) -> None:
         """Create the default ClusterRoles and ClusterRoleBindings, and put back edited ones that allow it."""

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import kinds
 from controlplane.api.defaults import apply_defaults, qos_class
-from controlplane.api.errors import ForbiddenError
+from controlplane.api.errors import ForbiddenError, InvalidError
 from controlplane.api.objects import meta
 from controlplane.api.pb import batch_pb2, core_pb2
 from controlplane.api.validation import Errors
@@ -291,6 +291,26 @@ class BindingStrategy(Strategy):
             errs.add("roleRef", "field is immutable: delete the binding and create a new one")
 
 
+class PriorityClassStrategy(Strategy):
+    """PriorityClasses: the value never changes (pods already carry it), and at most one is the global
+    default (checked against the cache: a hint, as Kubernetes' own admission is)."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        if new.value != old.value:  # type: ignore[attr-defined]
+            errs.add("value", "field is immutable")
+
+    async def create(self, ctx: StoreContext, obj: Message, unchanged: Sequence[tuple[str, int]]) -> Message:
+        if obj.global_default:  # type: ignore[attr-defined]
+            others = [c for c in ctx.cached("PriorityClass") if c.global_default]  # type: ignore[attr-defined]
+            if others:
+                raise InvalidError(
+                    f'PriorityClass "{meta(obj).name}": globalDefault: PriorityClass "{meta(others[0]).name}" is '
+                    "already the global default",
+                    field="globalDefault",
+                )
+        return await super().create(ctx, obj, unchanged)
+
+
 class NodeStrategy(Strategy):
     """Nodes: the agent registers its Node with status included (as kubelets do)."""
 
@@ -337,6 +357,7 @@ _STRATEGIES: dict[str, type[Strategy]] = {
     "ConfigMap": ConfigDataStrategy,
     "Secret": ConfigDataStrategy,
     "Node": NodeStrategy,
+    "PriorityClass": PriorityClassStrategy,
     "Namespace": NamespaceStrategy,
     "RoleBinding": BindingStrategy,
     "ClusterRoleBinding": BindingStrategy,

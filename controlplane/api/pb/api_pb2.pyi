@@ -10,6 +10,7 @@ from controlplane.api.pb import coordination_pb2 as _coordination_pb2
 from controlplane.api.pb import core_pb2 as _core_pb2
 from controlplane.api.pb import policy_pb2 as _policy_pb2
 from controlplane.api.pb import rbac_pb2 as _rbac_pb2
+from controlplane.api.pb import scheduling_pb2 as _scheduling_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -51,6 +52,7 @@ class Object(_message.Message):
     CLUSTER_ROLE_BINDING_FIELD_NUMBER: _builtins.int
     CRON_JOB_FIELD_NUMBER: _builtins.int
     POD_DISRUPTION_BUDGET_FIELD_NUMBER: _builtins.int
+    PRIORITY_CLASS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def namespace(self) -> _core_pb2.Namespace: ...
     @_builtins.property
@@ -89,6 +91,8 @@ class Object(_message.Message):
     def cron_job(self) -> _batch_pb2.CronJob: ...
     @_builtins.property
     def pod_disruption_budget(self) -> _policy_pb2.PodDisruptionBudget: ...
+    @_builtins.property
+    def priority_class(self) -> _scheduling_pb2.PriorityClass: ...
     def __init__(
         self,
         *,
@@ -111,12 +115,13 @@ class Object(_message.Message):
         cluster_role_binding: _rbac_pb2.ClusterRoleBinding | None = ...,
         cron_job: _batch_pb2.CronJob | None = ...,
         pod_disruption_budget: _policy_pb2.PodDisruptionBudget | None = ...,
+        priority_class: _scheduling_pb2.PriorityClass | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget", "priority_class"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -1757,6 +1757,7 @@ class PodSpec(_message.Message):
     ENABLE_SERVICE_LINKS_FIELD_NUMBER: _builtins.int
     SHARE_PROCESS_NAMESPACE_FIELD_NUMBER: _builtins.int
     SECURITY_CONTEXT_FIELD_NUMBER: _builtins.int
+    PREEMPTION_POLICY_FIELD_NUMBER: _builtins.int
     restart_policy: _builtins.str
     """Always (default), OnFailure or Never."""
     termination_grace_period_seconds: _builtins.int
@@ -1766,10 +1767,13 @@ class PodSpec(_message.Message):
     subdomain: _builtins.str
     scheduler_name: _builtins.str
     priority: _builtins.int
+    """Set at admission from priority_class_name (or the global default class); 0 without one."""
     priority_class_name: _builtins.str
     service_account_name: _builtins.str
     enable_service_links: _builtins.bool
     share_process_namespace: _builtins.bool
+    preemption_policy: _builtins.str
+    """PreemptLowerPriority (default) or Never; set at admission from the priority class."""
     @_builtins.property
     def init_containers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Container]: ...
     @_builtins.property
@@ -1802,22 +1806,27 @@ class PodSpec(_message.Message):
         tolerations: _abc.Iterable[Global___Toleration] | None = ...,
         volumes: _abc.Iterable[Global___Volume] | None = ...,
         scheduler_name: _builtins.str = ...,
-        priority: _builtins.int = ...,
+        priority: _builtins.int | None = ...,
         priority_class_name: _builtins.str = ...,
         topology_spread_constraints: _abc.Iterable[Global___TopologySpreadConstraint] | None = ...,
         service_account_name: _builtins.str = ...,
         enable_service_links: _builtins.bool | None = ...,
         share_process_namespace: _builtins.bool | None = ...,
         security_context: Global___PodSecurityContext | None = ...,
+        preemption_policy: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_enable_service_links", b"_enable_service_links", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "active_deadline_seconds", b"active_deadline_seconds", "affinity", b"affinity", "enable_service_links", b"enable_service_links", "security_context", b"security_context", "share_process_namespace", b"share_process_namespace", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_enable_service_links", b"_enable_service_links", "_preemption_policy", b"_preemption_policy", "_priority", b"_priority", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "active_deadline_seconds", b"active_deadline_seconds", "affinity", b"affinity", "enable_service_links", b"enable_service_links", "preemption_policy", b"preemption_policy", "priority", b"priority", "security_context", b"security_context", "share_process_namespace", b"share_process_namespace", "termination_grace_period_seconds", b"termination_grace_period_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_enable_service_links", b"_enable_service_links", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "active_deadline_seconds", b"active_deadline_seconds", "affinity", b"affinity", "containers", b"containers", "enable_service_links", b"enable_service_links", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "priority", b"priority", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "scheduler_name", b"scheduler_name", "security_context", b"security_context", "service_account_name", b"service_account_name", "share_process_namespace", b"share_process_namespace", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "topology_spread_constraints", b"topology_spread_constraints", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_enable_service_links", b"_enable_service_links", "_preemption_policy", b"_preemption_policy", "_priority", b"_priority", "_share_process_namespace", b"_share_process_namespace", "_termination_grace_period_seconds", b"_termination_grace_period_seconds", "active_deadline_seconds", b"active_deadline_seconds", "affinity", b"affinity", "containers", b"containers", "enable_service_links", b"enable_service_links", "hostname", b"hostname", "init_containers", b"init_containers", "node_name", b"node_name", "node_selector", b"node_selector", "preemption_policy", b"preemption_policy", "priority", b"priority", "priority_class_name", b"priority_class_name", "restart_policy", b"restart_policy", "scheduler_name", b"scheduler_name", "security_context", b"security_context", "service_account_name", b"service_account_name", "share_process_namespace", b"share_process_namespace", "subdomain", b"subdomain", "termination_grace_period_seconds", b"termination_grace_period_seconds", "tolerations", b"tolerations", "topology_spread_constraints", b"topology_spread_constraints", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active_deadline_seconds: _TypeAlias = _typing.Literal["active_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__active_deadline_seconds: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds"]  # noqa: Y015
     _WhichOneofReturnType__enable_service_links: _TypeAlias = _typing.Literal["enable_service_links"]  # noqa: Y015
     _WhichOneofArgType__enable_service_links: _TypeAlias = _typing.Literal["_enable_service_links", b"_enable_service_links"]  # noqa: Y015
+    _WhichOneofReturnType__preemption_policy: _TypeAlias = _typing.Literal["preemption_policy"]  # noqa: Y015
+    _WhichOneofArgType__preemption_policy: _TypeAlias = _typing.Literal["_preemption_policy", b"_preemption_policy"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType__share_process_namespace: _TypeAlias = _typing.Literal["share_process_namespace"]  # noqa: Y015
     _WhichOneofArgType__share_process_namespace: _TypeAlias = _typing.Literal["_share_process_namespace", b"_share_process_namespace"]  # noqa: Y015
     _WhichOneofReturnType__termination_grace_period_seconds: _TypeAlias = _typing.Literal["termination_grace_period_seconds"]  # noqa: Y015
@@ -1826,6 +1835,10 @@ class PodSpec(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__active_deadline_seconds) -> _WhichOneofReturnType__active_deadline_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enable_service_links) -> _WhichOneofReturnType__enable_service_links | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preemption_policy) -> _WhichOneofReturnType__preemption_policy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__share_process_namespace) -> _WhichOneofReturnType__share_process_namespace | None: ...
     @_typing.overload
