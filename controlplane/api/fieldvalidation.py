@@ -91,7 +91,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "readinessGates": _NOT_YET,
         "runtimeClassName": _NO_IMAGES,
         "overhead": _NO_IMAGES,
-        "preemptionPolicy": _NOT_YET,
         "ephemeralContainers": _NOT_YET,
         "os": "Navarch runs on Linux hosts",
         "schedulingGates": _NOT_YET,
@@ -125,8 +124,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "podReplacementPolicy": _NOT_YET,
         "successPolicy": _NOT_YET,
         "managedBy": _NOT_YET,
-        "backoffLimitPerIndex": _NOT_YET,
-        "maxFailedIndexes": _NOT_YET,
     },
     "ReplicaSetStatus": {"terminatingReplicas": "set by the server"},
 }
@@ -134,7 +131,7 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
 # Fields the schema has (so objects round-trip) that nothing acts on: the API server warns when they are set.
 IGNORED_MODELLED: dict[str, dict[str, str]] = {
     "Container": {"image": _NO_IMAGES},
-    "PodSpec": {"priorityClassName": _NOT_YET, "shareProcessNamespace": _NOT_YET},
+    "PodSpec": {"shareProcessNamespace": _NOT_YET},
 }
 
 _WELL_KNOWN = "google.protobuf."

@@ -125,10 +125,11 @@ def test_fields_kept_but_not_acted_on_are_reported_for_the_server_to_warn() -> N
     pod = core_pb2.Pod()
     pod.spec.containers.add(name="a", image="nginx", command=["true"])
     pod.spec.containers.add(name="b", command=["true"])
-    pod.spec.priority_class_name = "high"
+    pod.spec.priority_class_name = "high"  # acted on since PriorityClasses exist: no warning
+    pod.spec.share_process_namespace = True
     assert ignored_field_warnings(pod) == [
         "spec.containers[0].image: ignored (no container runtime: a container is command + args on the host)",
-        "spec.priorityClassName: ignored (not implemented by Navarch)",
+        "spec.shareProcessNamespace: ignored (not implemented by Navarch)",
     ]
     assert ignored_field_warnings(core_pb2.ConfigMap()) == []
 
