@@ -96,6 +96,10 @@ def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
             [
                 _rule(READ, "", ["pods", "nodes", "namespaces", "services"]),
                 _rule(["update", "patch"], "", ["pods", "pods/status"]),
+                # Preemption: victims are deleted, and disruption budgets weigh which.
+                _rule(["delete"], "", ["pods"]),
+                _rule(READ, "policy", ["poddisruptionbudgets"]),
+                _rule(READ, "scheduling.k8s.io", ["priorityclasses"]),
                 _rule(["create"], "", ["pods/binding"]),
                 _rule(["create", "update", "patch"], "", ["events"]),
                 _rule(["get", "create", "update"], "coordination", ["leases"]),

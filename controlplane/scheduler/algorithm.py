@@ -155,6 +155,12 @@ class Algorithm:
             return Decision(feasible[0].name, rejected, evaluated)
         return Decision(self._pick(pod, feasible, self._totals(scores, state, pod, feasible)), rejected, evaluated)
 
+    def fits(self, snapshot: Snapshot, pod: core_pb2.Pod, node: NodeInfo) -> bool:
+        """Whether ``pod`` passes every filter on ``node`` within ``snapshot`` (preemption's what-if)."""
+        state = CycleState(snapshot)
+        filters, _ = self._active(state, pod)
+        return self._first_failure(filters, state, pod, node) is None
+
     def explain(self, snapshot: Snapshot, pod: core_pb2.Pod) -> Decision:
         """Every node's verdict and scores, and the node ``decide`` would choose without sampling."""
         state = CycleState(snapshot)

@@ -9,6 +9,11 @@
     Node informer ──> cache (+ queue.move_all)                  (Update guarded   park the pod
                                                                 by resourceVersion)
 
+No node fits a pod: ``preemption.find`` looks for lower-priority pods to evict; the scheduler deletes them
+(a ``Preempted`` Event on each), writes the node into the pod's ``status.nominatedNodeName``, and holds the
+room there for it: pods of lower priority are scheduled as if the nominated pod were already on that node.
+A pod whose earlier victims are still terminating waits for them instead of choosing more.
+
 Bindings go out in batches (``BatchBinder``: one ``BindPods`` call per batch, one etcd transaction). Each
 binding names the uid and resourceVersion the scheduler saw while ``spec.nodeName`` was empty, and the API
 server binds only an unassigned pod, so a pod is never bound twice even when two replicas race. A failed
@@ -23,14 +28,16 @@ import logging
 import time
 
 from controlplane.api.errors import ApiError, ConflictError
-from controlplane.api.pb import api_pb2, core_pb2, meta_pb2
+from controlplane.api.pb import api_pb2, core_pb2, meta_pb2, policy_pb2
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from controlplane.client.informer import Informer
+from controlplane.scheduler import preemption
 from controlplane.scheduler.algorithm import Algorithm, Decision
 from controlplane.scheduler.binder import BatchBinder
 from controlplane.scheduler.cache import SchedulerCache, counts
 from controlplane.scheduler.config import SchedulerConfig
+from controlplane.scheduler.framework import NodeInfo, Snapshot
 from controlplane.scheduler.queue import QueuedPod, SchedulingQueue
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,10 @@ class Scheduler:
         )
         self.pods: Informer[core_pb2.Pod] = Informer(client, core_pb2.Pod)
         self.nodes: Informer[core_pb2.Node] = Informer(client, core_pb2.Node)
+        self.budgets: Informer[policy_pb2.PodDisruptionBudget] = Informer(client, policy_pb2.PodDisruptionBudget)
+        self.nominated: dict[str, tuple[str, core_pb2.Pod]] = {}
+        """Pods that preempted (uid -> (node, pod)): the room on that node is held for them."""
+        self.preemptions = 0
         self.attempts = Rate()
         self.bindings = Rate()
         self._binds: set[asyncio.Task[None]] = set()
@@ -124,6 +135,7 @@ class Scheduler:
 
     def _pod_deleted(self, pod: core_pb2.Pod) -> None:
         self.queue.delete(pod.metadata.uid)
+        self.nominated.pop(pod.metadata.uid, None)
         if self.cache.node_of(pod.metadata.uid) is not None:
             self.cache.remove_pod(pod.metadata.uid)
             self.queue.move_all()
@@ -142,12 +154,14 @@ class Scheduler:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.nodes.run(), name="scheduler-node-informer")
             tg.create_task(self.pods.run(), name="scheduler-pod-informer")
+            tg.create_task(self.budgets.run(), name="scheduler-budget-informer")
 
     async def schedule_forever(self) -> None:
         """Leader's work: pop, decide, assume, bind — until cancelled."""
         self.recorder.start()
         await self.nodes.wait_for_sync(60)
         await self.pods.wait_for_sync(60)
+        await self.budgets.wait_for_sync(60)
         # A new leader reads the pods afresh, so bindings written by a deposed leader are all counted.
         fresh = await self.client.list(core_pb2.Pod)
         for pod in fresh.items:
@@ -173,10 +187,13 @@ class Scheduler:
         """One cycle for one pod (synchronous: the cache cannot change under it)."""
         self.attempts.record()
         pod = qp.pod
-        decision = self.algorithm.decide(self.cache.snapshot(), pod)
+        snapshot = self._snapshot_for(pod)
+        decision = self.algorithm.decide(snapshot, pod)
         if decision.node is None:
+            self._try_preemption(qp, snapshot, decision)
             self._unschedulable(qp, decision)
             return
+        self.nominated.pop(pod.metadata.uid, None)
         self.cache.assume(pod, decision.node)
         self.queue.done(qp)
         m = pod.metadata
@@ -221,6 +238,81 @@ class Scheduler:
             task = asyncio.create_task(self._set_condition(pod, "True", "", ""))
             self._binds.add(task)
             task.add_done_callback(self._binds.discard)
+
+    def _snapshot_for(self, pod: core_pb2.Pod) -> Snapshot:
+        """The cache's snapshot, with the room held for nominated pods at least as important as ``pod``."""
+        snapshot = self.cache.snapshot()
+        held = [
+            (node, other)
+            for uid, (node, other) in self.nominated.items()
+            if uid != pod.metadata.uid and preemption.priority(other) >= preemption.priority(pod)
+        ]
+        if not held:
+            return snapshot
+        changed: dict[str, NodeInfo] = {}
+        for node, other in held:
+            info = changed.get(node) or (snapshot.by_name[node].clone() if node in snapshot.by_name else None)
+            if info is None:
+                continue
+            info.add_pod(other)
+            changed[node] = info
+        nodes = [changed.get(n.name, n) for n in snapshot.nodes]
+        return Snapshot(nodes, {n.name: n for n in nodes})
+
+    def _try_preemption(self, qp: QueuedPod, snapshot: Snapshot, decision: Decision) -> None:
+        pod = qp.pod
+        earlier = self.nominated.get(pod.metadata.uid)
+        if earlier is not None:
+            info = snapshot.by_name.get(earlier[0])
+            if info is not None and any(
+                p.metadata.HasField("deletion_timestamp") and preemption.priority(p) < preemption.priority(pod)
+                for p in info.pods.values()
+            ):
+                return  # its victims are still going: wait for them rather than evict more
+        rejections = {v.node: v.status.code for v in decision.verdicts}
+        budgets = self.budgets.store.objects()
+        candidate = preemption.find(
+            snapshot, pod, rejections, lambda snap, node: self.algorithm.fits(snap, pod, node), budgets
+        )
+        if candidate is None:
+            return
+        self.preemptions += 1
+        self.nominated[pod.metadata.uid] = (candidate.node, pod)
+        task = asyncio.create_task(self._preempt(pod, candidate))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _preempt(self, pod: core_pb2.Pod, candidate: preemption.Candidate) -> None:
+        """Delete the victims (gracefully) and record the nomination on the preemptor."""
+        m = pod.metadata
+        for victim in candidate.victims:
+            try:
+                await self.client.delete(
+                    core_pb2.Pod, victim.metadata.name, victim.metadata.namespace, uid=victim.metadata.uid
+                )
+                self.recorder.event(
+                    victim,
+                    NORMAL,
+                    "Preempted",
+                    f"Preempted by {m.namespace}/{m.name} on node {candidate.node}",
+                )
+            except ApiError as err:
+                log.info("preempting %s/%s: %s", victim.metadata.namespace, victim.metadata.name, err.message)
+        for _ in range(3):
+            try:
+                live = await self.client.get(core_pb2.Pod, m.name, m.namespace)
+                if live.metadata.uid != m.uid or live.spec.node_name:
+                    return
+                if live.status.nominated_node_name == candidate.node:
+                    return
+                live.status.nominated_node_name = candidate.node
+                await self.client.update_status(live)
+                return
+            except ConflictError:
+                continue
+            except ApiError as err:
+                log.warning("pod %s: nominatedNodeName: %s", m.name, err.message)
+                return
 
     def _unschedulable(self, qp: QueuedPod, decision: Decision) -> None:
         message = decision.message(len(self.cache.nodes)) if self.cache.nodes else "0/0 nodes are available."

@@ -129,6 +129,10 @@ def delete(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.delete(kind, name, namespace, dry_run=True)
 
 
+def evict(name: str, namespace: str) -> Call:
+    return lambda c: c.evict(name, namespace, dry_run=True)
+
+
 def patch(kind: str, name: str, namespace: str) -> Call:
     return lambda c: c.patch(kind, name, {"metadata": {"labels": {"touched": "yes"}}}, namespace, dry_run=True)
 
@@ -263,6 +267,12 @@ ROWS = [
     Row("editor", "port-forward to a pod in A", forward("ghost", A), True),
     Row("viewer", "port-forward to a pod in A (view does not grant it)", forward("ghost", A), False),
     Row("editor", "port-forward to a pod in B", forward("ghost", B), False),
+    # Evictions are create pods/eviction: edit grants it, view does not; the scheduler may read budgets.
+    Row("editor", "evict a pod in A", evict("ghost", A), True),
+    Row("viewer", "evict a pod in A (view does not grant it)", evict("ghost", A), False),
+    Row("editor", "evict a pod in B", evict("ghost", B), False),
+    Row("scheduler", "list disruption budgets everywhere", lst("PodDisruptionBudget", ""), True),
+    Row("viewer", "list disruption budgets in A", lst("PodDisruptionBudget", A), True),
 ]
 
 
