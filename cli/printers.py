@@ -166,6 +166,26 @@ def _pdb_max(p: policy_pb2.PodDisruptionBudget) -> str:
     return _int_or_string(p.spec.max_unavailable, p.spec.HasField("max_unavailable"))
 
 
+_ACCESS = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def _modes(modes: Any) -> str:
+    return ",".join(_ACCESS.get(m, m) for m in modes)
+
+
+def _claim_of(pv: core_pb2.PersistentVolume) -> str:
+    ref = pv.spec.claim_ref
+    return f"{ref.namespace}/{ref.name}" if ref.name else ""
+
+
+def _owner(o: Any) -> str:
+    ref = next((r for r in meta(o).owner_references if r.controller), None)
+    if ref is None:
+        return "<none>"
+    group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
+    return f"{ref.kind.lower()}.{group}/{ref.name}" if group else f"{ref.kind.lower()}/{ref.name}"
+
+
 COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Pod": (
         [("READY", _pod_ready), ("STATUS", _pod_status), ("RESTARTS", _pod_restarts), ("AGE", _age)],
@@ -243,6 +263,44 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("AGE", _age),
         ],
         [],
+    ),
+    "StatefulSet": (
+        [("READY", lambda s: f"{s.status.ready_replicas}/{s.spec.replicas}"), ("AGE", _age)],
+        [
+            ("CONTAINERS", lambda s: _containers(s.spec.template.spec)),
+            ("IMAGES", lambda s: _images(s.spec.template.spec)),
+        ],
+    ),
+    "ControllerRevision": (
+        [("CONTROLLER", _owner), ("REVISION", lambda r: str(r.revision)), ("AGE", _age)],
+        [],
+    ),
+    "PersistentVolumeClaim": (
+        [
+            ("STATUS", lambda c: c.status.phase or "Pending"),
+            ("VOLUME", lambda c: c.spec.volume_name),
+            ("CAPACITY", lambda c: c.status.capacity.get("storage", "")),
+            ("ACCESS MODES", lambda c: _modes(c.status.access_modes)),
+            (
+                "STORAGECLASS",
+                lambda c: c.spec.storage_class_name if c.spec.HasField("storage_class_name") else "<unset>",
+            ),
+            ("AGE", _age),
+        ],
+        [("VOLUMEMODE", lambda c: c.spec.volume_mode or "Filesystem")],
+    ),
+    "PersistentVolume": (
+        [
+            ("CAPACITY", lambda v: v.spec.capacity.get("storage", "")),
+            ("ACCESS MODES", lambda v: _modes(v.spec.access_modes)),
+            ("RECLAIM POLICY", lambda v: v.spec.persistent_volume_reclaim_policy),
+            ("STATUS", lambda v: v.status.phase or "Pending"),
+            ("CLAIM", _claim_of),
+            ("STORAGECLASS", lambda v: v.spec.storage_class_name),
+            ("REASON", lambda v: v.status.reason),
+            ("AGE", _age),
+        ],
+        [("VOLUMEMODE", lambda v: v.spec.volume_mode or "Filesystem")],
     ),
     "PriorityClass": (
         [

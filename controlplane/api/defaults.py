@@ -152,6 +152,44 @@ def _default_priority_class(obj: Message) -> None:
         pc.preemption_policy = "PreemptLowerPriority"
 
 
+def _default_claim_spec(spec: core_pb2.PersistentVolumeClaimSpec) -> None:
+    spec.volume_mode = spec.volume_mode or "Filesystem"
+
+
+def _default_pvc(obj: Message) -> None:
+    pvc: core_pb2.PersistentVolumeClaim = obj  # type: ignore[assignment]
+    _default_claim_spec(pvc.spec)
+
+
+def _default_pv(obj: Message) -> None:
+    pv: core_pb2.PersistentVolume = obj  # type: ignore[assignment]
+    pv.spec.persistent_volume_reclaim_policy = pv.spec.persistent_volume_reclaim_policy or "Retain"
+    pv.spec.volume_mode = pv.spec.volume_mode or "Filesystem"
+
+
+def _default_statefulset(obj: Message) -> None:
+    sts: apps_pb2.StatefulSet = obj  # type: ignore[assignment]
+    spec = sts.spec
+    if not spec.HasField("replicas"):
+        spec.replicas = 1
+    spec.pod_management_policy = spec.pod_management_policy or "OrderedReady"
+    us = spec.update_strategy
+    us.type = us.type or "RollingUpdate"
+    if us.type == "RollingUpdate":
+        if not us.rolling_update.HasField("partition"):
+            us.rolling_update.partition = 0
+        if not us.rolling_update.HasField("max_unavailable"):
+            us.rolling_update.max_unavailable.CopyFrom(struct_pb2.Value(number_value=1))
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = 10
+    policy = spec.persistent_volume_claim_retention_policy
+    policy.when_deleted = policy.when_deleted or "Retain"
+    policy.when_scaled = policy.when_scaled or "Retain"
+    for claim in spec.volume_claim_templates:
+        _default_claim_spec(claim.spec)
+    default_pod_spec(spec.template.spec)
+
+
 def _default_service(obj: Message) -> None:
     svc: core_pb2.Service = obj  # type: ignore[assignment]
     svc.spec.type = svc.spec.type or "ClusterIP"
@@ -185,6 +223,9 @@ _BY_KIND: dict[str, Callable[[Message], None]] = {
     "CronJob": _default_cronjob,
     "PodDisruptionBudget": _default_pdb,
     "PriorityClass": _default_priority_class,
+    "PersistentVolumeClaim": _default_pvc,
+    "PersistentVolume": _default_pv,
+    "StatefulSet": _default_statefulset,
     "Service": _default_service,
     "ConfigMap": _default_configdata,
     "Secret": _default_configdata,

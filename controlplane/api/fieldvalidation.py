@@ -98,7 +98,6 @@ KUBERNETES_FIELDS: dict[str, dict[str, str]] = {
         "resources": _NOT_YET,
     },
     "Volume": {
-        "persistentVolumeClaim": _NO_STORAGE,
         "projected": _NOT_YET,
         "downwardAPI": _NOT_YET,
         "ephemeral": _NO_STORAGE,

@@ -74,6 +74,26 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(
         "DaemonSet", "apps/v1", "daemonsets", True, apps_pb2.DaemonSet, "daemon_set", ("ds",), categories=("all",)
     ),
+    KindInfo(
+        "StatefulSet",
+        "apps/v1",
+        "statefulsets",
+        True,
+        apps_pb2.StatefulSet,
+        "stateful_set",
+        ("sts",),
+        categories=("all",),
+    ),
+    KindInfo(
+        "ControllerRevision",
+        "apps/v1",
+        "controllerrevisions",
+        True,
+        apps_pb2.ControllerRevision,
+        "controller_revision",
+        (),
+        has_status=False,
+    ),
     KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job", categories=("all",)),
     KindInfo("CronJob", "batch/v1", "cronjobs", True, batch_pb2.CronJob, "cron_job", ("cj",), categories=("all",)),
     KindInfo(
@@ -97,6 +117,18 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Service", "v1", "services", True, core_pb2.Service, "service", ("svc",), categories=("all",)),
     KindInfo("Endpoints", "v1", "endpoints", True, core_pb2.Endpoints, "endpoints", ("ep",), has_status=False),
+    KindInfo(
+        "PersistentVolumeClaim",
+        "v1",
+        "persistentvolumeclaims",
+        True,
+        core_pb2.PersistentVolumeClaim,
+        "persistent_volume_claim",
+        ("pvc",),
+    ),
+    KindInfo(
+        "PersistentVolume", "v1", "persistentvolumes", False, core_pb2.PersistentVolume, "persistent_volume", ("pv",)
+    ),
     KindInfo("ConfigMap", "v1", "configmaps", True, core_pb2.ConfigMap, "config_map", ("cm",), has_status=False),
     KindInfo("Secret", "v1", "secrets", True, core_pb2.Secret, "secret", (), has_status=False),
     KindInfo("Event", "v1", "events", True, core_pb2.Event, "event", ("ev",), has_status=False),
@@ -127,7 +159,7 @@ for _k in KINDS:
 
 
 # kubectl's order for `get all`: pods, services, daemonsets, deployments, replicasets, (statefulsets,) jobs.
-_CATEGORY_ORDER = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "Job", "CronJob")
+_CATEGORY_ORDER = ("Pod", "Service", "DaemonSet", "Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob")
 
 
 def category(name: str) -> list[KindInfo]:

@@ -9,6 +9,7 @@ server's strategies. Every problem is reported at once, each as
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import urllib.parse
@@ -537,7 +538,14 @@ def validate_pod_spec(errs: Errors, path: str, spec: core_pb2.PodSpec) -> None:
         volumes.add(vol.name)
         sources = [f.name for f, _ in vol.ListFields() if f.name != "name"]
         if len(sources) != 1:
-            errs.add(vp, "exactly one of hostPath, emptyDir, configMap or secret must be set")
+            errs.add(vp, "exactly one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim must be set")
+        if vol.HasField("persistent_volume_claim"):
+            if not vol.persistent_volume_claim.claim_name:
+                errs.add(f"{vp}.persistentVolumeClaim.claimName", "required")
+            else:
+                check_dns1123_subdomain(
+                    errs, f"{vp}.persistentVolumeClaim.claimName", vol.persistent_volume_claim.claim_name
+                )
         if vol.HasField("host_path") and not vol.host_path.path.startswith("/"):
             errs.add(f"{vp}.hostPath.path", "must be an absolute path")
         if vol.HasField("config_map") and not vol.config_map.name:
@@ -797,6 +805,107 @@ def _validate_priority_class(errs: Errors, pc: scheduling_pb2.PriorityClass) -> 
 SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical": 2_000_000_000, "system-node-critical": 2_000_001_000}
 
 
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+LOCAL_VOLUME_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _validate_claim_spec(errs: Errors, path: str, spec: core_pb2.PersistentVolumeClaimSpec) -> None:
+    if not spec.access_modes:
+        errs.add(f"{path}.accessModes", "required: at least one access mode")
+    for i, mode in enumerate(spec.access_modes):
+        check_one_of(errs, f"{path}.accessModes[{i}]", mode, ACCESS_MODES)
+    storage = spec.resources.requests.get("storage", "")
+    if not storage:
+        errs.add(f"{path}.resources.requests.storage", "required")
+    else:
+        check_quantities(errs, f"{path}.resources.requests", {"storage": storage})
+        with contextlib.suppress(ValueError):
+            if parse_quantity(storage) <= 0:
+                errs.add(f"{path}.resources.requests.storage", "must be greater than zero")
+    if spec.HasField("storage_class_name") and spec.storage_class_name:
+        check_dns1123_subdomain(errs, f"{path}.storageClassName", spec.storage_class_name)
+    check_one_of(errs, f"{path}.volumeMode", spec.volume_mode, ("Filesystem",))
+    if spec.volume_name:
+        check_dns1123_subdomain(errs, f"{path}.volumeName", spec.volume_name)
+
+
+def _validate_pvc(errs: Errors, pvc: core_pb2.PersistentVolumeClaim) -> None:
+    _validate_claim_spec(errs, "spec", pvc.spec)
+    check_one_of(errs, "status.phase", pvc.status.phase, ("Pending", "Bound", "Lost"))
+
+
+def _validate_pv(errs: Errors, pv: core_pb2.PersistentVolume) -> None:
+    spec = pv.spec
+    storage = spec.capacity.get("storage", "")
+    if not storage:
+        errs.add("spec.capacity.storage", "required")
+    check_quantities(errs, "spec.capacity", dict(spec.capacity))
+    for i, mode in enumerate(spec.access_modes):
+        check_one_of(errs, f"spec.accessModes[{i}]", mode, ACCESS_MODES)
+    check_one_of(
+        errs, "spec.persistentVolumeReclaimPolicy", spec.persistent_volume_reclaim_policy, ("Retain", "Delete")
+    )
+    if not spec.HasField("local"):
+        errs.add("spec.local", "required: Navarch's persistent volumes are directories on one node")
+    elif not LOCAL_VOLUME_NAME.match(spec.local.path) or ".." in spec.local.path:
+        # The agent joins it to its own volume root: one plain name, never a path that could leave it.
+        errs.add(
+            "spec.local.path", f"{spec.local.path[:80]!r} must be one directory name (lower case, digits, '-', '.')"
+        )
+    terms = spec.node_affinity.required.node_selector_terms
+    if spec.HasField("local") and not terms:
+        errs.add("spec.nodeAffinity.required", "required for a local volume: the node that holds it")
+    for i, term in enumerate(terms):
+        _validate_node_selector_term(errs, f"spec.nodeAffinity.required.nodeSelectorTerms[{i}]", term)
+    check_one_of(errs, "status.phase", pv.status.phase, ("Pending", "Available", "Bound", "Released", "Failed"))
+
+
+def _validate_statefulset(errs: Errors, sts: apps_pb2.StatefulSet) -> None:
+    spec = sts.spec
+    if len(sts.metadata.name) > 52:
+        # Its pods are <name>-<ordinal> and carry that in a label (63 at most), as Kubernetes warns.
+        errs.add("metadata.name", "must be no more than 52 characters (its pods add -<ordinal>)")
+    _check_replicas(errs, sts)
+    _validate_template(errs, "spec.template", spec.selector, spec.template)
+    check_one_of(errs, "spec.template.spec.restartPolicy", spec.template.spec.restart_policy, ("Always",))
+    check_one_of(errs, "spec.podManagementPolicy", spec.pod_management_policy, ("OrderedReady", "Parallel"))
+    strategy = spec.update_strategy
+    check_one_of(errs, "spec.updateStrategy.type", strategy.type, ("RollingUpdate", "OnDelete"))
+    ru = strategy.rolling_update
+    if ru.HasField("partition") and ru.partition < 0:
+        errs.add("spec.updateStrategy.rollingUpdate.partition", "must be greater than or equal to 0")
+    check_int_or_percent(errs, "spec.updateStrategy.rollingUpdate.maxUnavailable", ru.max_unavailable)
+    if ru.max_unavailable.WhichOneof("kind") == "number_value" and ru.max_unavailable.number_value < 1:
+        errs.add("spec.updateStrategy.rollingUpdate.maxUnavailable", "must be at least 1")
+    if spec.service_name:
+        check_dns1123_label(errs, "spec.serviceName", spec.service_name)
+    policy = spec.persistent_volume_claim_retention_policy
+    check_one_of(
+        errs, "spec.persistentVolumeClaimRetentionPolicy.whenDeleted", policy.when_deleted, ("Retain", "Delete")
+    )
+    check_one_of(errs, "spec.persistentVolumeClaimRetentionPolicy.whenScaled", policy.when_scaled, ("Retain", "Delete"))
+    names: set[str] = set()
+    volumes = {v.name for v in spec.template.spec.volumes}
+    for i, claim in enumerate(spec.volume_claim_templates):
+        cp = f"spec.volumeClaimTemplates[{i}]"
+        check_dns1123_label(errs, f"{cp}.metadata.name", claim.metadata.name)
+        if claim.metadata.name in names:
+            errs.add(f"{cp}.metadata.name", f"duplicate claim template {claim.metadata.name!r}")
+        if claim.metadata.name in volumes:
+            errs.add(f"{cp}.metadata.name", f"a pod volume is already named {claim.metadata.name!r}")
+        names.add(claim.metadata.name)
+        _validate_claim_spec(errs, f"{cp}.spec", claim.spec)
+    mounts = {m.name for c in spec.template.spec.containers for m in c.volume_mounts}
+    missing = mounts - volumes - names
+    if missing:
+        errs.add("spec.template.spec.containers", f"volumeMounts name no volume or claim template: {sorted(missing)}")
+
+
+def _validate_controller_revision(errs: Errors, rev: apps_pb2.ControllerRevision) -> None:
+    if rev.revision < 0:
+        errs.add("revision", "must be greater than or equal to 0")
+
+
 # ---------------------------------------------------------- the other kinds
 
 
@@ -962,6 +1071,10 @@ _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
     "CronJob": _validate_cronjob,  # type: ignore[dict-item]
     "PodDisruptionBudget": _validate_pdb,  # type: ignore[dict-item]
     "PriorityClass": _validate_priority_class,  # type: ignore[dict-item]
+    "PersistentVolumeClaim": _validate_pvc,  # type: ignore[dict-item]
+    "PersistentVolume": _validate_pv,  # type: ignore[dict-item]
+    "StatefulSet": _validate_statefulset,  # type: ignore[dict-item]
+    "ControllerRevision": _validate_controller_revision,  # type: ignore[dict-item]
     "Service": _validate_service,  # type: ignore[dict-item]
     "Endpoints": _validate_endpoints,  # type: ignore[dict-item]
     "ConfigMap": _validate_configmap,  # type: ignore[dict-item]

@@ -15,7 +15,7 @@ from controlplane.api import kinds
 from controlplane.api.defaults import apply_defaults, qos_class
 from controlplane.api.errors import ForbiddenError, InvalidError
 from controlplane.api.objects import meta
-from controlplane.api.pb import batch_pb2, core_pb2
+from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2
 from controlplane.api.validation import Errors
 from controlplane.apiserver.admission import add_default_tolerations
 from controlplane.apiserver.allocator import ServiceAllocator, claims_of
@@ -291,6 +291,55 @@ class BindingStrategy(Strategy):
             errs.add("roleRef", "field is immutable: delete the binding and create a new one")
 
 
+class StatefulSetStrategy(ReplicaSetStrategy):
+    """StatefulSets: selector immutable (as every workload), and so are what identifies their pods and claims:
+    the service name, the claim templates and the pod management policy (Kubernetes' rule)."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        super().validate_update(errs, new, old)
+        n: apps_pb2.StatefulSet = new  # type: ignore[assignment]
+        o: apps_pb2.StatefulSet = old  # type: ignore[assignment]
+        for field, camel in (
+            ("service_name", "serviceName"),
+            ("volume_claim_templates", "volumeClaimTemplates"),
+            ("pod_management_policy", "podManagementPolicy"),
+        ):
+            if getattr(n.spec, field) != getattr(o.spec, field):
+                errs.add(f"spec.{camel}", "field is immutable")
+
+
+class RevisionStrategy(Strategy):
+    """ControllerRevisions: the template a revision holds never changes."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        if new.data != old.data:  # type: ignore[attr-defined]
+            errs.add("data", "field is immutable")
+
+
+class ClaimStrategy(Strategy):
+    """PersistentVolumeClaims: once bound to a volume, they stay bound to it."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        n: core_pb2.PersistentVolumeClaim = new  # type: ignore[assignment]
+        o: core_pb2.PersistentVolumeClaim = old  # type: ignore[assignment]
+        if o.spec.volume_name and n.spec.volume_name != o.spec.volume_name:
+            errs.add("spec.volumeName", "field is immutable once bound")
+        if n.spec.access_modes != o.spec.access_modes or n.spec.storage_class_name != o.spec.storage_class_name:
+            errs.add("spec", "accessModes and storageClassName are immutable")
+        if n.spec.resources != o.spec.resources:
+            errs.add("spec.resources", "field is immutable (volumes are not resized)")
+
+
+class VolumeStrategy(Strategy):
+    """PersistentVolumes: where the data is (path, node) never changes."""
+
+    def validate_update(self, errs: Errors, new: Message, old: Message) -> None:
+        n: core_pb2.PersistentVolume = new  # type: ignore[assignment]
+        o: core_pb2.PersistentVolume = old  # type: ignore[assignment]
+        if n.spec.local != o.spec.local or n.spec.node_affinity != o.spec.node_affinity:
+            errs.add("spec", "local and nodeAffinity are immutable")
+
+
 class PriorityClassStrategy(Strategy):
     """PriorityClasses: the value never changes (pods already carry it), and at most one is the global
     default (checked against the cache: a hint, as Kubernetes' own admission is)."""
@@ -358,6 +407,10 @@ _STRATEGIES: dict[str, type[Strategy]] = {
     "Secret": ConfigDataStrategy,
     "Node": NodeStrategy,
     "PriorityClass": PriorityClassStrategy,
+    "StatefulSet": StatefulSetStrategy,
+    "ControllerRevision": RevisionStrategy,
+    "PersistentVolumeClaim": ClaimStrategy,
+    "PersistentVolume": VolumeStrategy,
     "Namespace": NamespaceStrategy,
     "RoleBinding": BindingStrategy,
     "ClusterRoleBinding": BindingStrategy,

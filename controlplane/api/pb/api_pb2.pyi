@@ -53,6 +53,10 @@ class Object(_message.Message):
     CRON_JOB_FIELD_NUMBER: _builtins.int
     POD_DISRUPTION_BUDGET_FIELD_NUMBER: _builtins.int
     PRIORITY_CLASS_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_FIELD_NUMBER: _builtins.int
+    STATEFUL_SET_FIELD_NUMBER: _builtins.int
+    CONTROLLER_REVISION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def namespace(self) -> _core_pb2.Namespace: ...
     @_builtins.property
@@ -93,6 +97,14 @@ class Object(_message.Message):
     def pod_disruption_budget(self) -> _policy_pb2.PodDisruptionBudget: ...
     @_builtins.property
     def priority_class(self) -> _scheduling_pb2.PriorityClass: ...
+    @_builtins.property
+    def persistent_volume_claim(self) -> _core_pb2.PersistentVolumeClaim: ...
+    @_builtins.property
+    def persistent_volume(self) -> _core_pb2.PersistentVolume: ...
+    @_builtins.property
+    def stateful_set(self) -> _apps_pb2.StatefulSet: ...
+    @_builtins.property
+    def controller_revision(self) -> _apps_pb2.ControllerRevision: ...
     def __init__(
         self,
         *,
@@ -116,12 +128,16 @@ class Object(_message.Message):
         cron_job: _batch_pb2.CronJob | None = ...,
         pod_disruption_budget: _policy_pb2.PodDisruptionBudget | None = ...,
         priority_class: _scheduling_pb2.PriorityClass | None = ...,
+        persistent_volume_claim: _core_pb2.PersistentVolumeClaim | None = ...,
+        persistent_volume: _core_pb2.PersistentVolume | None = ...,
+        stateful_set: _apps_pb2.StatefulSet | None = ...,
+        controller_revision: _apps_pb2.ControllerRevision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget", "priority_class"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget", "priority_class", "persistent_volume_claim", "persistent_volume", "stateful_set", "controller_revision"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

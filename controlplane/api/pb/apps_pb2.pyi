@@ -465,3 +465,255 @@ class DaemonSet(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DaemonSet: _TypeAlias = DaemonSet  # noqa: Y015
+
+@_typing.final
+class StatefulSetUpdateStrategy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    ROLLING_UPDATE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """RollingUpdate (default) or OnDelete."""
+    @_builtins.property
+    def rolling_update(self) -> Global___RollingUpdateStatefulSetStrategy: ...
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        rolling_update: Global___RollingUpdateStatefulSetStrategy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rolling_update", b"rolling_update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rolling_update", b"rolling_update", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatefulSetUpdateStrategy: _TypeAlias = StatefulSetUpdateStrategy  # noqa: Y015
+
+@_typing.final
+class RollingUpdateStatefulSetStrategy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    MAX_UNAVAILABLE_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    """Ordinals below this keep the current revision."""
+    @_builtins.property
+    def max_unavailable(self) -> _struct_pb2.Value:
+        """Pods updated at once (number or percentage); default 1."""
+
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int | None = ...,
+        max_unavailable: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_partition", b"_partition", "max_unavailable", b"max_unavailable", "partition", b"partition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_partition", b"_partition", "max_unavailable", b"max_unavailable", "partition", b"partition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__partition: _TypeAlias = _typing.Literal["partition"]  # noqa: Y015
+    _WhichOneofArgType__partition: _TypeAlias = _typing.Literal["_partition", b"_partition"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__partition) -> _WhichOneofReturnType__partition | None: ...
+
+Global___RollingUpdateStatefulSetStrategy: _TypeAlias = RollingUpdateStatefulSetStrategy  # noqa: Y015
+
+@_typing.final
+class StatefulSetPersistentVolumeClaimRetentionPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WHEN_DELETED_FIELD_NUMBER: _builtins.int
+    WHEN_SCALED_FIELD_NUMBER: _builtins.int
+    when_deleted: _builtins.str
+    """Retain (default) or Delete."""
+    when_scaled: _builtins.str
+    def __init__(
+        self,
+        *,
+        when_deleted: _builtins.str = ...,
+        when_scaled: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["when_deleted", b"when_deleted", "when_scaled", b"when_scaled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatefulSetPersistentVolumeClaimRetentionPolicy: _TypeAlias = StatefulSetPersistentVolumeClaimRetentionPolicy  # noqa: Y015
+
+@_typing.final
+class StatefulSetSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    SELECTOR_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    VOLUME_CLAIM_TEMPLATES_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    POD_MANAGEMENT_POLICY_FIELD_NUMBER: _builtins.int
+    UPDATE_STRATEGY_FIELD_NUMBER: _builtins.int
+    REVISION_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
+    MIN_READY_SECONDS_FIELD_NUMBER: _builtins.int
+    PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY_FIELD_NUMBER: _builtins.int
+    replicas: _builtins.int
+    service_name: _builtins.str
+    pod_management_policy: _builtins.str
+    """OrderedReady (default) or Parallel."""
+    revision_history_limit: _builtins.int
+    min_ready_seconds: _builtins.int
+    @_builtins.property
+    def selector(self) -> _meta_pb2.LabelSelector: ...
+    @_builtins.property
+    def template(self) -> _core_pb2.PodTemplateSpec: ...
+    @_builtins.property
+    def volume_claim_templates(self) -> _containers.RepeatedCompositeFieldContainer[_core_pb2.PersistentVolumeClaim]: ...
+    @_builtins.property
+    def update_strategy(self) -> Global___StatefulSetUpdateStrategy: ...
+    @_builtins.property
+    def persistent_volume_claim_retention_policy(self) -> Global___StatefulSetPersistentVolumeClaimRetentionPolicy: ...
+    def __init__(
+        self,
+        *,
+        replicas: _builtins.int | None = ...,
+        selector: _meta_pb2.LabelSelector | None = ...,
+        template: _core_pb2.PodTemplateSpec | None = ...,
+        volume_claim_templates: _abc.Iterable[_core_pb2.PersistentVolumeClaim] | None = ...,
+        service_name: _builtins.str = ...,
+        pod_management_policy: _builtins.str = ...,
+        update_strategy: Global___StatefulSetUpdateStrategy | None = ...,
+        revision_history_limit: _builtins.int | None = ...,
+        min_ready_seconds: _builtins.int = ...,
+        persistent_volume_claim_retention_policy: Global___StatefulSetPersistentVolumeClaimRetentionPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_replicas", b"_replicas", "_revision_history_limit", b"_revision_history_limit", "persistent_volume_claim_retention_policy", b"persistent_volume_claim_retention_policy", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "selector", b"selector", "template", b"template", "update_strategy", b"update_strategy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replicas", b"_replicas", "_revision_history_limit", b"_revision_history_limit", "min_ready_seconds", b"min_ready_seconds", "persistent_volume_claim_retention_policy", b"persistent_volume_claim_retention_policy", "pod_management_policy", b"pod_management_policy", "replicas", b"replicas", "revision_history_limit", b"revision_history_limit", "selector", b"selector", "service_name", b"service_name", "template", b"template", "update_strategy", b"update_strategy", "volume_claim_templates", b"volume_claim_templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__replicas: _TypeAlias = _typing.Literal["replicas"]  # noqa: Y015
+    _WhichOneofArgType__replicas: _TypeAlias = _typing.Literal["_replicas", b"_replicas"]  # noqa: Y015
+    _WhichOneofReturnType__revision_history_limit: _TypeAlias = _typing.Literal["revision_history_limit"]  # noqa: Y015
+    _WhichOneofArgType__revision_history_limit: _TypeAlias = _typing.Literal["_revision_history_limit", b"_revision_history_limit"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replicas) -> _WhichOneofReturnType__replicas | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__revision_history_limit) -> _WhichOneofReturnType__revision_history_limit | None: ...
+
+Global___StatefulSetSpec: _TypeAlias = StatefulSetSpec  # noqa: Y015
+
+@_typing.final
+class StatefulSetStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBSERVED_GENERATION_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    READY_REPLICAS_FIELD_NUMBER: _builtins.int
+    CURRENT_REPLICAS_FIELD_NUMBER: _builtins.int
+    UPDATED_REPLICAS_FIELD_NUMBER: _builtins.int
+    CURRENT_REVISION_FIELD_NUMBER: _builtins.int
+    UPDATE_REVISION_FIELD_NUMBER: _builtins.int
+    COLLISION_COUNT_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_REPLICAS_FIELD_NUMBER: _builtins.int
+    observed_generation: _builtins.int
+    replicas: _builtins.int
+    ready_replicas: _builtins.int
+    current_replicas: _builtins.int
+    updated_replicas: _builtins.int
+    current_revision: _builtins.str
+    update_revision: _builtins.str
+    collision_count: _builtins.int
+    available_replicas: _builtins.int
+    @_builtins.property
+    def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
+    def __init__(
+        self,
+        *,
+        observed_generation: _builtins.int = ...,
+        replicas: _builtins.int = ...,
+        ready_replicas: _builtins.int = ...,
+        current_replicas: _builtins.int = ...,
+        updated_replicas: _builtins.int = ...,
+        current_revision: _builtins.str = ...,
+        update_revision: _builtins.str = ...,
+        collision_count: _builtins.int | None = ...,
+        conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
+        available_replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_collision_count", b"_collision_count", "collision_count", b"collision_count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_collision_count", b"_collision_count", "available_replicas", b"available_replicas", "collision_count", b"collision_count", "conditions", b"conditions", "current_replicas", b"current_replicas", "current_revision", b"current_revision", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "replicas", b"replicas", "update_revision", b"update_revision", "updated_replicas", b"updated_replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__collision_count: _TypeAlias = _typing.Literal["collision_count"]  # noqa: Y015
+    _WhichOneofArgType__collision_count: _TypeAlias = _typing.Literal["_collision_count", b"_collision_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__collision_count) -> _WhichOneofReturnType__collision_count | None: ...
+
+Global___StatefulSetStatus: _TypeAlias = StatefulSetStatus  # noqa: Y015
+
+@_typing.final
+class StatefulSet(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    api_version: _builtins.str
+    kind: _builtins.str
+    @_builtins.property
+    def metadata(self) -> _meta_pb2.ObjectMeta: ...
+    @_builtins.property
+    def spec(self) -> Global___StatefulSetSpec: ...
+    @_builtins.property
+    def status(self) -> Global___StatefulSetStatus: ...
+    def __init__(
+        self,
+        *,
+        api_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        metadata: _meta_pb2.ObjectMeta | None = ...,
+        spec: Global___StatefulSetSpec | None = ...,
+        status: Global___StatefulSetStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "metadata", b"metadata", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatefulSet: _TypeAlias = StatefulSet  # noqa: Y015
+
+@_typing.final
+class ControllerRevision(_message.Message):
+    """An immutable snapshot of a pod template, one per revision of a StatefulSet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    api_version: _builtins.str
+    kind: _builtins.str
+    data: _builtins.bytes
+    """The PodTemplateSpec of this revision, serialized (protobuf)."""
+    revision: _builtins.int
+    @_builtins.property
+    def metadata(self) -> _meta_pb2.ObjectMeta: ...
+    def __init__(
+        self,
+        *,
+        api_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        metadata: _meta_pb2.ObjectMeta | None = ...,
+        data: _builtins.bytes = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "data", b"data", "kind", b"kind", "metadata", b"metadata", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControllerRevision: _TypeAlias = ControllerRevision  # noqa: Y015
