@@ -26,6 +26,7 @@ from nodeagent.certificates import CertificateRenewer, NodeCredentials
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.forkserver import ForkServer
+from nodeagent.localvolumes import LocalVolumes
 from nodeagent.node import NodeManager
 from nodeagent.pod.context import AgentContext, PortAllocator
 from nodeagent.pod.process import ShimProcesses
@@ -63,6 +64,7 @@ class Agent:
                 ca_file=config.artifact_ca_file,
                 file_urls=config.artifact_file_urls,
             ),
+            local_volumes=LocalVolumes(config.data_dir / "local-volumes", config.node_name),
         )
         if self.proxy is not None:
             services = self.proxy.services.store
@@ -109,6 +111,7 @@ class Agent:
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
         self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
         self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._collect_local_volumes(), name="local-volume-collector"))
         if self.proxy is not None:
             self._tasks.append(asyncio.create_task(self.proxy.run(), name="service-proxy"))
         await self.informer.wait_for_sync(60)
@@ -148,6 +151,17 @@ class Agent:
         worker = self.workers.get(pod.metadata.uid)
         if worker is not None:
             worker.gone()
+
+    async def _collect_local_volumes(self, every: float = 60.0) -> None:
+        """Remove, now and then, the local volume directories whose PersistentVolume was deleted."""
+        local = self.ctx.local_volumes
+        assert local is not None
+        while True:
+            try:
+                await local.collect(self.client)
+            except OSError as err:
+                log.warning("local volumes: %s", err)
+            await asyncio.sleep(every)
 
     async def _clean_up(self, record: PodRecord) -> None:
         sandbox = Sandbox(self.state.pod_dir(record.uid))

@@ -33,6 +33,7 @@ from controlplane.api.errors import (
 )
 from controlplane.api.pb import coordination_pb2, core_pb2, meta_pb2
 from controlplane.api.quantity import parse_quantity
+from controlplane.api.volumes import LOCAL_STORAGE
 from controlplane.client.client import ApiClient
 from nodeagent.config import AgentConfig
 from nodeagent.pressure import meminfo, node_conditions, sample_host
@@ -60,10 +61,18 @@ def address_towards(server: str) -> str:
             return "127.0.0.1"
 
 
-def detected_capacity() -> dict[str, str]:
-    """CPU count, memory and the default pod limit of this host."""
+def detected_capacity(data_dir: Path | None = None) -> dict[str, str]:
+    """CPU count, memory and the default pod limit of this host; with ``data_dir``, the size of its file
+    system as the room for local persistent volumes."""
     mem = meminfo().get("MemTotal", 0)
-    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem // 1024}Ki", "pods": "110"}
+    out = {"cpu": str(os.cpu_count() or 1), "memory": f"{mem // 1024}Ki", "pods": "110"}
+    if data_dir is not None:
+        try:
+            st = os.statvfs(data_dir)
+            out[LOCAL_STORAGE] = str(st.f_blocks * st.f_frsize)
+        except OSError:
+            pass
+    return out
 
 
 def allocatable(capacity: dict[str, str], reserved: dict[str, str]) -> dict[str, str]:
@@ -122,7 +131,7 @@ class NodeManager:
         )
         for key, value, effect in cfg.taints:
             node.spec.taints.add(key=key, value=value, effect=effect)
-        capacity = {**detected_capacity(), **cfg.capacity}
+        capacity = {**detected_capacity(cfg.data_dir), **cfg.capacity}
         node.status.capacity.update(capacity)
         node.status.allocatable.update(allocatable(capacity, cfg.reserved))
         node.status.addresses.add(type="InternalIP", address=cfg.node_ip)

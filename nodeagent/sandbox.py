@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import core_pb2
@@ -44,11 +44,18 @@ def inside(rel: str) -> bool:
     return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\0" not in rel
 
 
+class ClaimVolumes(Protocol):
+    """Resolves a pod's persistentVolumeClaim volume to a directory on this node (nodeagent/localvolumes.py)."""
+
+    async def claim_dir(self, client: ApiClient, namespace: str, claim: str, volume: str) -> Path: ...
+
+
 class Sandbox:
     """One pod's directories and volumes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, claims: ClaimVolumes | None = None) -> None:
         self.root = root
+        self.claims = claims
         self.work = root / "work"
         self.volumes = root / "volumes"
         self.containers = root / "containers"
@@ -74,6 +81,12 @@ class Sandbox:
         file); returns volume name -> real directory."""
         out: dict[str, Path] = {}
         for vol in pod.spec.volumes:
+            if vol.HasField("persistent_volume_claim"):
+                if self.claims is None:
+                    raise ConfigError(f'volume "{vol.name}": this agent has no local persistent volumes')
+                claim = vol.persistent_volume_claim.claim_name
+                out[vol.name] = await self.claims.claim_dir(client, pod.metadata.namespace, claim, vol.name)
+                continue
             if vol.HasField("host_path"):
                 path = Path(vol.host_path.path)
                 if vol.host_path.type in ("DirectoryOrCreate", ""):

@@ -3,8 +3,8 @@
 
 Allowed: read every Node, write its own Node (and status); its own Lease in ``navarch-node-lease``; list and
 watch Pods only with ``fieldSelector=spec.nodeName=<name>``; read and delete Pods bound to it and write
-their status (never the pod itself: not its labels, finalizers or owners); read the Secrets and ConfigMaps
-those Pods reference; read Services, Endpoints and Namespaces (the node proxy); write Events. Anything else
+their status (never the pod itself: not its labels, finalizers or owners); read the Secrets, ConfigMaps and
+PersistentVolumeClaims those Pods reference, and the PersistentVolumes whose node affinity names it; read Services, Endpoints and Namespaces (the node proxy); write Events. Anything else
 a node asks is denied outright, whatever RBAC says.
 """
 
@@ -19,11 +19,13 @@ from controlplane.api import kinds
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import core_pb2
 from controlplane.api.selectors import parse_field_selector
+from controlplane.api.volumes import affinity_names
 from controlplane.apiserver.authz import Attributes, Decision
 from controlplane.apiserver.watchcache import Filter, WatchCache
 from controlplane.storage.keys import object_key
 
 _POD = kinds.lookup("Pod")
+_PV = kinds.lookup("PersistentVolume")
 LEASE_NAMESPACE = "navarch-node-lease"
 _READ = ("get", "list", "watch")
 _WRITE_OWN = ("create", "get", "update", "patch", "delete")
@@ -114,6 +116,25 @@ class NodeAuthorizer:
                     if pod.spec.node_name == node and attrs.name in referenced(pod, kind):
                         return Decision.ALLOW, f'pod "{pod.metadata.name}" on this node references it'
             return Decision.DENY, f"node {node} may read only {resource} referenced by pods bound to it"
+        if resource == "persistentvolumeclaims" and not attrs.subresource:
+            if verb == "get" and attrs.name:
+                on_node = Filter(namespace=attrs.namespace, fields=parse_field_selector(f"spec.nodeName={node}", _POD))
+                for pod in self.caches["Pod"].list(on_node, ordered=False):
+                    assert isinstance(pod, core_pb2.Pod)
+                    claims = {v.persistent_volume_claim.claim_name for v in pod.spec.volumes}
+                    if pod.spec.node_name == node and attrs.name in claims:
+                        return Decision.ALLOW, f'pod "{pod.metadata.name}" on this node uses the claim'
+            return Decision.DENY, f"node {node} may read only the claims of pods bound to it"
+        if resource == "persistentvolumes" and not attrs.subresource:
+            if verb == "get" and attrs.name:
+                pv = self.caches["PersistentVolume"].get(object_key(_PV, "", attrs.name))
+                if pv is None:
+                    # None of that name (as far as the cache knows): the agent's clean-up learns it is gone.
+                    return Decision.ALLOW, "no such volume"
+                assert isinstance(pv, core_pb2.PersistentVolume)
+                if affinity_names(pv, node):
+                    return Decision.ALLOW, "the volume is held by this node"
+            return Decision.DENY, f"node {node} may read only the persistent volumes it holds"
         if resource in ("services", "endpoints", "namespaces") and verb in _READ and not attrs.subresource:
             return Decision.ALLOW, "the node proxy reads services"
         if resource == "events" and verb in ("create", "update", "patch", "get"):

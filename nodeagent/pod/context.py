@@ -16,6 +16,7 @@ from controlplane.client.client import ApiClient
 from nodeagent.artifacts import ArtifactCache
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
+from nodeagent.localvolumes import LocalVolumes
 from nodeagent.pod.process import Processes
 from nodeagent.state import StateStore
 
@@ -91,5 +92,7 @@ class AgentContext:
     """Starts and adopts every container's shim."""
     artifacts: ArtifactCache | None = None
     """The node's artifact cache (None: containers with artifacts are refused)."""
+    local_volumes: LocalVolumes | None = None
+    """The node's local persistent volumes (None: pods with persistentVolumeClaim volumes wait)."""
     services: Callable[[str], list[core_pb2.Service]] = dataclasses.field(default=lambda namespace: [])
     """The Services of a namespace as the agent knows them (for the pods' service environment variables)."""

@@ -32,7 +32,7 @@ def container_hooks(
     and lifecycle (before it is stopped)."""
     return [
         EnvironmentHook(ctx, sandbox, volumes, pod_ports),
-        IdentityHook(ctx.config, sandbox),
+        IdentityHook(ctx.config, sandbox, volumes, ctx.local_volumes),
         ArtifactsHook(ctx.artifacts, sandbox),
         limits,
         LogsHook(ctx.config),

@@ -54,7 +54,7 @@ class PodWorker:
         self.pod = pod
         self.uid = pod.metadata.uid
         self.record = record or PodRecord(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name)
-        self.sandbox = Sandbox(ctx.state.pod_dir(self.uid))
+        self.sandbox = Sandbox(ctx.state.pod_dir(self.uid), ctx.local_volumes)
         self.volumes = PodVolumes(ctx.client, self.sandbox, ctx.cgroups, self.uid)
         self.phase = pod.status.phase or "Pending"
         self.reason = self.message = ""
