@@ -4,8 +4,9 @@
 Allowed: read every Node, write its own Node (and status); its own Lease in ``navarch-node-lease``; list and
 watch Pods only with ``fieldSelector=spec.nodeName=<name>``; read and delete Pods bound to it and write
 their status (never the pod itself: not its labels, finalizers or owners); read the Secrets, ConfigMaps and
-PersistentVolumeClaims those Pods reference, and the PersistentVolumes whose node affinity names it; read Services, Endpoints and Namespaces (the node proxy); write Events. Anything else
-a node asks is denied outright, whatever RBAC says.
+PersistentVolumeClaims those Pods reference, and the PersistentVolumes whose node affinity names it (or of a
+name no volume has: its clean-up learns the volume is gone); read Services, Endpoints and Namespaces (the
+node proxy); write Events. Anything else a node asks is denied outright, whatever RBAC says.
 """
 
 from __future__ import annotations
