@@ -24,10 +24,21 @@ WORKLOADS = [
     ("", ["pods", "pods/log", "pods/status", "services", "endpoints", "configmaps", "events"]),
     (
         "apps",
-        ["deployments", "deployments/status", "replicasets", "replicasets/status", "daemonsets", "daemonsets/status"],
+        [
+            "deployments",
+            "deployments/status",
+            "replicasets",
+            "replicasets/status",
+            "daemonsets",
+            "daemonsets/status",
+            "statefulsets",
+            "statefulsets/status",
+            "controllerrevisions",
+        ],
     ),
     ("batch", ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]),
     ("policy", ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
+    ("", ["persistentvolumeclaims"]),
 ]
 
 
@@ -100,6 +111,9 @@ def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
                 _rule(["delete"], "", ["pods"]),
                 _rule(READ, "policy", ["poddisruptionbudgets"]),
                 _rule(READ, "scheduling.k8s.io", ["priorityclasses"]),
+                # Delayed volume binding: the chosen node is written into the pod's new claims.
+                _rule([*READ, "update", "patch"], "", ["persistentvolumeclaims"]),
+                _rule(READ, "", ["persistentvolumes"]),
                 _rule(["create"], "", ["pods/binding"]),
                 _rule(["create", "update", "patch"], "", ["events"]),
                 _rule(["get", "create", "update"], "coordination", ["leases"]),

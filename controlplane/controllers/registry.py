@@ -13,6 +13,7 @@ from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.job import JobController
 from controlplane.controllers.namespace import NamespaceController
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.persistentvolume import PersistentVolumeController
 from controlplane.controllers.podgc import PodGCController
 from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.controllers.tainteviction import TaintEvictionController
@@ -26,6 +27,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         JobController,
         CronJobController,
         DisruptionController,
+        PersistentVolumeController,
         EndpointsController,
         NamespaceController,
         GarbageCollector,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -201,6 +201,10 @@ class Snapshot:
     by_name: dict[str, NodeInfo] = field(default_factory=dict)
     anti_affinity_pods: int | None = None
     """How many placed pods have required anti-affinity (counted from the nodes if not given)."""
+    claims: Mapping[str, core_pb2.PersistentVolumeClaim] = field(default_factory=dict)
+    """PersistentVolumeClaims by ``namespace/name`` (the volume plugin's view)."""
+    volumes: Mapping[str, core_pb2.PersistentVolume] = field(default_factory=dict)
+    """PersistentVolumes by name."""
 
     def __post_init__(self) -> None:
         if not self.by_name:

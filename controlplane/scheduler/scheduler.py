@@ -29,6 +29,7 @@ import time
 
 from controlplane.api.errors import ApiError, ConflictError
 from controlplane.api.pb import api_pb2, core_pb2, meta_pb2, policy_pb2
+from controlplane.api.volumes import SELECTED_NODE
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from controlplane.client.informer import Informer
@@ -41,6 +42,9 @@ from controlplane.scheduler.framework import NodeInfo, Snapshot
 from controlplane.scheduler.queue import QueuedPod, SchedulingQueue
 
 log = logging.getLogger(__name__)
+
+VOLUME_BINDING_TIMEOUT = 30.0
+"""Seconds a pod's new local volumes may take to be provisioned before the pod is tried again."""
 
 RATE_WINDOW = 60.0
 """Seconds over which Status reports attempts and bindings per second."""
@@ -90,6 +94,10 @@ class Scheduler:
         self.pods: Informer[core_pb2.Pod] = Informer(client, core_pb2.Pod)
         self.nodes: Informer[core_pb2.Node] = Informer(client, core_pb2.Node)
         self.budgets: Informer[policy_pb2.PodDisruptionBudget] = Informer(client, policy_pb2.PodDisruptionBudget)
+        self.claims: Informer[core_pb2.PersistentVolumeClaim] = Informer(client, core_pb2.PersistentVolumeClaim)
+        self.volumes: Informer[core_pb2.PersistentVolume] = Informer(client, core_pb2.PersistentVolume)
+        for inf in (self.claims, self.volumes):
+            inf.add_event_handler(self._storage_changed, lambda old, new: self._storage_changed(new), None)
         self.nominated: dict[str, tuple[str, core_pb2.Pod]] = {}
         """Pods that preempted (uid -> (node, pod)): the room on that node is held for them."""
         self.preemptions = 0
@@ -140,6 +148,9 @@ class Scheduler:
             self.cache.remove_pod(pod.metadata.uid)
             self.queue.move_all()
 
+    def _storage_changed(self, _: object) -> None:
+        self.queue.move_all()  # a claim bound or a volume freed may make a parked pod schedulable
+
     def _node_changed(self, node: core_pb2.Node) -> None:
         self.cache.set_node(node)
         self.queue.move_all()
@@ -155,6 +166,8 @@ class Scheduler:
             tg.create_task(self.nodes.run(), name="scheduler-node-informer")
             tg.create_task(self.pods.run(), name="scheduler-pod-informer")
             tg.create_task(self.budgets.run(), name="scheduler-budget-informer")
+            tg.create_task(self.claims.run(), name="scheduler-claim-informer")
+            tg.create_task(self.volumes.run(), name="scheduler-volume-informer")
 
     async def schedule_forever(self) -> None:
         """Leader's work: pop, decide, assume, bind — until cancelled."""
@@ -162,6 +175,8 @@ class Scheduler:
         await self.nodes.wait_for_sync(60)
         await self.pods.wait_for_sync(60)
         await self.budgets.wait_for_sync(60)
+        await self.claims.wait_for_sync(60)
+        await self.volumes.wait_for_sync(60)
         # A new leader reads the pods afresh, so bindings written by a deposed leader are all counted.
         fresh = await self.client.list(core_pb2.Pod)
         for pod in fresh.items:
@@ -197,16 +212,67 @@ class Scheduler:
         self.cache.assume(pod, decision.node)
         self.queue.done(qp)
         m = pod.metadata
-        self.binder.submit(
-            qp,
-            api_pb2.PodBinding(
-                namespace=m.namespace,
-                name=m.name,
-                uid=m.uid,
-                resource_version=m.resource_version,
-                node_name=decision.node,
-            ),
+        binding = api_pb2.PodBinding(
+            namespace=m.namespace, name=m.name, uid=m.uid, resource_version=m.resource_version, node_name=decision.node
         )
+        unbound = self._unbound_local_claims(pod)
+        if unbound:
+            task = asyncio.create_task(self._bind_after_volumes(qp, binding, unbound))
+            self._binds.add(task)
+            task.add_done_callback(self._binds.discard)
+            return
+        self.binder.submit(qp, binding)
+
+    def _unbound_local_claims(self, pod: core_pb2.Pod) -> list[str]:
+        names = []
+        for v in pod.spec.volumes:
+            if not v.HasField("persistent_volume_claim"):
+                continue
+            claim = self.claims.store.get(f"{pod.metadata.namespace}/{v.persistent_volume_claim.claim_name}")
+            if claim is not None and not claim.spec.volume_name:
+                names.append(claim.metadata.name)
+        return names
+
+    async def _bind_after_volumes(self, qp: QueuedPod, binding: api_pb2.PodBinding, claims: list[str]) -> None:
+        """Kubernetes' PreBind for delayed volume binding: the chosen node goes into each unbound claim
+        (``volume.kubernetes.io/selected-node``), the volume controller provisions and binds there, and only
+        then is the pod bound — so a pod never lands on a node its volume will not be on."""
+        ns, node = binding.namespace, binding.node_name
+        try:
+            for name in claims:
+                for _ in range(3):
+                    claim = await self.client.get(core_pb2.PersistentVolumeClaim, name, ns)
+                    chosen = claim.metadata.annotations.get(SELECTED_NODE, "")
+                    if claim.spec.volume_name or chosen == node:
+                        break
+                    if chosen:
+                        raise ConflictError(f"claim {ns}/{name} was chosen for node {chosen}")
+                    claim.metadata.annotations[SELECTED_NODE] = node
+                    try:
+                        await self.client.update(claim)
+                        break
+                    except ConflictError:
+                        continue
+            deadline = time.monotonic() + VOLUME_BINDING_TIMEOUT
+            delay = 0.05
+            while True:
+                pending = [n for n in claims if not self._claim_bound(ns, n)]
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"claims {', '.join(pending)} not bound within {VOLUME_BINDING_TIMEOUT:.0f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        except (ApiError, TimeoutError) as err:
+            log.warning("pod %s/%s: volumes on %s: %s", ns, binding.name, node, getattr(err, "message", err))
+            self.cache.forget(qp.pod.metadata.uid)
+            self.queue.requeue(qp)
+            return
+        self.binder.submit(qp, binding)
+
+    def _claim_bound(self, namespace: str, name: str) -> bool:
+        claim = self.claims.store.get(f"{namespace}/{name}")
+        return claim is not None and bool(claim.spec.volume_name) and claim.status.phase == "Bound"
 
     def _bound(self, qp: QueuedPod, binding: api_pb2.PodBinding, result: api_pb2.BindingResult) -> None:
         """The outcome of one binding (called by the binder)."""
@@ -242,6 +308,9 @@ class Scheduler:
     def _snapshot_for(self, pod: core_pb2.Pod) -> Snapshot:
         """The cache's snapshot, with the room held for nominated pods at least as important as ``pod``."""
         snapshot = self.cache.snapshot()
+        if any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
+            snapshot.claims = {f"{c.metadata.namespace}/{c.metadata.name}": c for c in self.claims.store.objects()}
+            snapshot.volumes = {v.metadata.name: v for v in self.volumes.store.objects()}
         held = [
             (node, other)
             for uid, (node, other) in self.nominated.items()
@@ -257,7 +326,7 @@ class Scheduler:
             info.add_pod(other)
             changed[node] = info
         nodes = [changed.get(n.name, n) for n in snapshot.nodes]
-        return Snapshot(nodes, {n.name: n for n in nodes})
+        return Snapshot(nodes, {n.name: n for n in nodes}, claims=snapshot.claims, volumes=snapshot.volumes)
 
     def _try_preemption(self, qp: QueuedPod, snapshot: Snapshot, decision: Decision) -> None:
         pod = qp.pod

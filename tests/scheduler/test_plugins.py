@@ -77,6 +77,8 @@ class Case:
     message: str = ""
     feasible: set[str] | None = None
     """Filters: the nodes the filter lets through (default: only the expected one)."""
+    claims: list[core_pb2.PersistentVolumeClaim] = field(default_factory=list)
+    volumes: list[core_pb2.PersistentVolume] = field(default_factory=list)
 
 
 def decide(case: Case) -> Decision:
@@ -93,7 +95,68 @@ def decide(case: Case) -> Decision:
             p.spec.node_name = n.metadata.name
             info.add_pod(p)
         infos.append(info)
-    return Algorithm(config).explain(Snapshot(infos), case.incoming)
+    snapshot = Snapshot(
+        infos,
+        claims={f"{c.metadata.namespace}/{c.metadata.name}": c for c in case.claims},
+        volumes={v.metadata.name: v for v in case.volumes},
+    )
+    return Algorithm(config).explain(snapshot, case.incoming)
+
+
+def claim(name: str, storage: str = "1Gi", volume: str = "", klass: str = "local") -> core_pb2.PersistentVolumeClaim:
+    """A PersistentVolumeClaim in default, bound to ``volume`` if given."""
+    obj = from_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": klass,
+                "resources": {"requests": {"storage": storage}},
+                "volumeName": volume,
+            },
+        }
+    )
+    assert isinstance(obj, core_pb2.PersistentVolumeClaim)
+    return obj
+
+
+def local_volume(name: str, node_name: str, storage: str = "1Gi") -> core_pb2.PersistentVolume:
+    """A local PersistentVolume on ``node_name``."""
+    obj = from_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": storage},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "local",
+                "local": {"path": name},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}
+                        ]
+                    }
+                },
+            },
+        }
+    )
+    assert isinstance(obj, core_pb2.PersistentVolume)
+    return obj
+
+
+def with_storage(n: core_pb2.Node, room: str) -> core_pb2.Node:
+    n.status.allocatable["navarch.io/local-storage"] = room
+    return n
+
+
+def claimed(name: str = "p") -> core_pb2.Pod:
+    p = pod(name)
+    p.spec.volumes.add(name="data").persistent_volume_claim.claim_name = "data"
+    return p
 
 
 ZONE = "topology.kubernetes.io/zone"
@@ -192,6 +255,29 @@ CASES = {
         pod(host_port=8080),
         "b",
         running={"a": [pod("old", host_port=8080)]},
+    ),
+    "volume-bound-to-a-node": Case(
+        "VolumeBinding",
+        [node("a"), node("b"), node("c")],
+        claimed(),
+        "b",
+        claims=[claim("data", volume="pv-b")],
+        volumes=[local_volume("pv-b", "b")],
+    ),
+    "volume-needs-room": Case(
+        "VolumeBinding",
+        [with_storage(node("a"), "10Gi"), with_storage(node("b"), "10Gi"), with_storage(node("c"), "1Gi")],
+        claimed(),
+        "b",
+        claims=[claim("data", "5Gi")],
+        volumes=[local_volume("pv-a", "a", "6Gi")],  # a holds 6 of its 10; c has only 1
+    ),
+    "volume-claim-missing": Case(
+        "VolumeBinding",
+        [node("a")],
+        claimed(),
+        None,
+        message='0/1 nodes are available: 1 persistentvolumeclaim "data" not found.',
     ),
     "pod-anti-affinity": Case(
         "InterPodAffinity",

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from controlplane.api.pb import core_pb2
+from controlplane.api.volumes import LOCAL_STORAGE, SELECTED_NODE
 from controlplane.client.client import ApiClient
 from controlplane.scheduler.framework import node_allocatable
 from controlplane.scheduler.plugins import FILTERS
@@ -18,7 +19,10 @@ from tests.scheduler.test_plugins import CASES, Case
 
 def _capacity(node: core_pb2.Node) -> dict[str, str]:
     a = node_allocatable(node)
-    return {"cpu": f"{a.cpu}m", "memory": str(a.memory), "pods": str(a.pods)}
+    out = {"cpu": f"{a.cpu}m", "memory": str(a.memory), "pods": str(a.pods)}
+    if LOCAL_STORAGE in node.status.allocatable:
+        out[LOCAL_STORAGE] = node.status.allocatable[LOCAL_STORAGE]
+    return out
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -47,6 +51,26 @@ async def test_plugin_places_the_pod_in_a_real_cluster(
             placed.metadata.ClearField("uid")
             placed.spec.node_name = names[case_node]
             await client.create(placed)
+    # Claims and volumes, renamed for this cluster (volumes are cluster-wide) and pointed at the real nodes.
+    suffix = uuid.uuid4().hex[:6]
+    for v in case.volumes:
+        pv = core_pb2.PersistentVolume()
+        pv.CopyFrom(v)
+        pv.metadata.name = pv.spec.local.path = f"{v.metadata.name}-{suffix}"
+        for term in pv.spec.node_affinity.required.node_selector_terms:
+            for f in term.match_fields:
+                f.values[:] = [names[x] for x in f.values]
+        await client.create(pv)
+    for c in case.claims:
+        pvc = core_pb2.PersistentVolumeClaim()
+        pvc.CopyFrom(c)
+        pvc.metadata.namespace = namespace
+        if pvc.spec.volume_name:
+            pvc.spec.volume_name = f"{pvc.spec.volume_name}-{suffix}"
+        created = await client.create(pvc)
+        if created.spec.volume_name:  # as the volume controller would: the claim says Bound
+            created.status.phase = "Bound"
+            await client.update_status(created)
     scheduler_name = f"c-{uuid.uuid4().hex[:6]}"
     if case.plugin in FILTERS:
         config = {"filters": (case.plugin,), "weights": {"LeastAllocated": 1}}
@@ -73,6 +97,16 @@ async def test_plugin_places_the_pod_in_a_real_cluster(
         if case.message:
             message = next(c.message for c in p.status.conditions if c.type == "PodScheduled")
             assert message == case.message
+        return
+
+    if any(not c.spec.volume_name for c in case.claims):
+        # A new local volume: the scheduler chooses its node in the claim (no volume controller runs here to
+        # provision it, so the pod itself stays unbound).
+        async def chosen() -> bool:
+            pvc = await client.get(core_pb2.PersistentVolumeClaim, case.claims[0].metadata.name, namespace)
+            return pvc.metadata.annotations.get(SELECTED_NODE) == names[case.expect]  # type: ignore[index]
+
+        await eventually_async(chosen, timeout=15)
         return
 
     async def bound() -> bool:

@@ -17,6 +17,7 @@ from controlplane.scheduler.plugins.taint_prefer_no_schedule import TaintPreferN
 from controlplane.scheduler.plugins.taint_toleration import TaintToleration
 from controlplane.scheduler.plugins.topology_spread import PodTopologySpread
 from controlplane.scheduler.plugins.topology_spread_preferred import PodTopologySpreadPreferred
+from controlplane.scheduler.plugins.volume_binding import VolumeBinding
 
 FILTERS: dict[str, type[FilterPlugin]] = {
     p.name: p
@@ -27,6 +28,7 @@ FILTERS: dict[str, type[FilterPlugin]] = {
         TaintToleration,
         NodeResourcesFit,
         NodePorts,
+        VolumeBinding,
         PodTopologySpread,
         InterPodAffinity,
     )
