@@ -16,6 +16,7 @@ from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.controllers.persistentvolume import PersistentVolumeController
 from controlplane.controllers.podgc import PodGCController
 from controlplane.controllers.replicaset import ReplicaSetController
+from controlplane.controllers.statefulset import StatefulSetController
 from controlplane.controllers.tainteviction import TaintEvictionController
 
 CONTROLLERS: dict[str, type[Controller]] = {
@@ -24,6 +25,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         ReplicaSetController,
         DeploymentController,
         DaemonSetController,
+        StatefulSetController,
         JobController,
         CronJobController,
         DisruptionController,
