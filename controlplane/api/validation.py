@@ -866,7 +866,14 @@ def _validate_statefulset(errs: Errors, sts: apps_pb2.StatefulSet) -> None:
         # Its pods are <name>-<ordinal> and carry that in a label (63 at most), as Kubernetes warns.
         errs.add("metadata.name", "must be no more than 52 characters (its pods add -<ordinal>)")
     _check_replicas(errs, sts)
-    _validate_template(errs, "spec.template", spec.selector, spec.template)
+    # The claim templates are the pods' volumes too (the controller adds them): validate with them in place.
+    template = core_pb2.PodTemplateSpec()
+    template.CopyFrom(spec.template)
+    for claim in spec.volume_claim_templates:
+        if claim.metadata.name and not any(v.name == claim.metadata.name for v in template.spec.volumes):
+            vol = template.spec.volumes.add(name=claim.metadata.name)
+            vol.persistent_volume_claim.claim_name = f"{claim.metadata.name}-{sts.metadata.name or 'x'}-0"
+    _validate_template(errs, "spec.template", spec.selector, template)
     check_one_of(errs, "spec.template.spec.restartPolicy", spec.template.spec.restart_policy, ("Always",))
     check_one_of(errs, "spec.podManagementPolicy", spec.pod_management_policy, ("OrderedReady", "Parallel"))
     strategy = spec.update_strategy
@@ -895,10 +902,6 @@ def _validate_statefulset(errs: Errors, sts: apps_pb2.StatefulSet) -> None:
             errs.add(f"{cp}.metadata.name", f"a pod volume is already named {claim.metadata.name!r}")
         names.add(claim.metadata.name)
         _validate_claim_spec(errs, f"{cp}.spec", claim.spec)
-    mounts = {m.name for c in spec.template.spec.containers for m in c.volume_mounts}
-    missing = mounts - volumes - names
-    if missing:
-        errs.add("spec.template.spec.containers", f"volumeMounts name no volume or claim template: {sorted(missing)}")
 
 
 def _validate_controller_revision(errs: Errors, rev: apps_pb2.ControllerRevision) -> None:
