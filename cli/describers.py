@@ -433,6 +433,70 @@ def describe_pdb(p: policy_pb2.PodDisruptionBudget) -> list[str]:
     return [*lines, *conditions(s.conditions)]
 
 
+def describe_statefulset(sts: apps_pb2.StatefulSet) -> list[str]:
+    spec, s = sts.spec, sts.status
+    lines = identity(sts)
+    strategy = spec.update_strategy
+    lines += [
+        field("Selector", selector(spec.selector)),
+        field("Replicas", f"{spec.replicas} desired | {s.replicas} total"),
+        field("Update Strategy", strategy.type or "RollingUpdate"),
+    ]
+    if (strategy.type or "RollingUpdate") == "RollingUpdate":
+        lines.append(field("Partition", strategy.rolling_update.partition, 2))
+    lines += [
+        field("Pod Management Policy", spec.pod_management_policy or "OrderedReady"),
+        field("Service Name", spec.service_name or "<none>"),
+        field("Pods Status", f"{s.ready_replicas} Running / {s.replicas - s.ready_replicas} Waiting"),
+        field("Current Revision", s.current_revision or "<none>"),
+        field("Update Revision", s.update_revision or "<none>"),
+        *_template(spec.template),
+        "Volume Claims:" if spec.volume_claim_templates else field("Volume Claims", "<none>"),
+    ]
+    for claim in spec.volume_claim_templates:
+        klass = claim.spec.storage_class_name if claim.spec.HasField("storage_class_name") else "<unset>"
+        lines += [
+            field("Name", claim.metadata.name, 2),
+            field("StorageClass", klass, 2),
+            field("Capacity", claim.spec.resources.requests.get("storage", ""), 2),
+            field("Access Modes", ",".join(claim.spec.access_modes), 2),
+        ]
+    policy = spec.persistent_volume_claim_retention_policy
+    lines.append(field("Claim Retention", f"whenDeleted={policy.when_deleted}, whenScaled={policy.when_scaled}"))
+    return lines
+
+
+def describe_claim(pvc: core_pb2.PersistentVolumeClaim) -> list[str]:
+    lines = identity(pvc)
+    klass = pvc.spec.storage_class_name if pvc.spec.HasField("storage_class_name") else "<unset>"
+    return [
+        *lines,
+        field("StorageClass", klass),
+        field("Status", pvc.status.phase or "Pending"),
+        field("Volume", pvc.spec.volume_name or "<none>"),
+        field("Capacity", pvc.status.capacity.get("storage", "") or "<none>"),
+        field("Requested", pvc.spec.resources.requests.get("storage", "")),
+        field("Access Modes", ",".join(pvc.spec.access_modes)),
+        field("VolumeMode", pvc.spec.volume_mode or "Filesystem"),
+    ]
+
+
+def describe_volume(pv: core_pb2.PersistentVolume) -> list[str]:
+    ref = pv.spec.claim_ref
+    nodes = [v for t in pv.spec.node_affinity.required.node_selector_terms for f in t.match_fields for v in f.values]
+    return [
+        *identity(pv),
+        field("StorageClass", pv.spec.storage_class_name or "<none>"),
+        field("Status", pv.status.phase or "Pending"),
+        field("Claim", f"{ref.namespace}/{ref.name}" if ref.name else "<none>"),
+        field("Reclaim Policy", pv.spec.persistent_volume_reclaim_policy),
+        field("Access Modes", ",".join(pv.spec.access_modes)),
+        field("Capacity", pv.spec.capacity.get("storage", "")),
+        field("Node Affinity", ",".join(nodes) or "<none>"),
+        field("Source", f"local directory {pv.spec.local.path} under the node agent's local-volumes"),
+    ]
+
+
 def describe_service(svc: core_pb2.Service) -> list[str]:
     lines = identity(svc)
     lines += _mapping("Selector", dict(svc.spec.selector))
@@ -546,6 +610,9 @@ DESCRIBERS: dict[str, Callable[[Any], list[str]]] = {
     "DaemonSet": describe_daemonset,
     "Job": describe_job,
     "CronJob": describe_cronjob,
+    "StatefulSet": describe_statefulset,
+    "PersistentVolumeClaim": describe_claim,
+    "PersistentVolume": describe_volume,
     "PodDisruptionBudget": describe_pdb,
     "Service": describe_service,
     "Node": describe_node,
