@@ -84,8 +84,9 @@ def test_a_budget_counts_as_a_violation_only_when_nothing_else_makes_room() -> N
     assert found is not None and found.violations == 1  # the only way: the budget is broken, and counted
 
 
-def test_the_room_of_a_nominated_pod_is_held_against_less_important_pods() -> None:
-    s = Scheduler(ApiClient(ClientConfig(endpoints=["127.0.0.1:1"])), SchedulerConfig(), "unit")
+async def test_the_room_of_a_nominated_pod_is_held_against_less_important_pods() -> None:
+    client = ApiClient(ClientConfig(endpoints=["127.0.0.1:1"]))  # never called: the scheduler is not run
+    s = Scheduler(client, SchedulerConfig(), "unit")
     empty = core_pb2.Node()
     empty.metadata.name = "a"
     empty.status.allocatable["cpu"] = "1"
@@ -97,3 +98,4 @@ def test_the_room_of_a_nominated_pod_is_held_against_less_important_pods() -> No
     assert s._snapshot_for(greater).by_name["a"].requested.cpu == 0
     assert s._snapshot_for(big).by_name["a"].requested.cpu == 0  # not against itself
     assert s.cache.nodes["a"].requested.cpu == 0  # the cache itself is untouched
+    await client.close()
