@@ -156,6 +156,20 @@ MINIMAL: dict[str, str] = {
     "roleRef: {kind: Role, name: r, apiGroup: rbac.authorization.k8s.io}",
     "ClusterRoleBinding": "metadata: {name: NAME}\nsubjects: [{kind: User, name: jane}]\n"
     "roleRef: {kind: ClusterRole, name: r, apiGroup: rbac.authorization.k8s.io}",
+    "CronJob": "metadata: {name: NAME}\nspec: {schedule: '@hourly', jobTemplate: {spec: {template: {spec: "
+    "{restartPolicy: Never, containers: [{name: m, command: ['true']}]}}}}}",
+    "StatefulSet": "metadata: {name: NAME}\nspec: {selector: {matchLabels: {a: b}}, template: "
+    "{metadata: {labels: {a: b}}, spec: {containers: [{name: m, command: ['true'], volumeMounts: "
+    "[{name: data, mountPath: /data}]}]}}, volumeClaimTemplates: [{metadata: {name: data}, spec: "
+    "{accessModes: [ReadWriteOnce], storageClassName: local, resources: {requests: {storage: 1Gi}}}}]}",
+    "ControllerRevision": "metadata: {name: NAME}\nrevision: 1",
+    "PersistentVolumeClaim": "metadata: {name: NAME}\nspec: {accessModes: [ReadWriteOnce], storageClassName: "
+    "local, resources: {requests: {storage: 1Gi}}}",
+    "PersistentVolume": "metadata: {name: NAME}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], "
+    "local: {path: NAME}, nodeAffinity: {required: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, "
+    "operator: In, values: [n1]}]}]}}}",
+    "PodDisruptionBudget": "metadata: {name: NAME}\nspec: {minAvailable: 1, selector: {matchLabels: {a: b}}}",
+    "PriorityClass": "metadata: {name: NAME}\nvalue: 100\ndescription: for tests",
 }
 
 # A line each describer must print for its kind (beyond Name, Labels and Events).
@@ -171,6 +185,11 @@ SIGNATURE = {
     "Secret": "password:  7 bytes",
     "Lease": "Holder Identity:",
     "Role": "Verbs:",
+    "CronJob": "Concurrency Policy:",
+    "StatefulSet": "Volume Claims:",
+    "PersistentVolumeClaim": "StorageClass:",
+    "PersistentVolume": "Reclaim Policy:",
+    "PodDisruptionBudget": "Allowed disruptions:",
 }
 
 
