@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from controlplane.api import kinds
 from controlplane.api.errors import ConflictError, NotFoundError
 from controlplane.api.objects import meta
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, meta_pb2
+from controlplane.api.pb import meta_pb2
 from controlplane.client.events import NORMAL
 from controlplane.client.indexer import object_key
 from controlplane.client.informer import Informer
@@ -34,17 +34,12 @@ log = logging.getLogger(__name__)
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
-TRACKED: tuple[type[Message], ...] = (
-    core_pb2.Pod,
-    apps_pb2.ReplicaSet,
-    apps_pb2.Deployment,
-    apps_pb2.DaemonSet,
-    batch_pb2.Job,
-    core_pb2.Service,
-    core_pb2.Endpoints,
-    core_pb2.ConfigMap,
-    core_pb2.Secret,
-)
+UNTRACKED = ("Event", "Lease")
+"""Kinds never owned and written at a high rate: watching them would cost more than it could collect."""
+TRACKED: tuple[type[Message], ...] = tuple(k.message for k in kinds.KINDS if k.kind not in UNTRACKED)
+"""Every other kind, as owner and as dependent (as Kubernetes' collector watches every resource): a new
+kind's objects (a CronJob's Jobs, a StatefulSet's pods, revisions and claims) are collected without a list to
+keep up to date here."""
 
 
 def _served(ref: meta_pb2.OwnerReference) -> bool:
