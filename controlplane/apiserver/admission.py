@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from google.protobuf.message import Message
 
-from controlplane.api.errors import ForbiddenError
+from controlplane.api.errors import ForbiddenError, NotFoundError
 from controlplane.api.objects import describe
 from controlplane.api.pb import core_pb2, scheduling_pb2
 from controlplane.api.placement import TAINT_NOT_READY, TAINT_UNREACHABLE
@@ -34,19 +34,35 @@ class PriorityAdmission:
     then the class's; a pod that sets either to something else is refused, so no pod can claim a priority
     its author was not given a class for."""
 
-    def __init__(self, caches: Mapping[str, WatchCache]) -> None:
+    def __init__(
+        self, caches: Mapping[str, WatchCache], fetch: Callable[[str], Awaitable[Message]] | None = None
+    ) -> None:
         self.caches = caches
+        self.fetch = fetch
+        """Reads a class from etcd when the cache does not have it (it may lag a class created a moment ago);
+        the cache alone answers the common case, so a pod's Create costs no extra read."""
+
+    async def _named(
+        self, classes: list[scheduling_pb2.PriorityClass], name: str
+    ) -> scheduling_pb2.PriorityClass | None:
+        found = next((c for c in classes if c.metadata.name == name), None)
+        if found is not None or self.fetch is None:
+            return found
+        try:
+            fetched = await self.fetch(name)
+        except NotFoundError:
+            return None
+        return fetched if isinstance(fetched, scheduling_pb2.PriorityClass) else None
 
     async def __call__(self, obj: Message, old: Message | None = None) -> None:
         if old is not None or not isinstance(obj, core_pb2.Pod):
             return
         cache = self.caches["PriorityClass"]
-        await cache.wait_fresh()
-        classes = [c for c in cache.list(Filter()) if isinstance(c, scheduling_pb2.PriorityClass)]
+        classes = [c for c in cache.list(Filter(), ordered=False) if isinstance(c, scheduling_pb2.PriorityClass)]
         spec = obj.spec
         chosen: scheduling_pb2.PriorityClass | None = None
         if spec.priority_class_name:
-            chosen = next((c for c in classes if c.metadata.name == spec.priority_class_name), None)
+            chosen = await self._named(classes, spec.priority_class_name)
             if chosen is None:
                 raise ForbiddenError(
                     f'{describe(obj)}: spec.priorityClassName: no PriorityClass with name "{spec.priority_class_name}" '

@@ -140,7 +140,10 @@ class ApiServer:
             not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds=config.default_unreachable_toleration_seconds,
             service_ranges=config.service_ranges,
-            admit=AdmissionChain(EscalationCheck(self.authorizer, rbac.rules_of), PriorityAdmission(self.caches)),
+            admit=AdmissionChain(
+                EscalationCheck(self.authorizer, rbac.rules_of),
+                PriorityAdmission(self.caches, self._fetch_priority_class),
+            ),
             strategy_options=StrategyOptions(event_ttl_seconds=config.event_ttl_seconds),
         )
         self.compactor = Compactor(self.etcd, config.compaction_interval)
@@ -228,6 +231,9 @@ class ApiServer:
         if not isinstance(node, core_pb2.Node):
             return None
         return [a.address for a in node.status.addresses if a.type in ("InternalIP", "ExternalIP")]
+
+    async def _fetch_priority_class(self, name: str) -> Message:
+        return await self.registry.get(kinds.lookup("PriorityClass"), "", name)
 
     async def _fetch_pod(self, namespace: str, name: str) -> Message:
         return await self.registry.get(kinds.lookup("Pod"), namespace, name)
