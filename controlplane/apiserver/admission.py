@@ -11,6 +11,7 @@ from controlplane.api.errors import ForbiddenError, NotFoundError
 from controlplane.api.objects import describe
 from controlplane.api.pb import core_pb2, scheduling_pb2
 from controlplane.api.placement import TAINT_NOT_READY, TAINT_UNREACHABLE
+from controlplane.api.validation import SYSTEM_PRIORITY_CLASSES
 from controlplane.apiserver.watchcache import Filter, WatchCache
 
 
@@ -24,6 +25,9 @@ def add_default_tolerations(pod: core_pb2.Pod, *, not_ready_seconds: int, unreac
         )
         if not covered:
             pod.spec.tolerations.add(key=key, operator="Exists", effect="NoExecute", toleration_seconds=seconds)
+
+
+SYSTEM_NAMESPACE = "navarch-system"
 
 
 class PriorityAdmission:
@@ -71,6 +75,13 @@ class PriorityAdmission:
         else:
             defaults = [c for c in classes if c.global_default]
             chosen = max(defaults, key=lambda c: c.value) if defaults else None
+        system = chosen is not None and chosen.metadata.name in SYSTEM_PRIORITY_CLASSES
+        if system and obj.metadata.namespace != SYSTEM_NAMESPACE:
+            # As Kubernetes keeps them to kube-system: otherwise any namespace editor could preempt anything.
+            raise ForbiddenError(
+                f"{describe(obj)}: spec.priorityClassName: {spec.priority_class_name} is reserved for pods in the "
+                f"{SYSTEM_NAMESPACE} namespace"
+            )
         value = chosen.value if chosen is not None else 0
         policy = (chosen.preemption_policy if chosen is not None else "") or "PreemptLowerPriority"
         if spec.HasField("priority") and spec.priority != value:

@@ -168,6 +168,13 @@ class PersistentVolumeController(Controller):
                     self.recorder.event(pvc, WARNING, "ClaimLost", f"Bound volume {pvc.spec.volume_name} is gone")
                     await self._write_claim_status(pvc)
                 return
+        if pv.spec.claim_ref.uid and pv.spec.claim_ref.uid != pvc.metadata.uid:
+            # A claim that names a volume reserved for another claim (a hand-written volumeName) is not bound
+            # to it: it stays Pending, and the agent refuses such a volume too.
+            if pvc.status.phase != "Pending":
+                pvc.status.phase = "Pending"
+                await self._write_claim_status(pvc)
+            return
         status = core_pb2.PersistentVolumeClaimStatus(phase="Bound")
         status.capacity.update(pv.spec.capacity)
         status.access_modes.extend(pv.spec.access_modes)

@@ -74,8 +74,13 @@ async def test_the_global_default_applies_and_only_one_may_exist(client: ApiClie
 async def test_system_classes_are_built_in_and_their_names_reserved(client: ApiClient, namespace: str) -> None:
     critical = await client.get(scheduling_pb2.PriorityClass, "system-node-critical")
     assert critical.value == 2_000_001_000
-    made = await client.create(pod("g", namespace, priorityClassName="system-cluster-critical"))
+    with pytest.raises(ForbiddenError, match="reserved for pods in the navarch-system namespace"):
+        await client.create(pod("g", namespace, priorityClassName="system-cluster-critical"))
+    made = await client.create(
+        pod(f"g-{uuid.uuid4().hex[:6]}", "navarch-system", priorityClassName="system-cluster-critical")
+    )
     assert made.spec.priority == 2_000_000_000
+    await client.delete(core_pb2.Pod, made.metadata.name, "navarch-system", grace_period_seconds=0)
     with pytest.raises(InvalidError, match="reserved"):
         await client.create(priority_class("system-mine", 10))
     with pytest.raises(InvalidError, match="no more than 1000000000"):
