@@ -4,6 +4,7 @@ it is deleted; deleting the set takes its pods and revisions with it (the garbag
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -123,3 +124,55 @@ async def test_on_delete_changes_a_pod_only_when_it_is_deleted(client: ApiClient
     await eventually_async(gone, timeout=30)
     claims = {c.metadata.name for c in (await client.list(core_pb2.PersistentVolumeClaim, namespace)).items}
     assert claims == {"data-od-0", "data-od-1"}
+
+
+async def test_a_claim_cannot_take_a_volume_reserved_for_another_claim(
+    client: ApiClient, namespace: str, start_manager: StartManager
+) -> None:
+    await start_manager(["persistentvolume"])
+    pv: Any = from_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"taken-{namespace}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "manual",
+                "local": {"path": f"taken-{namespace}"},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+                        ]
+                    }
+                },
+                "claimRef": {"namespace": "elsewhere", "name": "owner", "uid": "uid-of-another-claim"},
+            },
+        }
+    )
+    await client.create(pv)
+    thief: Any = from_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "thief", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "manual",
+                "resources": {"requests": {"storage": "1Gi"}},
+                "volumeName": f"taken-{namespace}",
+            },
+        }
+    )
+    await client.create(thief)
+
+    async def judged() -> bool:
+        return (await client.get(core_pb2.PersistentVolumeClaim, "thief", namespace)).status.phase == "Pending"
+
+    await eventually_async(judged, timeout=15)
+    for _ in range(5):  # and it stays so
+        await asyncio.sleep(0.4)
+        claim_ = await client.get(core_pb2.PersistentVolumeClaim, "thief", namespace)
+        assert claim_.status.phase == "Pending"
+    await client.delete(core_pb2.PersistentVolume, f"taken-{namespace}")
