@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +21,8 @@ from controlplane.api.durations import parse_duration
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import controllermanager_pb2, controllermanager_pb2_grpc
 from controlplane.client.client import ApiClient
+from controlplane.client.component import Leader, LeadershipLost, identity, run_component
 from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
-from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.controllers.config import ControllerManagerConfig
 from controlplane.controllers.manager import ControllerManager, UnknownControllerError, enabled_controllers
 from controlplane.controllers.registry import CONTROLLERS
@@ -33,13 +30,8 @@ from controlplane.controllers.service import ControllerManagerService
 
 log = logging.getLogger("navarch.controller-manager")
 
-LEASE_NAMESPACE = "navarch-system"
 LEASE_NAME = "navarch-controller-manager"
 SERVICE = controllermanager_pb2.DESCRIPTOR.services_by_name["ControllerManager"].full_name
-
-
-class LeadershipLost(Exception):
-    """This replica stopped leading."""
 
 
 async def serve(
@@ -52,57 +44,37 @@ async def serve(
     credentials: ComponentCredentials,
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
-    identity = f"{socket.gethostname()}_{os.getpid()}"
+    who = identity()
     client = ApiClient(credentials.client_config(servers))
-    manager = ControllerManager(client, config, names, identity)
-    elector: LeaderElector | None = None
-    if leader_elect:
-        elector = LeaderElector(
-            client,
-            LeaderElectionConfig(
-                lease_namespace=LEASE_NAMESPACE,
-                lease_name=LEASE_NAME,
-                identity=identity,
-                lease_duration=lease_duration,
-                renew_deadline=lease_duration * 2 / 3,
-                retry_period=lease_duration / 7.5,
+    manager = ControllerManager(client, config, names, who)
+
+    async def endpoint(leader: Leader) -> transport.ComponentServer:
+        component = await transport.serve_component(
+            listen,
+            SERVICE,
+            lambda server: controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
+                ControllerManagerService(manager, leader), server
             ),
-            on_started_leading=manager.run,
+            credentials.server_tls,
         )
+        log.info(
+            "controller manager %s serving on %s (port %d); controllers: %s",
+            who,
+            listen,
+            component.port,
+            ", ".join(names),
+        )
+        return component
 
-    def leader() -> tuple[str, bool]:
-        if elector is None:
-            return identity, True
-        return elector.leader, elector.is_leader()
-
-    component = await transport.serve_component(
-        listen,
-        SERVICE,
-        lambda server: controllermanager_pb2_grpc.add_ControllerManagerServicer_to_server(
-            ControllerManagerService(manager, leader), server
-        ),
-        credentials.server_tls,
+    await run_component(
+        client,
+        who=who,
+        lease_name=LEASE_NAME,
+        leader_elect=leader_elect,
+        lease_duration=lease_duration,
+        lead=manager.run,
+        serve=endpoint,
     )
-    port = component.port
-    log.info("controller manager %s serving on %s (port %d); controllers: %s", identity, listen, port, ", ".join(names))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    work = asyncio.create_task(manager.run() if elector is None else elector.run(), name="controllers")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    try:
-        done, _ = await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            if work.exception() is not None:
-                raise work.exception()  # type: ignore[misc]
-            raise LeadershipLost()
-    finally:
-        for task in (work, stopper):
-            task.cancel()
-        await asyncio.gather(work, stopper, return_exceptions=True)
-        await component.stop()
-        await client.close()
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -169,8 +141,7 @@ def main(
     verbose: bool,
     **concurrency: int,
 ) -> None:
-    """Run Navarch's controllers (ReplicaSet, Deployment, DaemonSet, Job, node lifecycle, Endpoints,
-    Namespace, garbage collector)."""
+    """Run Navarch's controllers (see --controllers for the list)."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import socket
 import sys
 
 import click
@@ -20,21 +17,16 @@ from controlplane import addresses, transport
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import scheduler_pb2, scheduler_pb2_grpc
 from controlplane.client.client import ApiClient
+from controlplane.client.component import Leader, LeadershipLost, identity, run_component
 from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
-from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.scheduler.config import ConfigError, load_config
 from controlplane.scheduler.scheduler import Scheduler
 from controlplane.scheduler.service import SchedulerService
 
 log = logging.getLogger("navarch.scheduler")
 
-LEASE_NAMESPACE = "navarch-system"
 LEASE_NAME = "navarch-scheduler"
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
-
-
-class LeadershipLost(Exception):
-    """This replica stopped leading."""
 
 
 async def serve(
@@ -48,60 +40,32 @@ async def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
     config = load_config(config_path, **overrides)
-    identity = f"{socket.gethostname()}_{os.getpid()}"
+    who = identity()
     client = ApiClient(credentials.client_config(servers))
-    scheduler = Scheduler(client, config, identity)
-    elector: LeaderElector | None = None
-    if leader_elect:
-        elector = LeaderElector(
-            client,
-            LeaderElectionConfig(
-                lease_namespace=LEASE_NAMESPACE,
-                lease_name=LEASE_NAME,
-                identity=identity,
-                lease_duration=lease_duration,
-                renew_deadline=lease_duration * 2 / 3,
-                retry_period=lease_duration / 7.5,
+    scheduler = Scheduler(client, config, who)
+
+    async def endpoint(leader: Leader) -> transport.ComponentServer:
+        component = await transport.serve_component(
+            listen,
+            SERVICE,
+            lambda server: scheduler_pb2_grpc.add_SchedulerServicer_to_server(
+                SchedulerService(scheduler, leader), server
             ),
-            on_started_leading=scheduler.schedule_forever,
+            credentials.server_tls,
         )
+        log.info("scheduler %s serving on %s (port %d)", who, listen, component.port)
+        return component
 
-    def leader() -> tuple[str, bool]:
-        if elector is None:
-            return identity, True
-        return elector.leader, elector.is_leader()
-
-    component = await transport.serve_component(
-        listen,
-        SERVICE,
-        lambda server: scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, leader), server),
-        credentials.server_tls,
+    await run_component(
+        client,
+        who=who,
+        lease_name=LEASE_NAME,
+        leader_elect=leader_elect,
+        lease_duration=lease_duration,
+        lead=scheduler.schedule_forever,
+        serve=endpoint,
+        always=(scheduler.run_informers,),
     )
-    port = component.port
-    log.info("scheduler %s serving on %s (port %d)", identity, listen, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(scheduler.run_informers(), name="informers")]
-    if elector is None:
-        tasks.append(asyncio.create_task(scheduler.schedule_forever(), name="schedule"))
-    else:
-        tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            raise LeadershipLost()
-    finally:
-        for task in [*tasks, stopper]:
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
-        await component.stop()
-        await client.close()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,101 @@
+"""What the scheduler and the controller manager share when they run: one identity, optional leader
+election on their Lease, the gRPC status endpoint, signals, and an orderly end.
+
+``run_component`` guarantees:
+
+- the ``always`` coroutines (informers) run for the process's whole life, leader or not;
+- ``lead`` runs only while this replica holds ``navarch-system/<lease_name>`` (or at once without
+  ``--leader-elect``); Kubernetes' timing: renew deadline 2/3 and retry period 1/7.5 of the lease duration;
+- SIGINT/SIGTERM end it cleanly; a replica that stops leading raises :class:`LeadershipLost`, so that its
+  supervisor restarts it as a fresh standby rather than it acting on a stale view;
+- an exception in any task ends the others and propagates; the endpoint and the client are always closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from controlplane.client.client import ApiClient
+from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
+
+SYSTEM_NAMESPACE = "navarch-system"
+"""Where the control plane's own Leases are."""
+
+Leader = Callable[[], tuple[str, bool]]
+"""Who leads now, and whether it is this replica."""
+
+
+class LeadershipLost(Exception):
+    """This replica stopped leading."""
+
+
+def identity() -> str:
+    """This process's unique candidate name: host name and process id."""
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+def election(lease_name: str, who: str, lease_duration: float) -> LeaderElectionConfig:
+    """The election on ``navarch-system/<lease_name>`` with Kubernetes' proportions."""
+    return LeaderElectionConfig(
+        lease_namespace=SYSTEM_NAMESPACE,
+        lease_name=lease_name,
+        identity=who,
+        lease_duration=lease_duration,
+        renew_deadline=lease_duration * 2 / 3,
+        retry_period=lease_duration / 7.5,
+    )
+
+
+async def run_component(
+    client: ApiClient,
+    *,
+    who: str,
+    lease_name: str,
+    leader_elect: bool,
+    lease_duration: float,
+    lead: Callable[[], Coroutine[Any, Any, None]],
+    serve: Callable[[Leader], Awaitable[Any]],
+    always: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = (),
+) -> None:
+    """Run until a signal (or until leadership is lost: :class:`LeadershipLost`). ``serve`` starts the
+    component's endpoint given the leader function and returns something with ``stop()``."""
+    elector = (
+        LeaderElector(client, election(lease_name, who, lease_duration), on_started_leading=lead)
+        if leader_elect
+        else None
+    )
+
+    def leader() -> tuple[str, bool]:
+        if elector is None:
+            return who, True
+        return elector.leader, elector.is_leader()
+
+    endpoint = await serve(leader)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(fn(), name=f"always-{i}") for i, fn in enumerate(always)]
+    tasks.append(asyncio.create_task(lead() if elector is None else elector.run(), name="lead"))
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            for task in done:
+                err = task.exception()
+                if err is not None:
+                    raise err
+            raise LeadershipLost()
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await endpoint.stop()
+        await client.close()
