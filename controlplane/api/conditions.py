@@ -42,6 +42,11 @@ def is_true(conditions: Iterable[meta_pb2.Condition], type_: str) -> bool:
     return status_of(conditions, type_) == "True"
 
 
+def first_true(conditions: Iterable[meta_pb2.Condition], *types: str) -> meta_pb2.Condition | None:
+    """The first condition of one of ``types`` whose status is "True" (a Job's Complete or Failed), or None."""
+    return next((c for c in conditions if c.type in types and c.status == "True"), None)
+
+
 def set_condition(conditions: Iterable[meta_pb2.Condition], new: meta_pb2.Condition) -> list[meta_pb2.Condition]:
     """The conditions with ``new`` replacing the one of its type, last. When the status is unchanged the old
     transition time is kept (and written into ``new``); the other conditions keep their order."""

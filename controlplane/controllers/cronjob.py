@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from controlplane.api import cronschedule
-from controlplane.api.conditions import find
+from controlplane.api.conditions import first_true
 from controlplane.api.cronjobs import SCHEDULED_TIMESTAMP, job_from_cronjob, scheduled_job_name
 from controlplane.api.errors import AlreadyExistsError, NotFoundError
 from controlplane.api.pb import batch_pb2, meta_pb2
@@ -51,11 +51,8 @@ def _time(ts: object) -> datetime.datetime | None:
 
 def finished_state(job: batch_pb2.Job) -> str:
     """ "Complete", "Failed", or "" for a Job still running."""
-    for kind in ("Complete", "Failed"):
-        c = find(job.status.conditions, kind)
-        if c is not None and c.status == "True":
-            return kind
-    return ""
+    c = first_true(job.status.conditions, "Complete", "Failed")
+    return c.type if c is not None else ""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from controlplane.api.conditions import new_condition, set_condition
+from controlplane.api.conditions import first_true, new_condition, set_condition
 from controlplane.api.errors import ApiError, NotFoundError
 from controlplane.api.pb import batch_pb2, core_pb2, meta_pb2
 from controlplane.api.selectors import from_label_selector_message
@@ -43,10 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def _finished_condition(job: batch_pb2.Job) -> meta_pb2.Condition | None:
-    for c in job.status.conditions:
-        if c.type in ("Complete", "Failed") and c.status == "True":
-            return c
-    return None
+    return first_true(job.status.conditions, "Complete", "Failed")
 
 
 def _seconds(ts: Timestamp) -> float:
