@@ -177,3 +177,19 @@ def listen_option(default: str, help: str) -> Callable[[F], F]:
         )
 
     return decorate
+
+
+def metrics_listen_option(default: str) -> Callable[[F], F]:
+    """``--metrics-listen``: where a component serves /metrics, /healthz, /livez and /readyz (HTTPS with the
+    component's certificate in a secure cluster, plain HTTP on loopback otherwise; "" turns it off)."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--metrics-listen",
+            default=default,
+            show_default=True,
+            callback=lambda ctx, param, value: listen_option_callback(ctx, param, value) if value else "",
+            help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
+        )(fn)
+
+    return decorate

@@ -8,6 +8,7 @@
     DIR/scheduler.pem, -key.pem                 CN system:navarch-scheduler (client and server)
     DIR/controller-manager.pem, -key.pem        CN system:navarch-controller-manager (client and server)
     DIR/admin.pem, -key.pem                     CN admin, O system:masters
+    DIR/monitoring.pem, -key.pem                CN navarch:prometheus, O system:monitoring (scrapes /metrics)
     DIR/etcd/ca.pem, ca-key.pem                 etcd CA: only etcd and the API servers hold its certificates
     DIR/etcd/server.pem, -key.pem               etcd members' client-port certificate (SANs from flags)
     DIR/etcd/peer.pem, -key.pem                 etcd members' peer certificate
@@ -27,6 +28,8 @@ from controlplane.pki import (
     DEFAULT_VALIDITY,
     LOCAL_SANS,
     MASTERS_GROUP,
+    MONITORING_GROUP,
+    MONITORING_USER,
     SCHEDULER_USER,
     CertificateAuthority,
     CertificateError,
@@ -108,6 +111,7 @@ def init_cluster_pki(
     leaf(ca, "scheduler", Identity(SCHEDULER_USER), server=True, sans=api_sans)
     leaf(ca, "controller-manager", Identity(CONTROLLER_MANAGER_USER), server=True, sans=api_sans)
     leaf(ca, "admin", Identity("admin", (MASTERS_GROUP,)))
+    leaf(ca, "monitoring", Identity(MONITORING_USER, (MONITORING_GROUP,)))
     leaf(etcd_ca, "etcd/server", Identity("etcd-server"), server=True, sans=etcd_all)
     leaf(etcd_ca, "etcd/peer", Identity("etcd-peer"), server=True, sans=etcd_all)
     leaf(etcd_ca, "apiserver-etcd-client", Identity("system:apiserver-etcd-client"))

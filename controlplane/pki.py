@@ -37,6 +37,10 @@ APISERVERS_GROUP = "system:apiservers"
 SCHEDULER_USER = "system:navarch-scheduler"
 CONTROLLER_MANAGER_USER = "system:navarch-controller-manager"
 MASTERS_GROUP = "system:masters"
+MONITORING_GROUP = "system:monitoring"
+"""Scrapers (Prometheus): the bootstrap ClusterRole of that name lets them read every component's /metrics."""
+MONITORING_USER = "navarch:prometheus"
+"""The scraper identity ``navarch pki init`` issues (``monitoring.pem``) and ``navarch up`` configures."""
 
 
 class CertificateError(ValueError):

@@ -26,7 +26,7 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotFoundError, PreconditionError
-from controlplane.api.pb import podaccess_pb2, podaccess_pb2_grpc
+from controlplane.api.pb import metrics_pb2, podaccess_pb2, podaccess_pb2_grpc
 from controlplane.pki import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, iter_instance, limited
 from nodeagent.pod.worker import PodWorker
@@ -76,9 +76,16 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
     """ContainerLogs and Exec over the pods this agent runs."""
 
     def __init__(
-        self, workers: Callable[[], Iterable[PodWorker]], allowed: list[Network], node_name: str, *, tls: bool = False
+        self,
+        workers: Callable[[], Iterable[PodWorker]],
+        allowed: list[Network],
+        node_name: str,
+        *,
+        tls: bool = False,
+        usage: Callable[[], metrics_pb2.UsageReport | None] = lambda: None,
     ) -> None:
         self._workers = workers
+        self._usage = usage
         self._allowed = allowed
         self._node = node_name
         self._tls = tls
@@ -146,6 +153,19 @@ class AgentAccessService(podaccess_pb2_grpc.AgentServicer):
                 yield frame
         except ApiError as err:
             await context.abort(err.code, err.message)
+
+    async def Usage(
+        self, request: metrics_pb2.UsageRequest, context: grpc.aio.ServicerContext
+    ) -> metrics_pb2.UsageReport:
+        try:
+            self._admit(context)
+            report = self._usage()
+            if report is None:
+                raise PreconditionError(f"node {self._node}: no usage sample yet (the first comes within seconds)")
+            return report
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+            raise AssertionError("unreachable: abort raises") from None
 
     async def PortForward(
         self, request_iterator: AsyncIterator[podaccess_pb2.PortForwardFrame], context: grpc.aio.ServicerContext

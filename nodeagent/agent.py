@@ -15,11 +15,12 @@ import signal
 import socket
 
 from controlplane import transport
-from controlplane.api.pb import core_pb2, podaccess_pb2_grpc
+from controlplane.api.pb import core_pb2, metrics_pb2, podaccess_pb2_grpc
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
-from nodeagent import supervisor
+from controlplane.client.metricsendpoint import EndpointSecurity, MetricsEndpoint, delegated_authorizer
+from nodeagent import metrics, supervisor
 from nodeagent.access import AgentAccessService, allowed_networks
 from nodeagent.artifacts import ArtifactCache
 from nodeagent.certificates import CertificateRenewer, NodeCredentials
@@ -34,6 +35,7 @@ from nodeagent.pod.worker import PodWorker
 from nodeagent.proxy import ServiceProxy
 from nodeagent.sandbox import Sandbox
 from nodeagent.state import PodRecord, StateStore
+from nodeagent.usage import RunningContainer, UsageSampler, to_report
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,23 @@ class Agent:
                 allowed_networks(config.servers, config.proxy_from),
                 config.node_name,
                 tls=config.tls is not None,
+                usage=self._usage_report,
             ),
             self.server,
         )
+        self.usage = UsageSampler(
+            self._running_containers, self.cgroups, config.data_dir, interval=config.usage_interval
+        )
+        metrics.AGENTS.track(
+            self,
+            metrics.AgentFigures(
+                running_pods=lambda: sum(1 for w in self.workers.values() if w.phase == "Running"),
+                running_containers=lambda: sum(len(w.running_containers) for w in self.workers.values()),
+                usage=lambda: self.usage.latest,
+                sample_cost=lambda: self.usage.sample_seconds,
+            ),
+        )
+        self.metrics_endpoint: MetricsEndpoint | None = None
         self.informer: Informer[core_pb2.Pod] = Informer(
             self.client, core_pb2.Pod, field_selector=f"spec.nodeName={config.node_name}"
         )
@@ -101,6 +117,14 @@ class Agent:
             self._tasks.append(asyncio.create_task(renewer.run(), name="certificate-renewer"))
         self.node.agent_port = transport.add_port(self.server, self.config.listen, server_credentials)
         await self.server.start()
+        if self.config.metrics_listen:
+            self.metrics_endpoint = MetricsEndpoint(
+                self.config.metrics_listen, security=self._metrics_security(), ready=lambda: _ready_of(self)
+            )
+            await self.metrics_endpoint.start()
+            log.info("metrics on %s://%s", self.metrics_endpoint.scheme, self.config.metrics_listen)
+            if self.credentials is not None:
+                self._tasks.append(asyncio.create_task(self._reload_metrics_tls(), name="metrics-tls-reload"))
         await asyncio.to_thread(self.launcher.warm_up)
         await self.node.register_with_retry()
         self.recorder.start()
@@ -111,6 +135,7 @@ class Agent:
         self.informer.add_event_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_delete)
         self._tasks.append(asyncio.create_task(self.informer.run(), name="pod-informer"))
         self._tasks.append(asyncio.create_task(self.node.run(), name="node-heartbeat"))
+        self._tasks.append(asyncio.create_task(self.usage.run(), name="usage-sampler"))
         self._tasks.append(asyncio.create_task(self._collect_local_volumes(), name="local-volume-collector"))
         if self.proxy is not None:
             self._tasks.append(asyncio.create_task(self.proxy.run(), name="service-proxy"))
@@ -126,6 +151,41 @@ class Agent:
                 )
                 self._tasks.append(asyncio.create_task(self._clean_up(record), name=f"cleanup-{uid}"))
         self.ready.set()
+
+    def _running_containers(self) -> list[RunningContainer]:
+        return [c for w in list(self.workers.values()) for c in w.running_containers]
+
+    def _usage_report(self) -> metrics_pb2.UsageReport | None:
+        latest = self.usage.latest
+        return to_report(self.config.node_name, latest) if latest is not None else None
+
+    def _serving_files(self) -> tuple[str, str, str]:
+        """The node certificate, key and cluster CA as files: the stored (joined or renewed) set, else the
+        pre-issued one given on the command line."""
+        c, tls = self.credentials, self.config.tls
+        assert c is not None and tls is not None
+        if c.cert_path.exists() and c.key_path.exists() and c.ca_path.exists():
+            return str(c.cert_path), str(c.key_path), str(c.ca_path)
+        if tls.cert_file and tls.key_file and tls.ca_file:
+            return tls.cert_file, tls.key_file, tls.ca_file
+        raise OSError(f"no node certificate files in {tls.cert_dir} for the metrics endpoint")
+
+    def _metrics_security(self) -> EndpointSecurity | None:
+        if self.credentials is None:
+            return None
+        cert, key, ca = self._serving_files()
+        return EndpointSecurity(cert, key, ca, delegated_authorizer(self.client.call_auth))
+
+    async def _reload_metrics_tls(self, every: float = 60.0) -> None:
+        """Serve a renewed node certificate on the metrics endpoint too."""
+        assert self.credentials is not None and self.metrics_endpoint is not None
+        served = self.credentials.version
+        while True:
+            await asyncio.sleep(every)
+            if self.credentials.version != served:
+                served = self.credentials.version
+                cert, key, _ = self._serving_files()
+                self.metrics_endpoint.reload_tls(cert, key)
 
     def _on_pod(self, pod: core_pb2.Pod) -> None:
         uid = pod.metadata.uid
@@ -183,12 +243,18 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self._worker_tasks.values(), return_exceptions=True), 60)
         await self.server.stop(1.0)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
         for task in [*self._worker_tasks.values(), *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._worker_tasks.values(), *self._tasks, return_exceptions=True)
         await self.recorder.stop()
         await self.client.close()
         await asyncio.to_thread(self.launcher.close)
+
+
+def _ready_of(agent: Agent) -> tuple[bool, str]:
+    return (True, "ok") if agent.ready.is_set() else (False, "listing this node's pods")
 
 
 def default_node_name() -> str:

@@ -1,4 +1,5 @@
-"""Resource limits through cgroups: v2 if its memory controller is available, else v1 (memory and cpu).
+"""Resource limits through cgroups: v2 if its memory controller is available, else v1 (memory and cpu, and
+cpuacct where it is mounted apart, for usage accounting).
 
 Each container instance gets its own cgroup, ``navarch/<node>/<pod uid>/<container>.<instance>``, under
 every hierarchy used, so that its OOM-kill counter starts at zero and a finished instance's group can be
@@ -29,6 +30,27 @@ class Limits:
     memory_bytes: int = 0
     cpu_millicores: int = 0
     cpu_request_millicores: int = 0
+
+
+@dataclass(frozen=True)
+class CgroupUsage:
+    """Cumulative CPU and current memory of one container instance's group."""
+
+    cpu_seconds: float | None
+    """None where the hierarchy has no CPU accounting (v1 without cpuacct beside cpu)."""
+    working_set_bytes: int
+    """Usage minus inactive file cache: what the kernel cannot drop under pressure (kubelet's figure)."""
+    rss_bytes: int
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """A ``key value`` per line file (memory.stat, cpu.stat) as integers."""
+    out: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
 
 
 def _mounts(mounts_file: str = "/proc/self/mounts") -> list[tuple[str, str, set[str]]]:
@@ -76,8 +98,10 @@ class CgroupDriver:
         for point, fstype, options in mounts:
             if fstype != "cgroup":
                 continue
-            for controller in ("memory", "cpu"):
+            for controller in ("memory", "cpu", "cpuacct"):
                 if controller in options and controller not in roots and _writable(Path(point)):
+                    if controller == "cpuacct" and roots.get("cpu") == Path(point):
+                        continue  # co-mounted with cpu ("cpu,cpuacct"): one group there serves both
                     roots[controller] = Path(point)
         if "memory" in roots:
             return cls(1, roots, prefix)
@@ -153,6 +177,35 @@ class CgroupDriver:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value) > 0
         return False
+
+    def usage(self, pod_uid: str, container: str, instance: int) -> CgroupUsage | None:
+        """What an instance's group has used: CPU seconds (None without CPU accounting), working set and
+        resident anonymous memory in bytes. None when the group does not exist (any more)."""
+        dirs = self._dirs(pod_uid, container, instance)
+        memory = dirs.get("") or dirs.get("memory")
+        if memory is None:
+            return None
+        try:
+            stat = _keyed(memory / "memory.stat")
+            if self.version == 2:
+                current = int((memory / "memory.current").read_text())
+                inactive, rss = stat.get("inactive_file", 0), stat.get("anon", 0)
+            else:
+                current = int((memory / "memory.usage_in_bytes").read_text())
+                inactive, rss = stat.get("total_inactive_file", 0), stat.get("total_rss", 0)
+        except (OSError, ValueError):
+            return None
+        cpu: float | None = None
+        try:
+            if self.version == 2:
+                cpu = _keyed(memory / "cpu.stat").get("usage_usec", 0) / 1e6
+            else:
+                accounting = dirs.get("cpuacct") or dirs.get("cpu")
+                if accounting is not None:
+                    cpu = int((accounting / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            cpu = None
+        return CgroupUsage(cpu, max(0, current - inactive), rss)
 
     def procs_files(self, pod_uid: str, container: str, instance: int) -> list[str]:
         """The ``cgroup.procs`` files of an instance's existing groups (for processes that join it later)."""

@@ -73,6 +73,11 @@ class AgentConfig:
     """Allow file:// artifact URLs (they read any file of the node whose hash is known: tests only)."""
     dynamic_ports: tuple[int, int] = (20000, 29999)
     """Host ports handed out for ``containerPort: 0`` (inclusive; below the NodePort range 30000-32767)."""
+    metrics_listen: str = ""
+    """``host:port`` of /metrics, /healthz, /readyz (HTTPS with the node certificate; loopback HTTP without
+    TLS); "": none."""
+    usage_interval: float = 10.0
+    """Seconds between usage samples (``navarch top``, the autoscaler, /metrics)."""
     refuse_root: bool = False
     """Refuse pods that would run as root (uid 0)."""
     """Stop every pod when the agent stops (default: leave workloads running)."""

@@ -296,6 +296,14 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str, *, shared_w
 )
 @click.option("--run-as-group", type=click.IntRange(min=0), default=65534, show_default=True)
 @click.option("--refuse-root-workloads", is_flag=True, help="Fail pods that would run as uid 0.")
+@addresses.metrics_listen_option("")
+@click.option(
+    "--usage-interval",
+    type=click.FloatRange(min=1.0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between samples of node and container usage (navarch top, autoscaling).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: list[str],
@@ -338,6 +346,8 @@ def main(
     run_as_user: int,
     run_as_group: int,
     refuse_root_workloads: bool,
+    metrics_listen: str,
+    usage_interval: float,
     verbose: bool,
 ) -> None:
     """Run pods bound to this node as supervised local processes."""
@@ -399,6 +409,8 @@ def main(
         run_as_user=run_as_user,
         run_as_group=run_as_group,
         refuse_root=refuse_root_workloads,
+        metrics_listen="" if hollow else metrics_listen,
+        usage_interval=usage_interval,
     )
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -411,6 +423,6 @@ def main(
     except ApiError as err:
         click.echo(f"navarch-agent: {err.message}", err=True)
         sys.exit(1)
-    except (JoinError, OSError) as err:
+    except (JoinError, OSError, ValueError) as err:
         click.echo(f"navarch-agent: {err}", err=True)
         sys.exit(1)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import click
 
+from cli.commands.common import namespace_option
 from cli.config import Target
-from cli.context import fail, not_available, run
+from cli.context import fail, run
 from cli.kinds_args import complete_name
 from controlplane.api.errors import ConflictError, NotFoundError, TooManyRequestsError
 from controlplane.api.pb import core_pb2
+from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient
 
 
@@ -165,8 +168,117 @@ async def _drain_pod(
     click.echo(f"pod/{name} evicted")
 
 
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _cpu(usage: Mapping[str, str]) -> float | None:
+    text = usage.get("cpu")
+    return float(parse_quantity(text)) if text else None
+
+
+def _memory(usage: Mapping[str, str]) -> int:
+    text = usage.get("memory")
+    return int(parse_quantity(text)) if text else 0
+
+
+def _cores_text(cores: float | None) -> str:
+    return "<unknown>" if cores is None else f"{round(cores * 1000)}m"
+
+
+def _bytes_text(n: int) -> str:
+    return f"{n // (1024 * 1024)}Mi"
+
+
 @click.command()
-@click.argument("what", type=click.Choice(["nodes", "node", "pods", "pod"]))
-def top(what: str) -> None:
-    """Show CPU and memory use of nodes or pods."""
-    not_available(f"navarch top {what}", "resource metrics reported by the node agents")
+@click.argument("what", type=click.Choice(["nodes", "node", "no", "pods", "pod", "po"]))
+@click.argument("name", required=False, default="")
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="Pods of every namespace.")
+@click.option("-l", "--selector", default="", help="Label selector, e.g. app=web.")
+@click.option("--containers", is_flag=True, help="One line per container (pods).")
+@click.option("--sort-by", type=click.Choice(["cpu", "memory"]), default=None, help="Largest first.")
+@click.option("--no-headers", is_flag=True, help="Print the table without its header line.")
+def top(
+    what: str,
+    name: str,
+    all_namespaces: bool,
+    selector: str,
+    containers: bool,
+    sort_by: str | None,
+    no_headers: bool,
+) -> None:
+    """Show what nodes or pods use now (CPU in millicores, memory working set), as the agents sampled it
+    (every 10 s by default; a container's CPU shows once it has two samples)."""
+
+    async def nodes_body(client: ApiClient, target: Target) -> None:
+        listed = await client.node_metrics(name, label_selector=selector)
+        if not listed.items:
+            fail(
+                "metrics not available yet"
+                + (f" (no answer from {', '.join(listed.unavailable)})" if listed.unavailable else "")
+            )
+        allocatable: dict[str, tuple[float, int]] = {}
+        for node in (await client.list(core_pb2.Node, label_selector=selector)).items:
+            a = node.status.allocatable
+            allocatable[node.metadata.name] = (
+                float(parse_quantity(a["cpu"])) if a.get("cpu") else 0.0,
+                int(parse_quantity(a["memory"])) if a.get("memory") else 0,
+            )
+        items = list(listed.items)
+        if sort_by:
+            items.sort(key=lambda m: (_cpu(m.usage) or 0.0) if sort_by == "cpu" else _memory(m.usage), reverse=True)
+        rows: list[tuple[str, ...]] = (
+            [] if no_headers else [("NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)")]
+        )
+        for m in items:
+            cpu, mem = _cpu(m.usage), _memory(m.usage)
+            total_cpu, total_mem = allocatable.get(m.metadata.name, (0.0, 0))
+            cpu_pct = f"{round(100 * cpu / total_cpu)}%" if cpu is not None and total_cpu else "<unknown>"
+            mem_pct = f"{round(100 * mem / total_mem)}%" if total_mem else "<unknown>"
+            rows.append((m.metadata.name, _cores_text(cpu), cpu_pct, _bytes_text(mem), mem_pct))
+        for missing in listed.unavailable:
+            rows.append((missing, "<unknown>", "<unknown>", "<unknown>", "<unknown>"))
+        if rows:
+            _table(rows)
+
+    async def pods_body(client: ApiClient, target: Target) -> None:
+        ns = "" if all_namespaces else target.namespace
+        listed = await client.pod_metrics(ns, name, label_selector=selector)
+        if not listed.items:
+            where = "" if all_namespaces else f" in namespace {target.namespace}"
+            fail(f"metrics not available yet{where}")
+        prefix: tuple[str, ...] = ("NAMESPACE",) if all_namespaces else ()
+        if containers:
+            header: tuple[str, ...] = (*prefix, "POD", "NAME", "CPU(cores)", "MEMORY(bytes)")
+            lines = [
+                (
+                    (m.metadata.namespace,) if all_namespaces else (),
+                    m.metadata.name,
+                    c.name,
+                    _cpu(c.usage),
+                    _memory(c.usage),
+                )
+                for m in listed.items
+                for c in m.containers
+            ]
+        else:
+            header = (*prefix, "NAME", "CPU(cores)", "MEMORY(bytes)")
+            lines = []
+            for m in listed.items:
+                cpus = [_cpu(c.usage) for c in m.containers]
+                cpu = None if any(v is None for v in cpus) else sum(v for v in cpus if v is not None)
+                mem = sum(_memory(c.usage) for c in m.containers)
+                lines.append(((m.metadata.namespace,) if all_namespaces else (), m.metadata.name, "", cpu, mem))
+        if sort_by:
+            lines.sort(key=lambda r: (r[3] or 0.0) if sort_by == "cpu" else r[4], reverse=True)
+        rows: list[tuple[str, ...]] = [] if no_headers else [header]
+        for ns_col, pod, container, cpu, mem in lines:
+            names = (pod, container) if containers else (pod,)
+            rows.append((*ns_col, *names, _cores_text(cpu), _bytes_text(mem)))
+        if rows:
+            _table(rows)
+
+    run(nodes_body if what in ("nodes", "node", "no") else pods_body)

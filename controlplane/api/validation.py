@@ -1026,12 +1026,24 @@ RBAC_VERBS = (
 SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 
 
-def _validate_rules(errs: Errors, rules: Iterable[rbac_pb2.PolicyRule]) -> None:
+def _validate_rules(errs: Errors, rules: Iterable[rbac_pb2.PolicyRule], *, cluster: bool = False) -> None:
     for i, rule in enumerate(rules):
         if not rule.verbs:
             errs.add(f"rules[{i}].verbs", "at least one verb is required")
         for j, verb in enumerate(rule.verbs):
             check_one_of(errs, f"rules[{i}].verbs[{j}]", verb, RBAC_VERBS, required=True)
+        if rule.non_resource_urls:
+            if not cluster:
+                errs.add(f"rules[{i}].nonResourceURLs", "only a ClusterRole may grant non-resource URLs")
+            if rule.resources or rule.api_groups or rule.resource_names:
+                errs.add(f"rules[{i}].nonResourceURLs", "a rule names resources or non-resource URLs, not both")
+            for j, url in enumerate(rule.non_resource_urls):
+                if url != "*" and (not url.startswith("/") or len(url) > 1024 or "*" in url[:-1]):
+                    errs.add(
+                        f"rules[{i}].nonResourceURLs[{j}]",
+                        f"{url[:40]!r} must be a path (/metrics), a prefix ending in * (/metrics/*), or *",
+                    )
+            continue
         if not rule.resources:
             errs.add(f"rules[{i}].resources", 'at least one resource is required ("*" for all)')
         for j, resource in enumerate(rule.resources):
@@ -1039,8 +1051,8 @@ def _validate_rules(errs: Errors, rules: Iterable[rbac_pb2.PolicyRule]) -> None:
                 errs.add(f"rules[{i}].resources[{j}]", f"{resource!r} must be a plural name, optionally /subresource")
 
 
-def _validate_role(errs: Errors, role: rbac_pb2.Role) -> None:
-    _validate_rules(errs, role.rules)
+def _validate_role(errs: Errors, role: rbac_pb2.Role | rbac_pb2.ClusterRole) -> None:
+    _validate_rules(errs, role.rules, cluster=isinstance(role, rbac_pb2.ClusterRole))
 
 
 def _validate_binding(errs: Errors, binding: rbac_pb2.RoleBinding) -> None:

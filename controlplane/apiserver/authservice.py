@@ -135,9 +135,14 @@ class AuthService(auth_pb2_grpc.AuthServicer):
                 Attributes(caller, "create", "subjectaccessreviews", api_group="authorization.k8s.io")
             )
             subject = UserInfo(request.user, (*request.groups, AUTHENTICATED_GROUP), "review")
-        if not request.verb or not request.resource:
+        if request.non_resource_url:
+            if request.resource or not request.non_resource_url.startswith("/") or len(request.non_resource_url) > 1024:
+                raise InvalidError("non_resource_url is a path (/metrics) asked instead of a resource")
+            attrs = Attributes(subject, request.verb or "get", "", path=request.non_resource_url)
+        elif not request.verb or not request.resource:
             raise InvalidError("verb and resource are required (e.g. verb=create, resource=pods)")
-        attrs = review_attributes(subject, request.verb, request.resource, request.namespace, request.name)
+        else:
+            attrs = review_attributes(subject, request.verb, request.resource, request.namespace, request.name)
         allowed, reason = await self.authorizer.decide(attrs)
         return auth_pb2.AccessReviewResponse(
             allowed=allowed, reason=reason, user=subject.name, groups=list(subject.groups)

@@ -40,6 +40,8 @@ class Attributes:
     name: str = ""
     api_group: str = ""
     field_selector: str = ""
+    path: str = ""
+    """A non-resource request's path (``/metrics``); resource is then empty."""
 
     @property
     def full_resource(self) -> str:
@@ -48,6 +50,8 @@ class Attributes:
 
     def describe(self) -> str:
         """``user "bob" cannot create resource "deployments" in API group "apps" in namespace "web"``."""
+        if self.path:
+            return f'user "{self.user.name}" cannot {self.verb} path "{self.path}"'
         text = f'user "{self.user.name}" cannot {self.verb} resource "{self.full_resource}"'
         if self.api_group:
             text += f' in API group "{self.api_group}"'

@@ -39,11 +39,20 @@ WORKLOADS = [
     ("batch", ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]),
     ("policy", ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
     ("", ["persistentvolumeclaims"]),
+    ("autoscaling", ["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
+    # Read-only in fact (the metrics API serves no writes): what `navarch top pods` needs.
+    ("metrics.k8s.io", ["pods"]),
 ]
+MONITORING_URLS = ["/metrics", "/metrics/*", "/healthz", "/livez", "/readyz"]
+"""What a scraper may GET on every component (Kubernetes' system:monitoring)."""
 
 
 def _rule(verbs: list[str], group: str, resources: list[str], names: list[str] | None = None) -> rbac_pb2.PolicyRule:
     return rbac_pb2.PolicyRule(verbs=verbs, api_groups=[group], resources=resources, resource_names=names or [])
+
+
+def _urls(verbs: list[str], urls: list[str]) -> rbac_pb2.PolicyRule:
+    return rbac_pb2.PolicyRule(verbs=verbs, non_resource_urls=urls)
 
 
 def _cluster_role(name: str, rules: list[rbac_pb2.PolicyRule]) -> rbac_pb2.ClusterRole:
@@ -96,7 +105,8 @@ def default_priority_classes() -> list[scheduling_pb2.PriorityClass]:
 def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
     """Every bootstrap ClusterRole."""
     return [
-        _cluster_role("cluster-admin", [_rule(ALL, "*", ["*"])]),
+        _cluster_role("cluster-admin", [_rule(ALL, "*", ["*"]), _urls(ALL, ["*"])]),
+        _cluster_role(pki.MONITORING_GROUP, [_urls(["get"], MONITORING_URLS)]),
         _cluster_role(
             "admin", [*_edit(), _rule([*READ, *WRITE], "rbac.authorization.k8s.io", ["roles", "rolebindings"])]
         ),
@@ -118,9 +128,12 @@ def default_cluster_roles() -> list[rbac_pb2.ClusterRole]:
                 _rule(["create", "update", "patch"], "", ["events"]),
                 _rule(["get", "create", "update"], "coordination", ["leases"]),
                 _rule(READ, "apps", ["replicasets", "daemonsets"]),
+                # Its metrics endpoint asks the API server who may scrape it.
+                _rule(["create"], "authorization.k8s.io", ["subjectaccessreviews"]),
             ],
         ),
-        # Controllers create, update and delete every kind (the namespace and garbage collectors included).
+        # Controllers create, update and delete every kind (the namespace and garbage collectors included),
+        # and the autoscaler reads the metrics API.
         _cluster_role(pki.CONTROLLER_MANAGER_USER, [_rule(ALL, "*", ["*"])]),
         _cluster_role(
             "system:node-bootstrapper",
@@ -137,6 +150,7 @@ def default_cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
     """Every bootstrap ClusterRoleBinding."""
     return [
         _binding("cluster-admin", "cluster-admin", "Group", pki.MASTERS_GROUP),
+        _binding(pki.MONITORING_GROUP, pki.MONITORING_GROUP, "Group", pki.MONITORING_GROUP),
         _binding(pki.SCHEDULER_USER, pki.SCHEDULER_USER, "User", pki.SCHEDULER_USER),
         _binding(pki.CONTROLLER_MANAGER_USER, pki.CONTROLLER_MANAGER_USER, "User", pki.CONTROLLER_MANAGER_USER),
         _binding("system:node-bootstrapper", "system:node-bootstrapper", "Group", BOOTSTRAPPERS_GROUP),

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from controlplane import pki
 from controlplane.api.errors import ApiError, DeadlineError, InvalidError, TooManyRequestsError
 from controlplane.api.ratelimit import TokenBucket
-from controlplane.apiserver import requestinfo
+from controlplane.apiserver import metrics, requestinfo
 from controlplane.apiserver.audit import AuditEvent, AuditLog
 from controlplane.apiserver.authn import Authenticator, UserInfo
 from controlplane.apiserver.authz import Attributes, AuthorizerChain
@@ -178,8 +178,6 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _finish(
         self, event: AuditEvent, started: float, context: grpc.aio.ServicerContext, failure: BaseException | None
     ) -> None:
-        if self.audit is None:
-            return
         if event.code == "OK" and failure is not None:  # not refused by us: the handler's own status
             if isinstance(failure, asyncio.CancelledError):
                 event.code = "CANCELLED"
@@ -187,7 +185,12 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = context.code()
                 event.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
                 event.reason = str(context.details() or "")
-        event.latency_ms = (time.monotonic() - started) * 1000
+        elapsed = time.monotonic() - started
+        verb = event.verb or event.method.rpartition("/")[2]
+        metrics.record(verb, event.resource, event.subresource, event.code, elapsed)
+        if self.audit is None:
+            return
+        event.latency_ms = elapsed * 1000
         self.audit.record(event)
 
     async def _refuse(self, context: grpc.aio.ServicerContext, event: AuditEvent, err: ApiError) -> NoReturn:

@@ -18,14 +18,21 @@ from grpc_reflection.v1alpha import reflection
 from controlplane import addresses, pki, transport
 from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
-from controlplane.api.errors import UnavailableError
+from controlplane.api.errors import ApiError, UnavailableError
 from controlplane.api.pb import api_pb2, auth_pb2, auth_pb2_grpc, core_pb2
+from controlplane.apiserver import metrics
 from controlplane.apiserver.admission import AdmissionChain, PriorityAdmission
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
 from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
-from controlplane.apiserver.authn import BOOTSTRAP_NAMESPACE, Authenticator, load_token_file
+from controlplane.apiserver.authn import (
+    AUTHENTICATED_GROUP,
+    BOOTSTRAP_NAMESPACE,
+    Authenticator,
+    UserInfo,
+    load_token_file,
+)
 from controlplane.apiserver.authservice import AuthService, NodeCertificateSigner
-from controlplane.apiserver.authz import AuthorizerChain
+from controlplane.apiserver.authz import Attributes, AuthorizerChain
 from controlplane.apiserver.escalation import EscalationCheck
 from controlplane.apiserver.guard import Limits, RequestGuard
 from controlplane.apiserver.inflight import StreamLimits
@@ -37,6 +44,7 @@ from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.service import add_to_server as add_api_to_server
 from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
+from controlplane.client.metricsendpoint import Caller, EndpointSecurity, MetricsEndpoint
 from controlplane.storage import EtcdClient, EtcdConfig, Store
 from controlplane.storage.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
 from controlplane.storage.compactor import Compactor
@@ -111,6 +119,8 @@ class ApiServerConfig:
     """How long Events live after their last write (an etcd lease deletes them)."""
     compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
     """Seconds between etcd compactions (keeping one interval of history); 0 leaves compaction to others."""
+    metrics_listen: str = ""
+    """``host:port`` of /metrics, /healthz, /readyz (HTTPS with TLS; loopback plain HTTP when insecure); "": none."""
 
 
 class ApiServer:
@@ -175,6 +185,38 @@ class ApiServer:
         self._tasks: asyncio.TaskGroup | None = None
         self._cache_tasks: list[asyncio.Task[None]] = []
         self.health = health.aio.HealthServicer()
+        self._cache_metrics = metrics.CACHES.track(self.caches)
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        if config.metrics_listen:
+            self.metrics_endpoint = MetricsEndpoint(
+                config.metrics_listen, security=self._metrics_security(), ready=self._ready
+            )
+
+    def _metrics_security(self) -> EndpointSecurity | None:
+        tls = self.config.security.tls
+        if tls is None:
+            return None
+
+        async def authorize(caller: Caller, path: str) -> bool:
+            user = UserInfo(caller.user, (*caller.groups, AUTHENTICATED_GROUP), "x509")
+            allowed, _ = await self.authorizer.decide(Attributes(user, "get", "", path=path))
+            return allowed
+
+        def token_user(token: str) -> Caller | None:
+            try:
+                user = self.authenticator.from_header(f"Bearer {token}")
+            except ApiError:
+                return None
+            return Caller(user.name, user.groups)
+
+        return EndpointSecurity(tls.cert_file, tls.key_file, tls.client_ca_file, authorize, token_user)
+
+    def _ready(self) -> tuple[bool, str]:
+        if not all(cache.ready.is_set() for cache in self.caches.values()):
+            return False, "watch caches are filling"
+        if self.etcd.unhealthy is not None:
+            return False, f"etcd: {self.etcd.unhealthy}"
+        return True, "ok"
 
     async def start(self) -> None:
         """Connect to etcd (fail fast if unreachable), fill the caches, and start serving."""
@@ -215,6 +257,14 @@ class ApiServer:
                 self.server, self.config.security.token_listen, tls.credentials(require_client_cert=False)
             )
         await self.server.start()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
+            log.info(
+                "metrics on %s://%s (port %d)",
+                self.metrics_endpoint.scheme,
+                self.config.metrics_listen,
+                self.metrics_endpoint.port,
+            )
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(API_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(ETCD_HEALTH, health_pb2.HealthCheckResponse.SERVING)
@@ -258,6 +308,8 @@ class ApiServer:
         """Stop serving, cancel every background task, close etcd."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
         await self.proxy.close()
         if self.audit is not None:
             self.audit.close()
@@ -445,6 +497,7 @@ async def serve(config: ApiServerConfig) -> None:
     help="How often this server compacts etcd, keeping one interval of history (0: never; several API "
     "servers coordinate through etcd, so only one compacts per interval).",
 )
+@addresses.metrics_listen_option("")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 def main(
     etcd_servers: addresses.EtcdEndpoints,
@@ -487,6 +540,7 @@ def main(
     service_node_port_range: str,
     event_ttl: str,
     etcd_compaction_interval: str,
+    metrics_listen: str,
     verbose: bool,
 ) -> None:
     """Serve the Navarch API, backed by etcd."""
@@ -587,7 +641,10 @@ def main(
         security=security,
         event_ttl_seconds=int(event_ttl_seconds),
         compaction_interval=compaction_interval,
+        metrics_listen=metrics_listen,
     )
+    if insecure and metrics_listen and not transport.is_loopback(metrics_listen):
+        refuse(f"--metrics-listen {metrics_listen}: plain HTTP only on loopback; configure TLS")
     try:
         asyncio.run(serve(config))
     except UnavailableError as err:

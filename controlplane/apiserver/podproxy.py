@@ -50,6 +50,12 @@ class PodProxy:
             raise PreconditionError(f'pod "{name}" is not scheduled to a node yet')
         node = await self.registry.get(_NODE, "", node_name)
         assert isinstance(node, core_pb2.Node)
+        return pod, node_name, self.agent(node)
+
+    def agent(self, node: core_pb2.Node) -> podaccess_pb2_grpc.AgentStub:
+        """A stub for the node's agent, on a channel kept for the server's life (UNAVAILABLE if the node has not
+        published its endpoint)."""
+        node_name = node.metadata.name
         ep = node.status.daemon_endpoints.agent_endpoint
         address = ep.address or next((a.address for a in node.status.addresses if a.type == "InternalIP"), "")
         if not address or not ep.port:
@@ -60,7 +66,7 @@ class PodProxy:
         if channel is None:
             tls = dataclasses.replace(self.tls, server_name=node_name) if self.tls else None
             channel = self._channels[channel_key] = transport.make_channel([endpoint], tls)
-        return pod, node_name, podaccess_pb2_grpc.AgentStub(channel)
+        return podaccess_pb2_grpc.AgentStub(channel)
 
     async def logs(
         self, request: podaccess_pb2.PodLogRequest, context: grpc.aio.ServicerContext

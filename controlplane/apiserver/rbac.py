@@ -25,6 +25,8 @@ def rule_allows(rule: rbac_pb2.PolicyRule, attrs: Attributes) -> bool:
     """Whether one rule covers the request."""
     if "*" not in rule.verbs and attrs.verb not in rule.verbs:
         return False
+    if attrs.path:
+        return any(url_matches(u, attrs.path) for u in rule.non_resource_urls)
     if "*" not in rule.api_groups and attrs.api_group not in rule.api_groups:
         return False
     full = attrs.full_resource
@@ -34,6 +36,13 @@ def rule_allows(rule: rbac_pb2.PolicyRule, attrs: Attributes) -> bool:
         # A name-restricted rule cannot cover create or collection verbs: the name is not known or not one.
         return bool(attrs.name) and attrs.verb not in ("create", "list", "watch") and attrs.name in rule.resource_names
     return True
+
+
+def url_matches(pattern: str, path: str) -> bool:
+    """Kubernetes' nonResourceURLs rule: the exact path, ``*``, or a prefix ending in ``*``."""
+    if pattern == "*" or pattern == path:
+        return True
+    return pattern.endswith("*") and path.startswith(pattern[:-1])
 
 
 def subject_matches(subject: rbac_pb2.Subject, attrs: Attributes, binding_namespace: str) -> bool:

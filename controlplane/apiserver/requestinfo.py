@@ -12,7 +12,7 @@ from typing import Any
 
 from controlplane.api import kinds
 from controlplane.api.objects import meta, unwrap
-from controlplane.api.pb import api_pb2, podaccess_pb2
+from controlplane.api.pb import api_pb2, metrics_pb2, podaccess_pb2
 from controlplane.apiserver.authn import UserInfo
 from controlplane.apiserver.authz import Attributes
 from controlplane.apiserver.binding import namespaces as binding_namespaces
@@ -97,6 +97,16 @@ def api_attributes(method: str, request: Any, user: UserInfo) -> Attributes:
     if name == "EvictPod":
         assert isinstance(request, api_pb2.EvictPodRequest)
         return _for_kind(user, "create", kinds.lookup("Pod"), request.namespace, request.name, subresource="eviction")
+    if name == "ListNodeMetrics":
+        assert isinstance(request, metrics_pb2.NodeMetricsRequest)
+        verb = "get" if request.name else "list"
+        return Attributes(user, verb, "nodes", name=request.name, api_group="metrics.k8s.io")
+    if name == "ListPodMetrics":
+        assert isinstance(request, metrics_pb2.PodMetricsRequest)
+        verb = "get" if request.name else "list"
+        return Attributes(
+            user, verb, "pods", namespace=request.namespace, name=request.name, api_group="metrics.k8s.io"
+        )
     if name == "PodLogs":
         assert isinstance(request, podaccess_pb2.PodLogRequest)
         return _for_kind(user, "get", kinds.lookup("Pod"), request.namespace, request.name, subresource="log")

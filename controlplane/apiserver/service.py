@@ -14,9 +14,10 @@ from controlplane.api import kinds
 from controlplane.api.errors import ApiError
 from controlplane.api.fieldvalidation import ignored_field_warnings
 from controlplane.api.objects import describe, meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc, podaccess_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, metrics_pb2, podaccess_pb2
 from controlplane.apiserver.binding import bind_pods
 from controlplane.apiserver.eviction import evict_pod
+from controlplane.apiserver.metricsapi import ResourceMetrics
 from controlplane.apiserver.podproxy import PodProxy
 from controlplane.apiserver.registry import Registry
 from controlplane.apiserver.watchcache import BOOKMARK, CacheEvent
@@ -102,6 +103,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
     def __init__(self, registry: Registry, proxy: PodProxy, *, bookmark_interval: float = 60.0) -> None:
         self.registry = registry
         self.proxy = proxy
+        self.resource_metrics = ResourceMetrics(registry.caches, proxy)
         self.bookmark_interval = bookmark_interval
 
     @unary_handler
@@ -223,6 +225,18 @@ class ApiService(api_pb2_grpc.ApiServicer):
             await context.abort(err.code, err.message)
         finally:
             cache.unregister(watcher)
+
+    @unary_handler
+    async def ListNodeMetrics(
+        self, request: metrics_pb2.NodeMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> metrics_pb2.NodeMetricsList:
+        return await self.resource_metrics.list_nodes(request)
+
+    @unary_handler
+    async def ListPodMetrics(
+        self, request: metrics_pb2.PodMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> metrics_pb2.PodMetricsList:
+        return await self.resource_metrics.list_pods(request)
 
     async def PodLogs(
         self, request: podaccess_pb2.PodLogRequest, context: grpc.aio.ServicerContext

@@ -203,6 +203,10 @@ class WatchCache:
         self._progress_trusted_from = 0
         self.ready = asyncio.Event()
         self._arrivals = 0
+        self.events_received = 0
+        """Events applied since start (``apiserver_watch_cache_events_received_total``)."""
+        self.events_dispatched = 0
+        """Events offered to watchers, one per watcher (``apiserver_watch_cache_events_dispatched_total``)."""
         self._fresh: tuple[int, asyncio.Future[bool]] | None = None
         """The latest freshness check: (callers it answers for, its answer)."""
 
@@ -343,7 +347,9 @@ class WatchCache:
             dropped = self._history.popleft()
             self._history_bytes -= dropped.obj.ByteSize()
             self._window_start = dropped.revision
+        self.events_received += 1
         for watcher in self._watchers.interested(ev.obj, ev.prev):
+            self.events_dispatched += 1
             watcher.offer(ev)
 
     async def _notify_advanced(self) -> None:
@@ -488,6 +494,16 @@ class WatchCache:
     def unregister(self, watcher: CacheWatcher) -> None:
         """Stop sending events to a watcher."""
         self._watchers.discard(watcher)
+
+    @property
+    def history_length(self) -> int:
+        """Events held for watches that resume from a resourceVersion."""
+        return len(self._history)
+
+    @property
+    def object_count(self) -> int:
+        """Objects held (those that could not be decrypted included)."""
+        return len(self.objects) + len(self.undecryptable)
 
     @property
     def watcher_count(self) -> int:

@@ -31,7 +31,7 @@ from controlplane import transport
 from controlplane.api import kinds
 from controlplane.api.errors import ApiError, GoneError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.objects import meta, unwrap, wrap
-from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, core_pb2, podaccess_pb2
+from controlplane.api.pb import api_pb2, api_pb2_grpc, auth_pb2_grpc, core_pb2, metrics_pb2, podaccess_pb2
 
 T = TypeVar("T", bound=Message)
 R = TypeVar("R")
@@ -376,6 +376,26 @@ class ApiClient:
             lambda t: self._stub.BindPods(req, timeout=t), f"bind {len(bindings)} pods", retry=True, timeout=timeout
         )
         return builtins.list(out.results)
+
+    async def node_metrics(
+        self, name: str = "", *, label_selector: str = "", timeout: float | None = None
+    ) -> metrics_pb2.NodeMetricsList:
+        """metrics.k8s.io NodeMetrics: of one node, or of every node the selector picks."""
+        req = metrics_pb2.NodeMetricsRequest(name=name, label_selector=label_selector)
+        out: metrics_pb2.NodeMetricsList = await self._call(
+            lambda t: self._stub.ListNodeMetrics(req, timeout=t), "list node metrics", retry=True, timeout=timeout
+        )
+        return out
+
+    async def pod_metrics(
+        self, namespace: str = "", name: str = "", *, label_selector: str = "", timeout: float | None = None
+    ) -> metrics_pb2.PodMetricsList:
+        """metrics.k8s.io PodMetrics: of one pod, or of every pod (in ``namespace``; "" for all) selected."""
+        req = metrics_pb2.PodMetricsRequest(namespace=namespace, name=name, label_selector=label_selector)
+        out: metrics_pb2.PodMetricsList = await self._call(
+            lambda t: self._stub.ListPodMetrics(req, timeout=t), "list pod metrics", retry=True, timeout=timeout
+        )
+        return out
 
     async def evict(
         self,

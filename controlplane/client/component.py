@@ -8,7 +8,10 @@ election on their Lease, the gRPC status endpoint, signals, and an orderly end.
   ``--leader-elect``); Kubernetes' timing: renew deadline 2/3 and retry period 1/7.5 of the lease duration;
 - SIGINT/SIGTERM end it cleanly; a replica that stops leading raises :class:`LeadershipLost`, so that its
   supervisor restarts it as a fresh standby rather than it acting on a stale view;
-- an exception in any task ends the others and propagates; the endpoint and the client are always closed.
+- with ``metrics_listen`` it serves /metrics, /healthz, /livez and /readyz (``MetricsEndpoint``): HTTPS with
+  the component's certificate and authorization delegated to the API server (an access review per caller,
+  cached) when it has TLS, plain HTTP on loopback otherwise;
+- an exception in any task ends the others and propagates; the endpoints and the client are always closed.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from controlplane import transport
 from controlplane.client.client import ApiClient
 from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
+from controlplane.client.metricsendpoint import EndpointSecurity, MetricsEndpoint, delegated_authorizer
 
 SYSTEM_NAMESPACE = "navarch-system"
 """Where the control plane's own Leases are."""
@@ -61,6 +66,8 @@ async def run_component(
     lead: Callable[[], Coroutine[Any, Any, None]],
     serve: Callable[[Leader], Awaitable[Any]],
     always: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = (),
+    metrics_listen: str = "",
+    server_tls: transport.ServerTLS | None = None,
 ) -> None:
     """Run until a signal (or until leadership is lost: :class:`LeadershipLost`). ``serve`` starts the
     component's endpoint given the leader function and returns something with ``stop()``."""
@@ -75,7 +82,15 @@ async def run_component(
             return who, True
         return elector.leader, elector.is_leader()
 
+    metrics = metrics_endpoint(client, metrics_listen, server_tls) if metrics_listen else None
     endpoint = await serve(leader)
+    if metrics is not None:
+        try:
+            await metrics.start()
+        except BaseException:
+            await endpoint.stop()
+            await client.close()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -98,4 +113,17 @@ async def run_component(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await endpoint.stop()
+        if metrics is not None:
+            await metrics.stop()
         await client.close()
+
+
+def metrics_endpoint(client: ApiClient, listen: str, server_tls: transport.ServerTLS | None) -> MetricsEndpoint:
+    """A component's metrics endpoint: secured with its own certificate and delegated authorization when it
+    has one, plain HTTP on loopback otherwise (ValueError for a non-loopback address then)."""
+    security = None
+    if server_tls is not None:
+        security = EndpointSecurity(
+            server_tls.cert_file, server_tls.key_file, server_tls.client_ca_file, delegated_authorizer(client.call_auth)
+        )
+    return MetricsEndpoint(listen, security=security)

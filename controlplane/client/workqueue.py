@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from controlplane.client import workqueuemetrics as metrics
 from controlplane.client.ratelimit import RateLimiter, default_controller_rate_limiter
 
 K = TypeVar("K", bound=Hashable)
@@ -42,6 +44,14 @@ class WorkQueue(Generic[K]):
         self._idle = asyncio.Event()  # set whenever nothing is being processed
         self._idle.set()
         self._shutting_down = False
+        self._added_at: dict[K, float] = {}
+        self._taken_at: dict[K, float] = {}
+        label = name or "unnamed"
+        self._adds = metrics.ADDS.labels(label)
+        self._retries = metrics.RETRIES.labels(label)
+        self._queue_duration = metrics.QUEUE_DURATION.labels(label)
+        self._work_duration = metrics.WORK_DURATION.labels(label)
+        metrics.DEPTH.track(self, label, self.__len__)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -60,6 +70,8 @@ class WorkQueue(Generic[K]):
         if self._shutting_down or item in self._dirty:
             return
         self._dirty.add(item)
+        self._adds.inc()
+        self._added_at.setdefault(item, time.monotonic())
         if item in self._processing:
             return  # queued again by done()
         self._queue.append(item)
@@ -87,6 +99,7 @@ class WorkQueue(Generic[K]):
 
     def add_rate_limited(self, item: K) -> None:
         """Queue an item after the rate limiter's delay (counts a failure)."""
+        self._retries.inc()
         self.add_after(item, self.rate_limiter.when(item))
 
     def forget(self, item: K) -> None:
@@ -111,11 +124,19 @@ class WorkQueue(Generic[K]):
         self._processing.add(item)
         self._idle.clear()
         self._dirty.discard(item)
+        now = time.monotonic()
+        added = self._added_at.pop(item, None)
+        if added is not None:
+            self._queue_duration.observe(now - added)
+        self._taken_at[item] = now
         return item
 
     def done(self, item: K) -> None:
         """Processing of an item finished; if it was added meanwhile, queue it again."""
         self._processing.discard(item)
+        taken = self._taken_at.pop(item, None)
+        if taken is not None:
+            self._work_duration.observe(time.monotonic() - taken)
         if not self._processing:
             self._idle.set()
         if item in self._dirty:

@@ -42,6 +42,7 @@ async def serve(
     leader_elect: bool,
     lease_duration: float,
     credentials: ComponentCredentials,
+    metrics_listen: str = "",
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
     who = identity()
@@ -74,6 +75,8 @@ async def serve(
         lease_duration=lease_duration,
         lead=manager.run,
         serve=endpoint,
+        metrics_listen=metrics_listen,
+        server_tls=credentials.server_tls,
     )
 
 
@@ -118,6 +121,7 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--large-cluster-size-threshold", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--job-backoff", default="10s", show_default=True, callback=_duration, help="First Job retry delay.")
 @tls_options
+@addresses.metrics_listen_option("")
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: list[str],
@@ -138,6 +142,7 @@ def main(
     client_key: str | None,
     tls_server_name: str | None,
     token_file: str | None,
+    metrics_listen: str,
     verbose: bool,
     **concurrency: int,
 ) -> None:
@@ -166,13 +171,13 @@ def main(
         certificate_authority, client_certificate, client_key, tls_server_name, token_file
     )
     try:
-        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration, credentials))
+        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration, credentials, metrics_listen))
     except LeadershipLost:
         click.echo("navarch-controller-manager: lost leadership; exiting so that a fresh standby takes over", err=True)
         sys.exit(1)
     except ApiError as err:
         click.echo(f"navarch-controller-manager: {err.message}", err=True)
         sys.exit(1)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         click.echo(f"navarch-controller-manager: {err}", err=True)
         sys.exit(1)

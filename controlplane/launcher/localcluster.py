@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controlplane import pki
 from controlplane.clusterpki import ClusterPki, init_cluster_pki
 from controlplane.launcher import processes
@@ -126,6 +128,49 @@ class LocalCluster:
             self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports], tls=tls
         )
         self.logs = self.data_dir / "logs"
+        recorded = previous.get("metrics")
+        known: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        self.metrics: dict[str, str] = {}
+        """Each component's metrics address (``host:port``), kept across restarts of the cluster."""
+        for name, host in [("apiserver", "127.0.0.1"), ("scheduler", "127.0.0.1"), ("controller-manager", "127.0.0.1")]:
+            self.metrics[name] = str(known.get(name) or f"{host}:{free_port()}")
+        for name, ip in self.nodes:
+            self.metrics[f"agent {name}"] = str(known.get(f"agent {name}") or f"{ip}:{free_port()}")
+
+    @property
+    def metrics_scheme(self) -> str:
+        """``https`` (secure clusters) or ``http``."""
+        return "http" if self.pki is None else "https"
+
+    def write_scrape_config(self) -> Path:
+        """``DIR/prometheus.yml``: a Prometheus scrape configuration for every component, with the scraper
+        certificate (``pki/monitoring.pem``, group system:monitoring) in secure clusters."""
+        jobs = []
+        groups = {
+            "navarch-apiserver": ["apiserver"],
+            "navarch-scheduler": ["scheduler"],
+            "navarch-controller-manager": ["controller-manager"],
+            "navarch-agent": [f"agent {n}" for n, _ in self.nodes],
+        }
+        for job, names in groups.items():
+            entry: dict[str, Any] = {
+                "job_name": job,
+                "scheme": self.metrics_scheme,
+                "static_configs": [{"targets": [self.metrics[n] for n in names]}],
+            }
+            if self.pki is not None:
+                entry["tls_config"] = {
+                    "ca_file": self.pki.ca,
+                    "cert_file": self.pki.cert("monitoring"),
+                    "key_file": self.pki.key("monitoring"),
+                }
+            jobs.append(entry)
+        path = self.data_dir / "prometheus.yml"
+        text = "# Written by navarch up: scrape every component of this cluster.\n" + yaml.safe_dump(
+            {"global": {"scrape_interval": "15s"}, "scrape_configs": jobs}, sort_keys=False
+        )
+        path.write_text(text)
+        return path
 
     def _write_state(self, phase: str) -> None:
         state = {
@@ -137,6 +182,8 @@ class LocalCluster:
             "nodes": [{"name": n, "ip": ip} for n, ip in self.nodes],
             "logs": str(self.logs),
             "pki": str(self.pki.root) if self.pki is not None else "",
+            "metrics": self.metrics,
+            "metrics_scheme": self.metrics_scheme,
             "components": {
                 name: (s.daemon.proc.pid if s.daemon.proc is not None else 0) for name, s in self.components.items()
             },
@@ -151,18 +198,28 @@ class LocalCluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._write_state("starting")
         self.etcd.start(timeout=60)
+        self.write_scrape_config()
         servers = [self.api]
         # The usual status ports on the usual API port; any free ones beside a cluster on another port.
         scheduler_port, manager_port = (10259, 10257) if self.port == 6443 else (0, 0)
         c = self.pki
         daemons = [
-            processes.apiserver(self.etcd.endpoints, self.api, self.logs / "apiserver.log", *apiserver_tls(c)),
+            processes.apiserver(
+                self.etcd.endpoints,
+                self.api,
+                self.logs / "apiserver.log",
+                *apiserver_tls(c),
+                "--metrics-listen",
+                self.metrics["apiserver"],
+            ),
             processes.scheduler(
                 servers,
                 f"127.0.0.1:{scheduler_port}",
                 self.logs / "scheduler.log",
                 "--leader-elect",
                 *client_tls(c, "scheduler"),
+                "--metrics-listen",
+                self.metrics["scheduler"],
             ),
             processes.controller_manager(
                 servers,
@@ -170,11 +227,14 @@ class LocalCluster:
                 self.logs / "controller-manager.log",
                 "--leader-elect",
                 *client_tls(c, "controller-manager"),
+                "--metrics-listen",
+                self.metrics["controller-manager"],
             ),
         ]
         for name, ip in self.nodes:
             agent_dir = self.data_dir / "agents" / name
             node_tls = client_tls(c, f"nodes/{name}") + (["--cert-dir", str(agent_dir / "pki")] if c else [])
+            node_tls += ["--metrics-listen", self.metrics[f"agent {name}"]]
             daemons.append(processes.agent(servers, name, ip, agent_dir, self.logs / f"{name}.log", *node_tls))
         for d in daemons:
             self.components[d.name] = _Supervised(d.start())
@@ -223,6 +283,10 @@ def local_pki(directory: Path, nodes: list[tuple[str, str]]) -> ClusterPki:
     directory.chmod(0o700)
     c = ClusterPki(directory)
     ca: pki.CertificateAuthority | None = None
+    if not Path(c.cert("monitoring")).exists():  # data dirs made before the scraper identity existed
+        ca = pki.CertificateAuthority.load(c.ca, c.ca_key)
+        cert, key = ca.issue_pair(pki.Identity(pki.MONITORING_USER, (pki.MONITORING_GROUP,)))
+        pki.write_pair(directory, "monitoring", cert, key)
     for name, ip in nodes:
         if Path(c.cert(f"nodes/{name}")).exists():
             continue

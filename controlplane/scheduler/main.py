@@ -36,6 +36,7 @@ async def serve(
     leader_elect: bool,
     lease_duration: float,
     credentials: ComponentCredentials,
+    metrics_listen: str = "",
     **overrides: object,
 ) -> None:
     """Run until SIGINT/SIGTERM (or, with leader election, until leadership is lost)."""
@@ -65,6 +66,8 @@ async def serve(
         lead=scheduler.schedule_forever,
         serve=endpoint,
         always=(scheduler.run_informers,),
+        metrics_listen=metrics_listen,
+        server_tls=credentials.server_tls,
     )
 
 
@@ -84,6 +87,7 @@ async def serve(
     "  [default: 50]",
 )
 @tls_options
+@addresses.metrics_listen_option("")
 @click.option("-v", "--verbose", is_flag=True)
 def main(
     servers: list[str],
@@ -99,6 +103,7 @@ def main(
     client_key: str | None,
     tls_server_name: str | None,
     token_file: str | None,
+    metrics_listen: str,
     verbose: bool,
 ) -> None:
     """Assign unscheduled pods to nodes."""
@@ -118,6 +123,7 @@ def main(
                 leader_elect,
                 lease_duration,
                 credentials,
+                metrics_listen,
                 scheduler_name=scheduler_name,
                 percentage_of_nodes_to_score=percentage_of_nodes_to_score,
                 event_qps=event_qps,
@@ -132,6 +138,6 @@ def main(
     except ApiError as err:
         click.echo(f"navarch-scheduler: {err.message}", err=True)
         sys.exit(1)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         click.echo(f"navarch-scheduler: {err}", err=True)
         sys.exit(1)

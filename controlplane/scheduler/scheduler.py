@@ -33,7 +33,7 @@ from controlplane.api.volumes import SELECTED_NODE
 from controlplane.client.client import ApiClient
 from controlplane.client.events import NORMAL, WARNING, EventRecorder
 from controlplane.client.informer import Informer
-from controlplane.scheduler import preemption
+from controlplane.scheduler import metrics, preemption
 from controlplane.scheduler.algorithm import Algorithm, Decision
 from controlplane.scheduler.binder import BatchBinder
 from controlplane.scheduler.cache import SchedulerCache, counts
@@ -88,6 +88,7 @@ class Scheduler:
             backoff_max=config.backoff_max,
             retry=config.unschedulable_retry,
         )
+        metrics.QUEUES.track(self, self.queue.lengths)
         self.recorder = EventRecorder(
             client, "navarch-scheduler", identity, rate=config.event_qps, burst=config.event_burst
         )
@@ -205,6 +206,7 @@ class Scheduler:
         snapshot = self._snapshot_for(pod)
         decision = self.algorithm.decide(snapshot, pod)
         if decision.node is None:
+            metrics.ATTEMPTS.labels("unschedulable", self.config.scheduler_name).inc()
             self._try_preemption(qp, snapshot, decision)
             self._unschedulable(qp, decision)
             return
@@ -278,6 +280,7 @@ class Scheduler:
         """The outcome of one binding (called by the binder)."""
         pod, node = qp.pod, binding.node_name
         if result.code != "OK":
+            metrics.ATTEMPTS.labels("error", self.config.scheduler_name).inc()
             self.cache.forget(pod.metadata.uid)
             if result.code not in ("ABORTED", "NOT_FOUND"):
                 log.warning(
@@ -297,6 +300,8 @@ class Scheduler:
                 self.queue.requeue(qp)
             return
         self.bindings.record()
+        metrics.ATTEMPTS.labels("scheduled", self.config.scheduler_name).inc()
+        metrics.POD_SCHEDULING_DURATION.observe(time.monotonic() - qp.added)
         self.recorder.event(
             pod, NORMAL, "Scheduled", f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}"
         )
@@ -359,6 +364,7 @@ class Scheduler:
                 await self.client.delete(
                     core_pb2.Pod, victim.metadata.name, victim.metadata.namespace, uid=victim.metadata.uid
                 )
+                metrics.PREEMPTION_VICTIMS.inc()
                 self.recorder.event(
                     victim,
                     NORMAL,

@@ -27,6 +27,7 @@ from etcd3aio.lease import LeaseService
 from etcd3aio.maintenance import MaintenanceService
 
 from controlplane.api.errors import GoneError, UnavailableError
+from controlplane.storage import metrics
 
 T = TypeVar("T")
 
@@ -180,6 +181,17 @@ class EtcdClient:
 
         Raises ``UnavailableError`` when the deadline passes, ``GoneError`` for a compacted revision.
         """
+        operation, type_ = metrics.labels(what)
+        started = time.monotonic()
+        try:
+            return await self._call(op, what, timeout)
+        except Exception:
+            metrics.REQUEST_ERRORS.labels(operation, type_).inc()
+            raise
+        finally:
+            metrics.REQUEST_DURATION.labels(operation, type_).observe(time.monotonic() - started)
+
+    async def _call(self, op: Callable[[float], Awaitable[T]], what: str, timeout: float | None) -> T:
         deadline = time.monotonic() + (timeout or self.config.request_timeout)
         if self.unhealthy is not None:
             deadline = min(deadline, time.monotonic() + self.config.attempt_timeout)

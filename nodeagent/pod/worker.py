@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from controlplane.api.errors import ConflictError, NotFoundError
 from controlplane.api.pb import core_pb2
 from controlplane.client.events import NORMAL
+from nodeagent import metrics
 from nodeagent.identity import RunAs
 from nodeagent.logs import ContainerLogState
 from nodeagent.pod.container import ContainerRunner, timestamp
@@ -39,6 +41,7 @@ from nodeagent.pod.volumes import PodVolumes
 from nodeagent.sandbox import Sandbox
 from nodeagent.shimspec import now_rfc3339
 from nodeagent.state import PodRecord
+from nodeagent.usage import RunningContainer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class PodWorker:
         self.sandbox = Sandbox(ctx.state.pod_dir(self.uid), ctx.local_volumes)
         self.volumes = PodVolumes(ctx.client, self.sandbox, ctx.cgroups, self.uid)
         self.phase = pod.status.phase or "Pending"
+        self.first_seen = time.monotonic()
+        """When this agent first saw the pod (``kubelet_pod_start_duration_seconds`` runs from here)."""
         self.reason = self.message = ""
         self._terminate = asyncio.Event()
         self._draining = self._vanished = False
@@ -164,6 +169,18 @@ class PodWorker:
     def exec_cgroups(self) -> dict[str, list[str]]:
         """The cgroup.procs files of each started container: exec'd commands join them."""
         return {n: r.instance.cgroup_procs for n, r in self.runners.items() if r.instance is not None}
+
+    @property
+    def running_containers(self) -> list[RunningContainer]:
+        """Every container instance whose status is running, for the usage sampler."""
+        m = self.pod.metadata
+        return [
+            RunningContainer(
+                m.namespace, m.name, m.uid, n, r.record.restart_count, r.record.shim_pid, r.record.shim_start
+            )
+            for n, r in self.runners.items()
+            if r.record.shim_pid and r.status.state.HasField("running")
+        ]
 
     @property
     def shim_pids(self) -> list[int]:
@@ -290,6 +307,8 @@ class PodWorker:
         return start_settled([r.status for r in self.runners.values()], main)
 
     def _set_phase(self, phase: str) -> None:
+        if phase == "Running" and self.phase != "Running":
+            metrics.POD_START_DURATION.observe(time.monotonic() - self.first_seen)
         self.phase = phase
         self.publisher.mark()
 

@@ -30,51 +30,52 @@ from controlplane.api.pb import scheduling_pb2 as controlplane_dot_api_dot_pb_do
 from controlplane.api.pb import coordination_pb2 as controlplane_dot_api_dot_pb_dot_coordination__pb2
 from controlplane.api.pb import podaccess_pb2 as controlplane_dot_api_dot_pb_dot_podaccess__pb2
 from controlplane.api.pb import rbac_pb2 as controlplane_dot_api_dot_pb_dot_rbac__pb2
+from controlplane.api.pb import metrics_pb2 as controlplane_dot_api_dot_pb_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontrolplane/api/pb/api.proto\x12\nnavarch.v1\x1a\x1e\x63ontrolplane/api/pb/core.proto\x1a\x1e\x63ontrolplane/api/pb/apps.proto\x1a\x1f\x63ontrolplane/api/pb/batch.proto\x1a controlplane/api/pb/policy.proto\x1a$controlplane/api/pb/scheduling.proto\x1a&controlplane/api/pb/coordination.proto\x1a#controlplane/api/pb/podaccess.proto\x1a\x1e\x63ontrolplane/api/pb/rbac.proto\"\xec\x08\n\x06Object\x12*\n\tnamespace\x18\x01 \x01(\x0b\x32\x15.navarch.v1.NamespaceH\x00\x12 \n\x04node\x18\x02 \x01(\x0b\x32\x10.navarch.v1.NodeH\x00\x12\x1e\n\x03pod\x18\x03 \x01(\x0b\x32\x0f.navarch.v1.PodH\x00\x12-\n\x0breplica_set\x18\x04 \x01(\x0b\x32\x16.navarch.v1.ReplicaSetH\x00\x12,\n\ndeployment\x18\x05 \x01(\x0b\x32\x16.navarch.v1.DeploymentH\x00\x12+\n\ndaemon_set\x18\x06 \x01(\x0b\x32\x15.navarch.v1.DaemonSetH\x00\x12\x1e\n\x03job\x18\x07 \x01(\x0b\x32\x0f.navarch.v1.JobH\x00\x12&\n\x07service\x18\x08 \x01(\x0b\x32\x13.navarch.v1.ServiceH\x00\x12*\n\tendpoints\x18\t \x01(\x0b\x32\x15.navarch.v1.EndpointsH\x00\x12+\n\nconfig_map\x18\n \x01(\x0b\x32\x15.navarch.v1.ConfigMapH\x00\x12$\n\x06secret\x18\x0b \x01(\x0b\x32\x12.navarch.v1.SecretH\x00\x12\"\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x11.navarch.v1.EventH\x00\x12\"\n\x05lease\x18\r \x01(\x0b\x32\x11.navarch.v1.LeaseH\x00\x12 \n\x04role\x18\x0e \x01(\x0b\x32\x10.navarch.v1.RoleH\x00\x12/\n\x0c\x63luster_role\x18\x0f \x01(\x0b\x32\x17.navarch.v1.ClusterRoleH\x00\x12/\n\x0crole_binding\x18\x10 \x01(\x0b\x32\x17.navarch.v1.RoleBindingH\x00\x12>\n\x14\x63luster_role_binding\x18\x11 \x01(\x0b\x32\x1e.navarch.v1.ClusterRoleBindingH\x00\x12\'\n\x08\x63ron_job\x18\x12 \x01(\x0b\x32\x13.navarch.v1.CronJobH\x00\x12@\n\x15pod_disruption_budget\x18\x13 \x01(\x0b\x32\x1f.navarch.v1.PodDisruptionBudgetH\x00\x12\x33\n\x0epriority_class\x18\x14 \x01(\x0b\x32\x19.navarch.v1.PriorityClassH\x00\x12\x44\n\x17persistent_volume_claim\x18\x15 \x01(\x0b\x32!.navarch.v1.PersistentVolumeClaimH\x00\x12\x39\n\x11persistent_volume\x18\x16 \x01(\x0b\x32\x1c.navarch.v1.PersistentVolumeH\x00\x12/\n\x0cstateful_set\x18\x17 \x01(\x0b\x32\x17.navarch.v1.StatefulSetH\x00\x12=\n\x13\x63ontroller_revision\x18\x18 \x01(\x0b\x32\x1e.navarch.v1.ControllerRevisionH\x00\x42\x06\n\x04kind\"D\n\rCreateRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\t\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x99\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\"{\n\x0cListResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.navarch.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x10\n\x08\x63ontinue\x18\x03 \x01(\t\x12\x1c\n\x14remaining_item_count\x18\x04 \x01(\x03\"D\n\rUpdateRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\t\"\x8d\x01\n\x0cPatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bmerge_patch\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\t\x12\x18\n\x10\x66ield_validation\x18\x07 \x01(\t\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd9\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12\x30\n\rpreconditions\x18\x06 \x01(\x0b\x32\x19.navarch.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\tB\x17\n\x15_grace_period_seconds\"E\n\x0e\x44\x65leteResponse\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"X\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\"\n\x06object\x18\x02 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"g\n\nPodBinding\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\";\n\x0f\x42indPodsRequest\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.navarch.v1.PodBinding\"i\n\rBindingResult\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\">\n\x10\x42indPodsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.navarch.v1.BindingResult\"\x8c\x01\n\x0f\x45victPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\tB\x17\n\x15_grace_period_seconds\"6\n\x10\x45victPodResponse\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object2\xbe\x06\n\x03\x41pi\x12\x37\n\x06\x43reate\x12\x19.navarch.v1.CreateRequest\x1a\x12.navarch.v1.Object\x12\x31\n\x03Get\x12\x16.navarch.v1.GetRequest\x1a\x12.navarch.v1.Object\x12\x39\n\x04List\x12\x17.navarch.v1.ListRequest\x1a\x18.navarch.v1.ListResponse\x12\x37\n\x06Update\x12\x19.navarch.v1.UpdateRequest\x1a\x12.navarch.v1.Object\x12=\n\x0cUpdateStatus\x12\x19.navarch.v1.UpdateRequest\x1a\x12.navarch.v1.Object\x12\x35\n\x05Patch\x12\x18.navarch.v1.PatchRequest\x1a\x12.navarch.v1.Object\x12?\n\x06\x44\x65lete\x12\x19.navarch.v1.DeleteRequest\x1a\x1a.navarch.v1.DeleteResponse\x12;\n\x05Watch\x12\x18.navarch.v1.WatchRequest\x1a\x16.navarch.v1.WatchEvent0\x01\x12\x45\n\x08\x42indPods\x12\x1b.navarch.v1.BindPodsRequest\x1a\x1c.navarch.v1.BindPodsResponse\x12\x45\n\x08\x45victPod\x12\x1b.navarch.v1.EvictPodRequest\x1a\x1c.navarch.v1.EvictPodResponse\x12?\n\x07PodLogs\x12\x19.navarch.v1.PodLogRequest\x1a\x17.navarch.v1.PodLogChunk0\x01\x12\x42\n\x07PodExec\x12\x18.navarch.v1.PodExecInput\x1a\x19.navarch.v1.PodExecOutput(\x01\x30\x01\x12P\n\x0ePodPortForward\x12\x1c.navarch.v1.PortForwardFrame\x1a\x1c.navarch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ontrolplane/api/pb/api.proto\x12\nnavarch.v1\x1a\x1e\x63ontrolplane/api/pb/core.proto\x1a\x1e\x63ontrolplane/api/pb/apps.proto\x1a\x1f\x63ontrolplane/api/pb/batch.proto\x1a controlplane/api/pb/policy.proto\x1a$controlplane/api/pb/scheduling.proto\x1a&controlplane/api/pb/coordination.proto\x1a#controlplane/api/pb/podaccess.proto\x1a\x1e\x63ontrolplane/api/pb/rbac.proto\x1a!controlplane/api/pb/metrics.proto\"\xec\x08\n\x06Object\x12*\n\tnamespace\x18\x01 \x01(\x0b\x32\x15.navarch.v1.NamespaceH\x00\x12 \n\x04node\x18\x02 \x01(\x0b\x32\x10.navarch.v1.NodeH\x00\x12\x1e\n\x03pod\x18\x03 \x01(\x0b\x32\x0f.navarch.v1.PodH\x00\x12-\n\x0breplica_set\x18\x04 \x01(\x0b\x32\x16.navarch.v1.ReplicaSetH\x00\x12,\n\ndeployment\x18\x05 \x01(\x0b\x32\x16.navarch.v1.DeploymentH\x00\x12+\n\ndaemon_set\x18\x06 \x01(\x0b\x32\x15.navarch.v1.DaemonSetH\x00\x12\x1e\n\x03job\x18\x07 \x01(\x0b\x32\x0f.navarch.v1.JobH\x00\x12&\n\x07service\x18\x08 \x01(\x0b\x32\x13.navarch.v1.ServiceH\x00\x12*\n\tendpoints\x18\t \x01(\x0b\x32\x15.navarch.v1.EndpointsH\x00\x12+\n\nconfig_map\x18\n \x01(\x0b\x32\x15.navarch.v1.ConfigMapH\x00\x12$\n\x06secret\x18\x0b \x01(\x0b\x32\x12.navarch.v1.SecretH\x00\x12\"\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x11.navarch.v1.EventH\x00\x12\"\n\x05lease\x18\r \x01(\x0b\x32\x11.navarch.v1.LeaseH\x00\x12 \n\x04role\x18\x0e \x01(\x0b\x32\x10.navarch.v1.RoleH\x00\x12/\n\x0c\x63luster_role\x18\x0f \x01(\x0b\x32\x17.navarch.v1.ClusterRoleH\x00\x12/\n\x0crole_binding\x18\x10 \x01(\x0b\x32\x17.navarch.v1.RoleBindingH\x00\x12>\n\x14\x63luster_role_binding\x18\x11 \x01(\x0b\x32\x1e.navarch.v1.ClusterRoleBindingH\x00\x12\'\n\x08\x63ron_job\x18\x12 \x01(\x0b\x32\x13.navarch.v1.CronJobH\x00\x12@\n\x15pod_disruption_budget\x18\x13 \x01(\x0b\x32\x1f.navarch.v1.PodDisruptionBudgetH\x00\x12\x33\n\x0epriority_class\x18\x14 \x01(\x0b\x32\x19.navarch.v1.PriorityClassH\x00\x12\x44\n\x17persistent_volume_claim\x18\x15 \x01(\x0b\x32!.navarch.v1.PersistentVolumeClaimH\x00\x12\x39\n\x11persistent_volume\x18\x16 \x01(\x0b\x32\x1c.navarch.v1.PersistentVolumeH\x00\x12/\n\x0cstateful_set\x18\x17 \x01(\x0b\x32\x17.navarch.v1.StatefulSetH\x00\x12=\n\x13\x63ontroller_revision\x18\x18 \x01(\x0b\x32\x1e.navarch.v1.ControllerRevisionH\x00\x42\x06\n\x04kind\"D\n\rCreateRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\t\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x99\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08\x63ontinue\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\"{\n\x0cListResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.navarch.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x10\n\x08\x63ontinue\x18\x03 \x01(\t\x12\x1c\n\x14remaining_item_count\x18\x04 \x01(\x03\"D\n\rUpdateRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\t\"\x8d\x01\n\x0cPatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bmerge_patch\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\t\x12\x18\n\x10\x66ield_validation\x18\x07 \x01(\t\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd9\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12\x30\n\rpreconditions\x18\x06 \x01(\x0b\x32\x19.navarch.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\tB\x17\n\x15_grace_period_seconds\"E\n\x0e\x44\x65leteResponse\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"X\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\"\n\x06object\x18\x02 \x01(\x0b\x32\x12.navarch.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"g\n\nPodBinding\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\";\n\x0f\x42indPodsRequest\x12(\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x16.navarch.v1.PodBinding\"i\n\rBindingResult\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\">\n\x10\x42indPodsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.navarch.v1.BindingResult\"\x8c\x01\n\x0f\x45victPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\tB\x17\n\x15_grace_period_seconds\"6\n\x10\x45victPodResponse\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.navarch.v1.Object2\xdb\x07\n\x03\x41pi\x12\x37\n\x06\x43reate\x12\x19.navarch.v1.CreateRequest\x1a\x12.navarch.v1.Object\x12\x31\n\x03Get\x12\x16.navarch.v1.GetRequest\x1a\x12.navarch.v1.Object\x12\x39\n\x04List\x12\x17.navarch.v1.ListRequest\x1a\x18.navarch.v1.ListResponse\x12\x37\n\x06Update\x12\x19.navarch.v1.UpdateRequest\x1a\x12.navarch.v1.Object\x12=\n\x0cUpdateStatus\x12\x19.navarch.v1.UpdateRequest\x1a\x12.navarch.v1.Object\x12\x35\n\x05Patch\x12\x18.navarch.v1.PatchRequest\x1a\x12.navarch.v1.Object\x12?\n\x06\x44\x65lete\x12\x19.navarch.v1.DeleteRequest\x1a\x1a.navarch.v1.DeleteResponse\x12;\n\x05Watch\x12\x18.navarch.v1.WatchRequest\x1a\x16.navarch.v1.WatchEvent0\x01\x12\x45\n\x08\x42indPods\x12\x1b.navarch.v1.BindPodsRequest\x1a\x1c.navarch.v1.BindPodsResponse\x12\x45\n\x08\x45victPod\x12\x1b.navarch.v1.EvictPodRequest\x1a\x1c.navarch.v1.EvictPodResponse\x12?\n\x07PodLogs\x12\x19.navarch.v1.PodLogRequest\x1a\x17.navarch.v1.PodLogChunk0\x01\x12N\n\x0fListNodeMetrics\x12\x1e.navarch.v1.NodeMetricsRequest\x1a\x1b.navarch.v1.NodeMetricsList\x12K\n\x0eListPodMetrics\x12\x1d.navarch.v1.PodMetricsRequest\x1a\x1a.navarch.v1.PodMetricsList\x12\x42\n\x07PodExec\x12\x18.navarch.v1.PodExecInput\x1a\x19.navarch.v1.PodExecOutput(\x01\x30\x01\x12P\n\x0ePodPortForward\x12\x1c.navarch.v1.PortForwardFrame\x1a\x1c.navarch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'controlplane.api.pb.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECT']._serialized_start=324
-  _globals['_OBJECT']._serialized_end=1456
-  _globals['_CREATEREQUEST']._serialized_start=1458
-  _globals['_CREATEREQUEST']._serialized_end=1526
-  _globals['_GETREQUEST']._serialized_start=1528
-  _globals['_GETREQUEST']._serialized_end=1587
-  _globals['_LISTREQUEST']._serialized_start=1590
-  _globals['_LISTREQUEST']._serialized_end=1743
-  _globals['_LISTRESPONSE']._serialized_start=1745
-  _globals['_LISTRESPONSE']._serialized_end=1868
-  _globals['_UPDATEREQUEST']._serialized_start=1870
-  _globals['_UPDATEREQUEST']._serialized_end=1938
-  _globals['_PATCHREQUEST']._serialized_start=1941
-  _globals['_PATCHREQUEST']._serialized_end=2082
-  _globals['_PRECONDITIONS']._serialized_start=2084
-  _globals['_PRECONDITIONS']._serialized_end=2138
-  _globals['_DELETEREQUEST']._serialized_start=2141
-  _globals['_DELETEREQUEST']._serialized_end=2358
-  _globals['_DELETERESPONSE']._serialized_start=2360
-  _globals['_DELETERESPONSE']._serialized_end=2429
-  _globals['_WATCHREQUEST']._serialized_start=2432
-  _globals['_WATCHREQUEST']._serialized_end=2578
-  _globals['_WATCHEVENT']._serialized_start=2580
-  _globals['_WATCHEVENT']._serialized_end=2668
-  _globals['_PODBINDING']._serialized_start=2670
-  _globals['_PODBINDING']._serialized_end=2773
-  _globals['_BINDPODSREQUEST']._serialized_start=2775
-  _globals['_BINDPODSREQUEST']._serialized_end=2834
-  _globals['_BINDINGRESULT']._serialized_start=2836
-  _globals['_BINDINGRESULT']._serialized_end=2941
-  _globals['_BINDPODSRESPONSE']._serialized_start=2943
-  _globals['_BINDPODSRESPONSE']._serialized_end=3005
-  _globals['_EVICTPODREQUEST']._serialized_start=3008
-  _globals['_EVICTPODREQUEST']._serialized_end=3148
-  _globals['_EVICTPODRESPONSE']._serialized_start=3150
-  _globals['_EVICTPODRESPONSE']._serialized_end=3204
-  _globals['_API']._serialized_start=3207
-  _globals['_API']._serialized_end=4037
+  _globals['_OBJECT']._serialized_start=359
+  _globals['_OBJECT']._serialized_end=1491
+  _globals['_CREATEREQUEST']._serialized_start=1493
+  _globals['_CREATEREQUEST']._serialized_end=1561
+  _globals['_GETREQUEST']._serialized_start=1563
+  _globals['_GETREQUEST']._serialized_end=1622
+  _globals['_LISTREQUEST']._serialized_start=1625
+  _globals['_LISTREQUEST']._serialized_end=1778
+  _globals['_LISTRESPONSE']._serialized_start=1780
+  _globals['_LISTRESPONSE']._serialized_end=1903
+  _globals['_UPDATEREQUEST']._serialized_start=1905
+  _globals['_UPDATEREQUEST']._serialized_end=1973
+  _globals['_PATCHREQUEST']._serialized_start=1976
+  _globals['_PATCHREQUEST']._serialized_end=2117
+  _globals['_PRECONDITIONS']._serialized_start=2119
+  _globals['_PRECONDITIONS']._serialized_end=2173
+  _globals['_DELETEREQUEST']._serialized_start=2176
+  _globals['_DELETEREQUEST']._serialized_end=2393
+  _globals['_DELETERESPONSE']._serialized_start=2395
+  _globals['_DELETERESPONSE']._serialized_end=2464
+  _globals['_WATCHREQUEST']._serialized_start=2467
+  _globals['_WATCHREQUEST']._serialized_end=2613
+  _globals['_WATCHEVENT']._serialized_start=2615
+  _globals['_WATCHEVENT']._serialized_end=2703
+  _globals['_PODBINDING']._serialized_start=2705
+  _globals['_PODBINDING']._serialized_end=2808
+  _globals['_BINDPODSREQUEST']._serialized_start=2810
+  _globals['_BINDPODSREQUEST']._serialized_end=2869
+  _globals['_BINDINGRESULT']._serialized_start=2871
+  _globals['_BINDINGRESULT']._serialized_end=2976
+  _globals['_BINDPODSRESPONSE']._serialized_start=2978
+  _globals['_BINDPODSRESPONSE']._serialized_end=3040
+  _globals['_EVICTPODREQUEST']._serialized_start=3043
+  _globals['_EVICTPODREQUEST']._serialized_end=3183
+  _globals['_EVICTPODRESPONSE']._serialized_start=3185
+  _globals['_EVICTPODRESPONSE']._serialized_end=3239
+  _globals['_API']._serialized_start=3242
+  _globals['_API']._serialized_end=4229
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from controlplane.api.pb import api_pb2 as controlplane_dot_api_dot_pb_dot_api__pb2
+from controlplane.api.pb import metrics_pb2 as controlplane_dot_api_dot_pb_dot_metrics__pb2
 from controlplane.api.pb import podaccess_pb2 as controlplane_dot_api_dot_pb_dot_podaccess__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -90,6 +91,16 @@ class ApiStub:
                 '/navarch.v1.Api/PodLogs',
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.FromString,
+                _registered_method=True)
+        self.ListNodeMetrics = channel.unary_unary(
+                '/navarch.v1.Api/ListNodeMetrics',
+                request_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsList.FromString,
+                _registered_method=True)
+        self.ListPodMetrics = channel.unary_unary(
+                '/navarch.v1.Api/ListPodMetrics',
+                request_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsList.FromString,
                 _registered_method=True)
         self.PodExec = channel.stream_stream(
                 '/navarch.v1.Api/PodExec',
@@ -178,6 +189,20 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodeMetrics(self, request, context):
+        """metrics.k8s.io: what nodes and pods use now, asked of their agents (authorized as list of
+        nodes/pods in API group metrics.k8s.io).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPodMetrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PodExec(self, request_iterator, context):
         """Run a command in a pod's container, through the agent of the pod's node.
         """
@@ -250,6 +275,16 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.PodLogs,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.SerializeToString,
+            ),
+            'ListNodeMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodeMetrics,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsList.SerializeToString,
+            ),
+            'ListPodMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPodMetrics,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsList.SerializeToString,
             ),
             'PodExec': grpc.stream_stream_rpc_method_handler(
                     servicer.PodExec,
@@ -560,6 +595,60 @@ class Api:
             '/navarch.v1.Api/PodLogs',
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogRequest.SerializeToString,
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PodLogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodeMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/navarch.v1.Api/ListNodeMetrics',
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.NodeMetricsList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPodMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/navarch.v1.Api/ListPodMetrics',
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.PodMetricsList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ The generic API: one verb set for every kind, over a typed envelope."""
 
 from collections import abc as _abc
 from controlplane.api.pb import api_pb2 as _api_pb2
+from controlplane.api.pb import metrics_pb2 as _metrics_pb2
 from controlplane.api.pb import podaccess_pb2 as _podaccess_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -52,6 +53,11 @@ class ApiStub:
     """
     PodLogs: _grpc.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]
     """A container's logs, through the agent of the pod's node."""
+    ListNodeMetrics: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.NodeMetricsRequest, _metrics_pb2.NodeMetricsList]
+    """metrics.k8s.io: what nodes and pods use now, asked of their agents (authorized as list of
+    nodes/pods in API group metrics.k8s.io).
+    """
+    ListPodMetrics: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.PodMetricsRequest, _metrics_pb2.PodMetricsList]
     PodExec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
     """Run a command in a pod's container, through the agent of the pod's node."""
     PodPortForward: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]
@@ -82,6 +88,11 @@ class ApiAsyncStub(ApiStub):
     """
     PodLogs: _aio.UnaryStreamMultiCallable[_podaccess_pb2.PodLogRequest, _podaccess_pb2.PodLogChunk]  # type: ignore[assignment]
     """A container's logs, through the agent of the pod's node."""
+    ListNodeMetrics: _aio.UnaryUnaryMultiCallable[_metrics_pb2.NodeMetricsRequest, _metrics_pb2.NodeMetricsList]  # type: ignore[assignment]
+    """metrics.k8s.io: what nodes and pods use now, asked of their agents (authorized as list of
+    nodes/pods in API group metrics.k8s.io).
+    """
+    ListPodMetrics: _aio.UnaryUnaryMultiCallable[_metrics_pb2.PodMetricsRequest, _metrics_pb2.PodMetricsList]  # type: ignore[assignment]
     PodExec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
     """Run a command in a pod's container, through the agent of the pod's node."""
     PodPortForward: _aio.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]  # type: ignore[assignment]
@@ -175,6 +186,23 @@ class ApiServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PodLogChunk], _abc.AsyncIterator[_podaccess_pb2.PodLogChunk]]:
         """A container's logs, through the agent of the pod's node."""
+
+    @_abc_1.abstractmethod
+    def ListNodeMetrics(
+        self,
+        request: _metrics_pb2.NodeMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metrics_pb2.NodeMetricsList, _abc.Awaitable[_metrics_pb2.NodeMetricsList]]:
+        """metrics.k8s.io: what nodes and pods use now, asked of their agents (authorized as list of
+        nodes/pods in API group metrics.k8s.io).
+        """
+
+    @_abc_1.abstractmethod
+    def ListPodMetrics(
+        self,
+        request: _metrics_pb2.PodMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metrics_pb2.PodMetricsList, _abc.Awaitable[_metrics_pb2.PodMetricsList]]: ...
 
     @_abc_1.abstractmethod
     def PodExec(

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ontrolplane/api/pb/auth.proto\x12\nnavarch.v1\"t\n\x13\x41\x63\x63\x65ssReviewRequest\x12\x0c\n\x04verb\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x06groups\x18\x06 \x03(\t\"U\n\x14\x41\x63\x63\x65ssReviewResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"\x0f\n\rWhoAmIRequest\"H\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x18\n\x10\x61uthenticated_by\x18\x03 \x01(\t\")\n\x16NodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"B\n\x17NodeCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x32\xfa\x01\n\x04\x41uth\x12Q\n\x0c\x41\x63\x63\x65ssReview\x12\x1f.navarch.v1.AccessReviewRequest\x1a .navarch.v1.AccessReviewResponse\x12?\n\x06WhoAmI\x12\x19.navarch.v1.WhoAmIRequest\x1a\x1a.navarch.v1.WhoAmIResponse\x12^\n\x13SignNodeCertificate\x12\".navarch.v1.NodeCertificateRequest\x1a#.navarch.v1.NodeCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ontrolplane/api/pb/auth.proto\x12\nnavarch.v1\"\x8e\x01\n\x13\x41\x63\x63\x65ssReviewRequest\x12\x0c\n\x04verb\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x06groups\x18\x06 \x03(\t\x12\x18\n\x10non_resource_url\x18\x07 \x01(\t\"U\n\x14\x41\x63\x63\x65ssReviewResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"\x0f\n\rWhoAmIRequest\"H\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x18\n\x10\x61uthenticated_by\x18\x03 \x01(\t\")\n\x16NodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"B\n\x17NodeCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x32\xfa\x01\n\x04\x41uth\x12Q\n\x0c\x41\x63\x63\x65ssReview\x12\x1f.navarch.v1.AccessReviewRequest\x1a .navarch.v1.AccessReviewResponse\x12?\n\x06WhoAmI\x12\x19.navarch.v1.WhoAmIRequest\x1a\x1a.navarch.v1.WhoAmIResponse\x12^\n\x13SignNodeCertificate\x12\".navarch.v1.NodeCertificateRequest\x1a#.navarch.v1.NodeCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'controlplane.api.pb.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSREVIEWREQUEST']._serialized_start=46
-  _globals['_ACCESSREVIEWREQUEST']._serialized_end=162
-  _globals['_ACCESSREVIEWRESPONSE']._serialized_start=164
-  _globals['_ACCESSREVIEWRESPONSE']._serialized_end=249
-  _globals['_WHOAMIREQUEST']._serialized_start=251
-  _globals['_WHOAMIREQUEST']._serialized_end=266
-  _globals['_WHOAMIRESPONSE']._serialized_start=268
-  _globals['_WHOAMIRESPONSE']._serialized_end=340
-  _globals['_NODECERTIFICATEREQUEST']._serialized_start=342
-  _globals['_NODECERTIFICATEREQUEST']._serialized_end=383
-  _globals['_NODECERTIFICATERESPONSE']._serialized_start=385
-  _globals['_NODECERTIFICATERESPONSE']._serialized_end=451
-  _globals['_AUTH']._serialized_start=454
-  _globals['_AUTH']._serialized_end=704
+  _globals['_ACCESSREVIEWREQUEST']._serialized_start=47
+  _globals['_ACCESSREVIEWREQUEST']._serialized_end=189
+  _globals['_ACCESSREVIEWRESPONSE']._serialized_start=191
+  _globals['_ACCESSREVIEWRESPONSE']._serialized_end=276
+  _globals['_WHOAMIREQUEST']._serialized_start=278
+  _globals['_WHOAMIREQUEST']._serialized_end=293
+  _globals['_WHOAMIRESPONSE']._serialized_start=295
+  _globals['_WHOAMIRESPONSE']._serialized_end=367
+  _globals['_NODECERTIFICATEREQUEST']._serialized_start=369
+  _globals['_NODECERTIFICATEREQUEST']._serialized_end=410
+  _globals['_NODECERTIFICATERESPONSE']._serialized_start=412
+  _globals['_NODECERTIFICATERESPONSE']._serialized_end=478
+  _globals['_AUTH']._serialized_start=481
+  _globals['_AUTH']._serialized_end=731
 # @@protoc_insertion_point(module_scope)

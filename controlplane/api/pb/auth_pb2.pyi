@@ -30,6 +30,7 @@ class AccessReviewRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    NON_RESOURCE_URL_FIELD_NUMBER: _builtins.int
     verb: _builtins.str
     """get, list, watch, create, update, patch, delete."""
     resource: _builtins.str
@@ -38,6 +39,8 @@ class AccessReviewRequest(_message.Message):
     name: _builtins.str
     user: _builtins.str
     """Review for another user (needs permission to create subjectaccessreviews); empty: the caller."""
+    non_resource_url: _builtins.str
+    """A path that is not an object ("/metrics"): asked instead of resource (verb is then "get")."""
     @_builtins.property
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -49,10 +52,11 @@ class AccessReviewRequest(_message.Message):
         name: _builtins.str = ...,
         user: _builtins.str = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
+        non_resource_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "name", b"name", "namespace", b"namespace", "resource", b"resource", "user", b"user", "verb", b"verb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "name", b"name", "namespace", b"namespace", "non_resource_url", b"non_resource_url", "resource", b"resource", "user", b"user", "verb", b"verb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,31 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from controlplane.api.pb import metrics_pb2 as controlplane_dot_api_dot_pb_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#controlplane/api/pb/podaccess.proto\x12\nnavarch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n\rPodLogRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x12\x15\n\rsince_seconds\x18\x08 \x01(\x03\x12.\n\nsince_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03uid\x18\n \x01(\t\x12\x18\n\x0blimit_bytes\x18\x0b \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_tail_linesB\x0e\n\x0c_limit_bytes\"\x1b\n\x0bPodLogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xa4\x01\n\x0cPodExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x0b\n\x03tty\x18\x07 \x01(\x08\x12&\n\x04size\x18\x08 \x01(\x0b\x32\x18.navarch.v1.TerminalSize\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\x94\x01\n\x0cPodExecInput\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.navarch.v1.PodExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x13\n\tstdin_eof\x18\x03 \x01(\x08H\x00\x12*\n\x06resize\x18\x04 \x01(\x0b\x32\x18.navarch.v1.TerminalSizeH\x00\x42\x07\n\x05\x66rame\"Q\n\rPodExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x07\n\x05\x66rame\"N\n\x10PortForwardStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0b\n\x03uid\x18\x04 \x01(\t\"i\n\x10PortForwardFrame\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.navarch.v1.PortForwardStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03\x65of\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x66rame2\xde\x01\n\x05\x41gent\x12\x45\n\rContainerLogs\x12\x19.navarch.v1.PodLogRequest\x1a\x17.navarch.v1.PodLogChunk0\x01\x12?\n\x04\x45xec\x12\x18.navarch.v1.PodExecInput\x1a\x19.navarch.v1.PodExecOutput(\x01\x30\x01\x12M\n\x0bPortForward\x12\x1c.navarch.v1.PortForwardFrame\x1a\x1c.navarch.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#controlplane/api/pb/podaccess.proto\x12\nnavarch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!controlplane/api/pb/metrics.proto\"\x9f\x02\n\rPodLogRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x12\x15\n\rsince_seconds\x18\x08 \x01(\x03\x12.\n\nsince_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03uid\x18\n \x01(\t\x12\x18\n\x0blimit_bytes\x18\x0b \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_tail_linesB\x0e\n\x0c_limit_bytes\"\x1b\n\x0bPodLogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xa4\x01\n\x0cPodExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x0b\n\x03tty\x18\x07 \x01(\x08\x12&\n\x04size\x18\x08 \x01(\x0b\x32\x18.navarch.v1.TerminalSize\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\x94\x01\n\x0cPodExecInput\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.navarch.v1.PodExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x13\n\tstdin_eof\x18\x03 \x01(\x08H\x00\x12*\n\x06resize\x18\x04 \x01(\x0b\x32\x18.navarch.v1.TerminalSizeH\x00\x42\x07\n\x05\x66rame\"Q\n\rPodExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x07\n\x05\x66rame\"N\n\x10PortForwardStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0b\n\x03uid\x18\x04 \x01(\t\"i\n\x10PortForwardFrame\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.navarch.v1.PortForwardStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\r\n\x03\x65of\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x66rame2\x9a\x02\n\x05\x41gent\x12\x45\n\rContainerLogs\x12\x19.navarch.v1.PodLogRequest\x1a\x17.navarch.v1.PodLogChunk0\x01\x12?\n\x04\x45xec\x12\x18.navarch.v1.PodExecInput\x1a\x19.navarch.v1.PodExecOutput(\x01\x30\x01\x12M\n\x0bPortForward\x12\x1c.navarch.v1.PortForwardFrame\x1a\x1c.navarch.v1.PortForwardFrame(\x01\x30\x01\x12:\n\x05Usage\x12\x18.navarch.v1.UsageRequest\x1a\x17.navarch.v1.UsageReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'controlplane.api.pb.podaccess_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PODLOGREQUEST']._serialized_start=85
-  _globals['_PODLOGREQUEST']._serialized_end=372
-  _globals['_PODLOGCHUNK']._serialized_start=374
-  _globals['_PODLOGCHUNK']._serialized_end=401
-  _globals['_PODEXECSTART']._serialized_start=404
-  _globals['_PODEXECSTART']._serialized_end=568
-  _globals['_TERMINALSIZE']._serialized_start=570
-  _globals['_TERMINALSIZE']._serialized_end=612
-  _globals['_PODEXECINPUT']._serialized_start=615
-  _globals['_PODEXECINPUT']._serialized_end=763
-  _globals['_PODEXECOUTPUT']._serialized_start=765
-  _globals['_PODEXECOUTPUT']._serialized_end=846
-  _globals['_PORTFORWARDSTART']._serialized_start=848
-  _globals['_PORTFORWARDSTART']._serialized_end=926
-  _globals['_PORTFORWARDFRAME']._serialized_start=928
-  _globals['_PORTFORWARDFRAME']._serialized_end=1033
-  _globals['_AGENT']._serialized_start=1036
-  _globals['_AGENT']._serialized_end=1258
+  _globals['_PODLOGREQUEST']._serialized_start=120
+  _globals['_PODLOGREQUEST']._serialized_end=407
+  _globals['_PODLOGCHUNK']._serialized_start=409
+  _globals['_PODLOGCHUNK']._serialized_end=436
+  _globals['_PODEXECSTART']._serialized_start=439
+  _globals['_PODEXECSTART']._serialized_end=603
+  _globals['_TERMINALSIZE']._serialized_start=605
+  _globals['_TERMINALSIZE']._serialized_end=647
+  _globals['_PODEXECINPUT']._serialized_start=650
+  _globals['_PODEXECINPUT']._serialized_end=798
+  _globals['_PODEXECOUTPUT']._serialized_start=800
+  _globals['_PODEXECOUTPUT']._serialized_end=881
+  _globals['_PORTFORWARDSTART']._serialized_start=883
+  _globals['_PORTFORWARDSTART']._serialized_end=961
+  _globals['_PORTFORWARDFRAME']._serialized_start=963
+  _globals['_PORTFORWARDFRAME']._serialized_end=1068
+  _globals['_AGENT']._serialized_start=1071
+  _globals['_AGENT']._serialized_end=1353
 # @@protoc_insertion_point(module_scope)

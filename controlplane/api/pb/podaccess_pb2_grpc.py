@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from controlplane.api.pb import metrics_pb2 as controlplane_dot_api_dot_pb_dot_metrics__pb2
 from controlplane.api.pb import podaccess_pb2 as controlplane_dot_api_dot_pb_dot_podaccess__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -50,6 +51,11 @@ class AgentStub:
                 request_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
                 _registered_method=True)
+        self.Usage = channel.unary_unary(
+                '/navarch.v1.Agent/Usage',
+                request_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageReport.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -75,6 +81,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Usage(self, request, context):
+        """The latest usage sample of the node and its pods (only API servers may ask).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.PortForward,
                     request_deserializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
                     response_serializer=controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
+            ),
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class Agent:
             '/navarch.v1.Agent/PortForward',
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.SerializeToString,
             controlplane_dot_api_dot_pb_dot_podaccess__pb2.PortForwardFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/navarch.v1.Agent/Usage',
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageRequest.SerializeToString,
+            controlplane_dot_api_dot_pb_dot_metrics__pb2.UsageReport.FromString,
             options,
             channel_credentials,
             insecure,

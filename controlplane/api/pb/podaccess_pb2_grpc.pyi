@@ -7,6 +7,7 @@ clients need only the API server's address.
 """
 
 from collections import abc as _abc
+from controlplane.api.pb import metrics_pb2 as _metrics_pb2
 from controlplane.api.pb import podaccess_pb2 as _podaccess_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -40,6 +41,8 @@ class AgentStub:
     Exec: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]
     PortForward: _grpc.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]
     """One TCP connection to a port the pod's processes listen on."""
+    Usage: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.UsageRequest, _metrics_pb2.UsageReport]
+    """The latest usage sample of the node and its pods (only API servers may ask)."""
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -50,6 +53,8 @@ class AgentAsyncStub(AgentStub):
     Exec: _aio.StreamStreamMultiCallable[_podaccess_pb2.PodExecInput, _podaccess_pb2.PodExecOutput]  # type: ignore[assignment]
     PortForward: _aio.StreamStreamMultiCallable[_podaccess_pb2.PortForwardFrame, _podaccess_pb2.PortForwardFrame]  # type: ignore[assignment]
     """One TCP connection to a port the pod's processes listen on."""
+    Usage: _aio.UnaryUnaryMultiCallable[_metrics_pb2.UsageRequest, _metrics_pb2.UsageReport]  # type: ignore[assignment]
+    """The latest usage sample of the node and its pods (only API servers may ask)."""
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     """Agent is the node agent's own endpoint; it answers the API server only."""
@@ -75,5 +80,13 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_podaccess_pb2.PortForwardFrame], _abc.AsyncIterator[_podaccess_pb2.PortForwardFrame]]:
         """One TCP connection to a port the pod's processes listen on."""
+
+    @_abc_1.abstractmethod
+    def Usage(
+        self,
+        request: _metrics_pb2.UsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metrics_pb2.UsageReport, _abc.Awaitable[_metrics_pb2.UsageReport]]:
+        """The latest usage sample of the node and its pods (only API servers may ask)."""
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

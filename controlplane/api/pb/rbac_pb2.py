@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from controlplane.api.pb import meta_pb2 as controlplane_dot_api_dot_pb_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ontrolplane/api/pb/rbac.proto\x12\nnavarch.v1\x1a\x1e\x63ontrolplane/api/pb/meta.proto\"Z\n\nPolicyRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12\x12\n\napi_groups\x18\x02 \x03(\t\x12\x11\n\tresources\x18\x03 \x03(\t\x12\x16\n\x0eresource_names\x18\x04 \x03(\t\"z\n\x04Role\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x05rules\x18\x04 \x03(\x0b\x32\x16.navarch.v1.PolicyRule\"\x81\x01\n\x0b\x43lusterRole\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x05rules\x18\x04 \x03(\x0b\x32\x16.navarch.v1.PolicyRule\"K\n\x07Subject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tapi_group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"8\n\x07RoleRef\x12\x11\n\tapi_group\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa8\x01\n\x0bRoleBinding\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x08subjects\x18\x04 \x03(\x0b\x32\x13.navarch.v1.Subject\x12%\n\x08role_ref\x18\x05 \x01(\x0b\x32\x13.navarch.v1.RoleRef\"\xaf\x01\n\x12\x43lusterRoleBinding\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x08subjects\x18\x04 \x03(\x0b\x32\x13.navarch.v1.Subject\x12%\n\x08role_ref\x18\x05 \x01(\x0b\x32\x13.navarch.v1.RoleRefb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ontrolplane/api/pb/rbac.proto\x12\nnavarch.v1\x1a\x1e\x63ontrolplane/api/pb/meta.proto\"\x86\x01\n\nPolicyRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12\x12\n\napi_groups\x18\x02 \x03(\t\x12\x11\n\tresources\x18\x03 \x03(\t\x12\x16\n\x0eresource_names\x18\x04 \x03(\t\x12*\n\x11non_resource_urls\x18\x05 \x03(\tR\x0fnonResourceURLs\"z\n\x04Role\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x05rules\x18\x04 \x03(\x0b\x32\x16.navarch.v1.PolicyRule\"\x81\x01\n\x0b\x43lusterRole\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x05rules\x18\x04 \x03(\x0b\x32\x16.navarch.v1.PolicyRule\"K\n\x07Subject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tapi_group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"8\n\x07RoleRef\x12\x11\n\tapi_group\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa8\x01\n\x0bRoleBinding\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x08subjects\x18\x04 \x03(\x0b\x32\x13.navarch.v1.Subject\x12%\n\x08role_ref\x18\x05 \x01(\x0b\x32\x13.navarch.v1.RoleRef\"\xaf\x01\n\x12\x43lusterRoleBinding\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x08metadata\x18\x03 \x01(\x0b\x32\x16.navarch.v1.ObjectMeta\x12%\n\x08subjects\x18\x04 \x03(\x0b\x32\x13.navarch.v1.Subject\x12%\n\x08role_ref\x18\x05 \x01(\x0b\x32\x13.navarch.v1.RoleRefb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'controlplane.api.pb.rbac_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYRULE']._serialized_start=78
-  _globals['_POLICYRULE']._serialized_end=168
-  _globals['_ROLE']._serialized_start=170
-  _globals['_ROLE']._serialized_end=292
-  _globals['_CLUSTERROLE']._serialized_start=295
-  _globals['_CLUSTERROLE']._serialized_end=424
-  _globals['_SUBJECT']._serialized_start=426
-  _globals['_SUBJECT']._serialized_end=501
-  _globals['_ROLEREF']._serialized_start=503
-  _globals['_ROLEREF']._serialized_end=559
-  _globals['_ROLEBINDING']._serialized_start=562
-  _globals['_ROLEBINDING']._serialized_end=730
-  _globals['_CLUSTERROLEBINDING']._serialized_start=733
-  _globals['_CLUSTERROLEBINDING']._serialized_end=908
+  _globals['_POLICYRULE']._serialized_start=79
+  _globals['_POLICYRULE']._serialized_end=213
+  _globals['_ROLE']._serialized_start=215
+  _globals['_ROLE']._serialized_end=337
+  _globals['_CLUSTERROLE']._serialized_start=340
+  _globals['_CLUSTERROLE']._serialized_end=469
+  _globals['_SUBJECT']._serialized_start=471
+  _globals['_SUBJECT']._serialized_end=546
+  _globals['_ROLEREF']._serialized_start=548
+  _globals['_ROLEREF']._serialized_end=604
+  _globals['_ROLEBINDING']._serialized_start=607
+  _globals['_ROLEBINDING']._serialized_end=775
+  _globals['_CLUSTERROLEBINDING']._serialized_start=778
+  _globals['_CLUSTERROLEBINDING']._serialized_end=953
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,7 @@ class PolicyRule(_message.Message):
     API_GROUPS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     RESOURCE_NAMES_FIELD_NUMBER: _builtins.int
+    NON_RESOURCE_URLS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def verbs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """get, list, watch, create, update, patch, delete, or "*"."""
@@ -45,6 +46,12 @@ class PolicyRule(_message.Message):
     def resource_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty: every object."""
 
+    @_builtins.property
+    def non_resource_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Paths that are not objects ("/metrics", "/healthz", or a prefix ending in "*"); a rule names either
+        resources or these, never both (Kubernetes' nonResourceURLs, only meaningful in ClusterRoles).
+        """
+
     def __init__(
         self,
         *,
@@ -52,10 +59,11 @@ class PolicyRule(_message.Message):
         api_groups: _abc.Iterable[_builtins.str] | None = ...,
         resources: _abc.Iterable[_builtins.str] | None = ...,
         resource_names: _abc.Iterable[_builtins.str] | None = ...,
+        non_resource_urls: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_groups", b"api_groups", "resource_names", b"resource_names", "resources", b"resources", "verbs", b"verbs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_groups", b"api_groups", "non_resource_urls", b"non_resource_urls", "resource_names", b"resource_names", "resources", b"resources", "verbs", b"verbs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
