@@ -33,7 +33,7 @@ from controlplane.api.pb import auth_pb2
 
 log = logging.getLogger(__name__)
 
-disable_created_metrics()  # no ``*_created`` series: Kubernetes' components do not expose them either
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: Kubernetes' components do not expose them either
 
 MAX_HEAD_BYTES = 16 * 1024
 HEAD_TIMEOUT = 10.0
