@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ class Target:
     client_certificate: str = ""
     client_key: str = ""
     tls_server_name: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)
+    """Each component's metrics URL (``navarch up`` records them in the cluster entry), by component."""
 
     def tls(self) -> ChannelTLS | None:
         """TLS settings for the client (None: plain text)."""
@@ -145,4 +147,7 @@ def resolve(*, server: str | None, context: str | None, namespace: str | None) -
         client_certificate=str(user.get("client-certificate", "")),
         client_key=str(user.get("client-key", "")),
         tls_server_name=str(cluster.get("tls-server-name", "")),
+        metrics={str(k): str(v) for k, v in (cluster.get("metrics") or {}).items()}
+        if isinstance(cluster.get("metrics"), dict)
+        else {},
     )

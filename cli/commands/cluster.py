@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cli import rawhttp
 from cli.config import Target
 from cli.context import run
 from controlplane import transport
@@ -78,6 +79,15 @@ def cluster_info() -> None:
                 click.echo(f"{name} leader: {holder} (renewed {lease.spec.renew_time.ToJsonString()})")
             except NotFoundError:
                 click.echo(f"{name} leader: none (not running)")
+        if not target.metrics:
+            click.echo("Metrics: this context names no metrics endpoints (each component's --metrics-listen)")
+        for component, url in sorted(target.metrics.items()):
+            try:
+                status, _ = await asyncio.to_thread(rawhttp.get, f"{url}/readyz", target, timeout=3)
+                ready = "ready" if status == 200 else f"not ready ({status})"
+            except rawhttp.RawError:
+                ready = "unreachable"
+            click.echo(f"Metrics of {component}: {url}/metrics ({ready})")
 
     run(body)
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import click
 from google.protobuf.message import Message
 
-from cli import printers
+from cli import printers, rawhttp
 from cli.commands.common import namespace_option, ns_for
-from cli.config import Target
-from cli.context import run
+from cli.config import ConfigError, Target
+from cli.context import fail, options, run
 from cli.kinds_args import complete_kind, complete_name, split_kind_names
 from cli.sorting import sort_key_expression, sort_objects
 from controlplane.api import kinds
@@ -80,8 +80,27 @@ def _check_output(output: str) -> None:
         raise click.UsageError(f"unknown output format {output!r}; use {OUTPUTS}")
 
 
+def _get_raw(path: str) -> None:
+    if not path.startswith("/") or len(path) > 1024:
+        raise click.UsageError(f"--raw {path[:40]!r}: a path starting with / (e.g. /metrics)")
+    try:
+        target = options().target()
+    except ConfigError as err:
+        fail(str(err))
+    base = target.metrics.get("apiserver")
+    if not base:
+        fail(f'context "{target.context}" names no metrics endpoint of the API server (navarch up records one)')
+    try:
+        status, body = rawhttp.get(base.rstrip("/") + path, target)
+    except rawhttp.RawError as err:
+        fail(str(err))
+    if status != 200:
+        fail(f"the API server answered {status}: {body.strip()}")
+    click.echo(body, nl=False)
+
+
 @click.command()
-@click.argument("kind", shell_complete=complete_kind)
+@click.argument("kind", required=False, default="", shell_complete=complete_kind)
 @click.argument("names", nargs=-1, shell_complete=complete_name)
 @namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
@@ -92,6 +111,7 @@ def _check_output(output: str) -> None:
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
 @click.option("--no-headers", is_flag=True, help="Print tables without their header line.")
 @click.option("--sort-by", default="", help="Order by a JSONPath, e.g. .metadata.creationTimestamp.")
+@click.option("--raw", default="", help="GET this path of the API server's HTTP endpoint (e.g. /metrics).")
 def get(
     kind: str,
     names: tuple[str, ...],
@@ -103,8 +123,15 @@ def get(
     show_labels: bool,
     no_headers: bool,
     sort_by: str,
+    raw: str,
 ) -> None:
-    """Show objects of a kind (all, or the named ones); ``get all`` shows every workload kind."""
+    """Show objects of a kind (all, or the named ones); ``get all`` shows every workload kind; ``--raw
+    /metrics`` prints the API server's metrics."""
+    if raw:
+        _get_raw(raw)
+        return
+    if not kind:
+        raise click.UsageError("Missing argument 'KIND' (or --raw PATH).")
     _check_output(output)
     if sort_by:
         try:

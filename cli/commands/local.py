@@ -147,6 +147,9 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool
         data["contexts"] = [
             {k: v for k, v in e.items() if k != "user" or e.get("name") != CONTEXT} for e in data["contexts"]
         ]
+    scheme = str(state.get("metrics_scheme", "https"))
+    metrics = {name: f"{scheme}://{address}" for name, address in dict(state.get("metrics", {})).items()}
+    cfg.upsert(data, "clusters", CONTEXT, metrics=metrics)
     data["current-context"] = CONTEXT
     cfg.save(data)
     logs = data_dir / "logs"
@@ -156,6 +159,7 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool
     click.echo(f"controller-manager   leader-elected   log {logs / 'controller-manager.log'}")
     for node in state.get("nodes", []):
         click.echo(f"navarch-agent        node {node['name']} on {node['ip']}   log {logs / (node['name'] + '.log')}")
+    click.echo(f"Prometheus           scrape configuration in {data_dir / 'prometheus.yml'} (navarch cluster-info)")
     click.echo(
         f'\nThe CLI now uses the context "{CONTEXT}" ({api}). Try:\n'
         "  navarch get nodes\n"
