@@ -133,6 +133,7 @@ async def secure(
         etcd=etcd_client_config(cluster_pki, secure_etcd),
         listen="127.0.0.1:0",
         progress_interval=0.5,
+        metrics_listen="127.0.0.1:0",
         security=SecurityConfig(
             tls=transport.ServerTLS(cluster_pki.cert("apiserver"), cluster_pki.key("apiserver"), cluster_pki.ca),
             token_listen="127.0.0.1:0",
