@@ -20,7 +20,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cli.printers import age
 from controlplane.api import kinds
 from controlplane.api.objects import meta, to_manifest
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, meta_pb2, policy_pb2
+from controlplane.api.pb import apps_pb2, autoscaling_pb2, batch_pb2, core_pb2, meta_pb2, policy_pb2
+from controlplane.api.selectors import selector_text
 
 LAST_APPLIED = "navarch.io/last-applied-configuration"
 WIDTH = 14  # kubectl aligns values after the labels with a tab writer; a fixed column reads the same
@@ -103,14 +104,7 @@ def conditions(items: Sequence[meta_pb2.Condition], *, detailed: bool = False) -
 
 def selector(sel: meta_pb2.LabelSelector) -> str:
     """``app=web,tier in (a,b)``."""
-    parts = [f"{k}={v}" for k, v in sorted(sel.match_labels.items())]
-    for e in sel.match_expressions:
-        op = {"In": "in", "NotIn": "notin"}.get(e.operator)
-        if op:
-            parts.append(f"{e.key} {op} ({','.join(e.values)})")
-        else:
-            parts.append(e.key if e.operator == "Exists" else f"!{e.key}")
-    return ",".join(parts) or "<none>"
+    return selector_text(sel) or "<none>"
 
 
 def _state(label: str, state: core_pb2.ContainerState, indent: int) -> list[str]:
@@ -433,6 +427,30 @@ def describe_pdb(p: policy_pb2.PodDisruptionBudget) -> list[str]:
     return [*lines, *conditions(s.conditions)]
 
 
+def describe_hpa(h: autoscaling_pb2.HorizontalPodAutoscaler) -> list[str]:
+    ref = h.spec.scale_target_ref
+    lines = identity(h)
+    lines.append(field("Reference", f"{ref.kind}/{ref.name}"))
+    lines.append("Metrics:                                               ( current / target )")
+    current = {m.resource.name: m.resource.current for m in h.status.current_metrics}
+    for m in h.spec.metrics:
+        name, target, seen = m.resource.name, m.resource.target, current.get(m.resource.name)
+        if target.type == "Utilization":
+            now = f"{seen.average_utilization}% ({seen.average_value})" if seen is not None else "<unknown>"
+            lines.append(
+                f"  resource {name} on pods  (as a percentage of request):  {now} / {target.average_utilization}%"
+            )
+        else:
+            now = seen.average_value if seen is not None else "<unknown>"
+            lines.append(f"  resource {name} on pods:  {now} / {target.average_value}")
+    lines += [
+        field("Min replicas", h.spec.min_replicas if h.spec.HasField("min_replicas") else 1),
+        field("Max replicas", h.spec.max_replicas),
+        field(f"{ref.kind} pods", f"{h.status.current_replicas} current / {h.status.desired_replicas} desired"),
+    ]
+    return [*lines, *conditions(h.status.conditions)]
+
+
 def describe_statefulset(sts: apps_pb2.StatefulSet) -> list[str]:
     spec, s = sts.spec, sts.status
     lines = identity(sts)
@@ -614,6 +632,7 @@ DESCRIBERS: dict[str, Callable[[Any], list[str]]] = {
     "PersistentVolumeClaim": describe_claim,
     "PersistentVolume": describe_volume,
     "PodDisruptionBudget": describe_pdb,
+    "HorizontalPodAutoscaler": describe_hpa,
     "Service": describe_service,
     "Node": describe_node,
     "ConfigMap": describe_configmap,

@@ -56,6 +56,7 @@ for _command in [
     edit.annotate,
     edit.patch,
     edit.scale,
+    edit.autoscale,
     rollout.rollout,
     nodes.cordon,
     nodes.uncordon,

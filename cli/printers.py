@@ -19,7 +19,7 @@ from tabulate import DataRow, TableFormat, tabulate
 from controlplane.api import conditions, kinds
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import meta, typed_manifest
-from controlplane.api.pb import batch_pb2, core_pb2, policy_pb2
+from controlplane.api.pb import autoscaling_pb2, batch_pb2, core_pb2, policy_pb2
 
 Column = tuple[str, Callable[[Any], str]]
 
@@ -158,6 +158,26 @@ def _int_or_string(v: Any, present: bool) -> str:
     return v.string_value if v.WhichOneof("kind") == "string_value" else str(int(v.number_value))
 
 
+def _hpa_targets(h: autoscaling_pb2.HorizontalPodAutoscaler) -> str:
+    """``cpu: 45%/50%, memory: <unknown>/200Mi`` as kubectl prints them."""
+    current = {m.resource.name: m.resource.current for m in h.status.current_metrics}
+    parts = []
+    for m in h.spec.metrics:
+        name, target = m.resource.name, m.resource.target
+        seen = current.get(name)
+        if target.type == "Utilization":
+            now = (
+                f"{seen.average_utilization}%"
+                if seen is not None and seen.HasField("average_utilization")
+                else "<unknown>"
+            )
+            parts.append(f"{name}: {now}/{target.average_utilization}%")
+        else:
+            now = seen.average_value if seen is not None and seen.average_value else "<unknown>"
+            parts.append(f"{name}: {now}/{target.average_value}")
+    return ", ".join(parts) or "<none>"
+
+
 def _pdb_min(p: policy_pb2.PodDisruptionBudget) -> str:
     return _int_or_string(p.spec.min_available, p.spec.HasField("min_available"))
 
@@ -254,6 +274,17 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("IMAGES", lambda c: _images(c.spec.job_template.spec.template.spec)),
             ("SELECTOR", lambda c: _selector(c.spec.job_template.spec.selector)),
         ],
+    ),
+    "HorizontalPodAutoscaler": (
+        [
+            ("REFERENCE", lambda h: f"{h.spec.scale_target_ref.kind}/{h.spec.scale_target_ref.name}"),
+            ("TARGETS", _hpa_targets),
+            ("MINPODS", lambda h: str(h.spec.min_replicas if h.spec.HasField("min_replicas") else 1)),
+            ("MAXPODS", lambda h: str(h.spec.max_replicas)),
+            ("REPLICAS", lambda h: str(h.status.current_replicas)),
+            ("AGE", _age),
+        ],
+        [],
     ),
     "PodDisruptionBudget": (
         [

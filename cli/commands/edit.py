@@ -20,6 +20,7 @@ from cli.context import fail, run
 from cli.kinds_args import complete_kind, complete_name, kind_info, split_kind_names
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import from_manifest, meta, to_manifest, typed_manifest
+from controlplane.api.pb import autoscaling_pb2
 from controlplane.client.client import ApiClient
 
 
@@ -186,5 +187,47 @@ def scale(kind: str, name: str | None, replicas: int, current_replicas: int | No
         patch_doc = {"spec": {"replicas": replicas}, "metadata": {"resourceVersion": meta(obj).resource_version}}
         out: Message = await client.patch(info.kind, wanted[0], patch_doc, ns_for(info, target))
         click.echo(f"{_ref(out)} scaled")
+
+    run(body)
+
+
+@click.command()
+@click.argument("kind", shell_complete=complete_kind)
+@click.argument("name", shell_complete=complete_name)
+@namespace_option
+@click.option("--min", "minimum", type=click.IntRange(min=1), default=None, help="Fewest replicas (default 1).")
+@click.option("--max", "maximum", type=click.IntRange(min=1), required=True, help="Most replicas.")
+@click.option(
+    "--cpu-percent",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Target average CPU use, in percent of the pods' requests (default 80).",
+)
+@click.option("--name", "hpa_name", default="", help="Name of the HorizontalPodAutoscaler (default: NAME).")
+def autoscale(kind: str, name: str, minimum: int | None, maximum: int, cpu_percent: int | None, hpa_name: str) -> None:
+    """Create a HorizontalPodAutoscaler for a Deployment, StatefulSet or ReplicaSet (as kubectl autoscale)."""
+    info, wanted = split_kind_names(kind, (name,))
+    if info.kind not in ("Deployment", "StatefulSet", "ReplicaSet") or len(wanted) != 1:
+        raise click.UsageError("autoscale takes one deployment, statefulset or replicaset")
+    if minimum is not None and minimum > maximum:
+        raise click.UsageError(f"--min {minimum} is larger than --max {maximum}")
+
+    async def body(client: ApiClient, target: Target) -> None:
+        ns = ns_for(info, target)
+        await client.get_by_name(info.kind, wanted[0], ns)  # it must exist, as kubectl checks
+        hpa = autoscaling_pb2.HorizontalPodAutoscaler(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler")
+        hpa.metadata.name, hpa.metadata.namespace = hpa_name or wanted[0], ns
+        spec = hpa.spec
+        spec.scale_target_ref.kind, spec.scale_target_ref.name = info.kind, wanted[0]
+        spec.scale_target_ref.api_version = "apps/v1"
+        if minimum is not None:
+            spec.min_replicas = minimum
+        spec.max_replicas = maximum
+        metric = spec.metrics.add(type="Resource")
+        metric.resource.name = "cpu"
+        metric.resource.target.type = "Utilization"
+        metric.resource.target.average_utilization = cpu_percent or 80
+        out = await client.create(hpa)
+        click.echo(f"horizontalpodautoscaler.autoscaling/{out.metadata.name} autoscaled")
 
     run(body)

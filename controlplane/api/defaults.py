@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import kinds
 from controlplane.api.objects import meta
-from controlplane.api.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2, scheduling_pb2
+from controlplane.api.pb import apps_pb2, autoscaling_pb2, batch_pb2, core_pb2, policy_pb2, scheduling_pb2
 from controlplane.api.quantity import parse_quantity
 
 DEFAULT_GRACE_SECONDS = 30
@@ -146,6 +146,17 @@ def _default_pdb(obj: Message) -> None:
     pdb.spec.unhealthy_pod_eviction_policy = pdb.spec.unhealthy_pod_eviction_policy or "IfHealthyBudget"
 
 
+def _default_hpa(obj: Message) -> None:
+    hpa: autoscaling_pb2.HorizontalPodAutoscaler = obj  # type: ignore[assignment]
+    if not hpa.spec.HasField("min_replicas"):
+        hpa.spec.min_replicas = 1
+    ref = hpa.spec.scale_target_ref
+    if not ref.api_version and ref.kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        ref.api_version = "apps/v1"
+    # Behaviour left unsaid keeps Kubernetes' defaults, applied by the controller (so that its
+    # --horizontal-pod-autoscaler-downscale-stabilization flag still governs objects that do not say).
+
+
 def _default_priority_class(obj: Message) -> None:
     pc: scheduling_pb2.PriorityClass = obj  # type: ignore[assignment]
     if not pc.HasField("preemption_policy"):
@@ -222,6 +233,7 @@ _BY_KIND: dict[str, Callable[[Message], None]] = {
     "Job": _default_job,
     "CronJob": _default_cronjob,
     "PodDisruptionBudget": _default_pdb,
+    "HorizontalPodAutoscaler": _default_hpa,
     "PriorityClass": _default_priority_class,
     "PersistentVolumeClaim": _default_pvc,
     "PersistentVolume": _default_pv,

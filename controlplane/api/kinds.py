@@ -14,6 +14,7 @@ from controlplane.api.errors import InvalidError, NotFoundError
 from controlplane.api.pb import (
     api_pb2,
     apps_pb2,
+    autoscaling_pb2,
     batch_pb2,
     coordination_pb2,
     core_pb2,
@@ -96,6 +97,16 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Job", "batch/v1", "jobs", True, batch_pb2.Job, "job", categories=("all",)),
     KindInfo("CronJob", "batch/v1", "cronjobs", True, batch_pb2.CronJob, "cron_job", ("cj",), categories=("all",)),
+    KindInfo(
+        "HorizontalPodAutoscaler",
+        "autoscaling/v2",
+        "horizontalpodautoscalers",
+        True,
+        autoscaling_pb2.HorizontalPodAutoscaler,
+        "horizontal_pod_autoscaler",
+        ("hpa",),
+        categories=("all",),
+    ),
     KindInfo(
         "PodDisruptionBudget",
         "policy/v1",

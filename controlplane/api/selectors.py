@@ -293,3 +293,15 @@ def parse_field_selector(text: str, kind: kinds.KindInfo) -> FieldSelector:
             )
         reqs.append(FieldRequirement(field, op != "!=", term[sc.pos :].strip(), fields[field]))
     return FieldSelector(tuple(reqs))
+
+
+def selector_text(sel: meta_pb2.LabelSelector) -> str:
+    """A LabelSelector object as selector text (``app=web,tier in (a,b),!legacy``); "" selects everything."""
+    parts = [f"{k}={v}" for k, v in sorted(sel.match_labels.items())]
+    for e in sel.match_expressions:
+        op = {"In": "in", "NotIn": "notin"}.get(e.operator)
+        if op:
+            parts.append(f"{e.key} {op} ({','.join(e.values)})")
+        else:
+            parts.append(e.key if e.operator == "Exists" else f"!{e.key}")
+    return ",".join(parts)

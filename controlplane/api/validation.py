@@ -23,6 +23,7 @@ from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
 from controlplane.api.pb import (
     apps_pb2,
+    autoscaling_pb2,
     batch_pb2,
     coordination_pb2,
     core_pb2,
@@ -783,6 +784,58 @@ def _validate_pdb(errs: Errors, pdb: policy_pb2.PodDisruptionBudget) -> None:
     )
 
 
+HPA_TARGET_KINDS = ("Deployment", "StatefulSet", "ReplicaSet")
+HPA_RESOURCES = ("cpu", "memory")
+MAX_HPA_PERIOD = 1800
+MAX_HPA_WINDOW = 3600
+
+
+def _validate_hpa_rules(errs: Errors, path: str, rules: autoscaling_pb2.HPAScalingRules) -> None:
+    if rules.HasField("stabilization_window_seconds") and not 0 <= rules.stabilization_window_seconds <= MAX_HPA_WINDOW:
+        errs.add(f"{path}.stabilizationWindowSeconds", f"must be between 0 and {MAX_HPA_WINDOW}")
+    check_one_of(errs, f"{path}.selectPolicy", rules.select_policy, ("Max", "Min", "Disabled"))
+    for i, policy in enumerate(rules.policies):
+        check_one_of(errs, f"{path}.policies[{i}].type", policy.type, ("Pods", "Percent"), required=True)
+        if policy.value <= 0:
+            errs.add(f"{path}.policies[{i}].value", "must be greater than 0")
+        if not 0 < policy.period_seconds <= MAX_HPA_PERIOD:
+            errs.add(f"{path}.policies[{i}].periodSeconds", f"must be between 1 and {MAX_HPA_PERIOD}")
+
+
+def _validate_hpa(errs: Errors, hpa: autoscaling_pb2.HorizontalPodAutoscaler) -> None:
+    spec = hpa.spec
+    ref = spec.scale_target_ref
+    check_one_of(errs, "spec.scaleTargetRef.kind", ref.kind, HPA_TARGET_KINDS, required=True)
+    if not ref.name:
+        errs.add("spec.scaleTargetRef.name", "is required")
+    else:
+        check_dns1123_subdomain(errs, "spec.scaleTargetRef.name", ref.name)
+    minimum = spec.min_replicas if spec.HasField("min_replicas") else 1
+    if minimum < 1:
+        errs.add("spec.minReplicas", "must be at least 1")
+    if spec.max_replicas < max(1, minimum):
+        errs.add("spec.maxReplicas", f"must be at least minReplicas ({minimum})")
+    if not spec.metrics:
+        errs.add("spec.metrics", "at least one metric is required (e.g. cpu Utilization)")
+    for i, metric in enumerate(spec.metrics):
+        path = f"spec.metrics[{i}]"
+        check_one_of(errs, f"{path}.type", metric.type, ("Resource",), required=True)
+        check_one_of(errs, f"{path}.resource.name", metric.resource.name, HPA_RESOURCES, required=True)
+        target = metric.resource.target
+        check_one_of(errs, f"{path}.resource.target.type", target.type, ("Utilization", "AverageValue"), required=True)
+        if target.type == "Utilization":
+            if not target.HasField("average_utilization") or target.average_utilization <= 0:
+                errs.add(f"{path}.resource.target.averageUtilization", "must be greater than 0 (percent of requests)")
+        elif target.type == "AverageValue":
+            try:
+                if parse_quantity(target.average_value) <= 0:
+                    errs.add(f"{path}.resource.target.averageValue", "must be greater than 0")
+            except ValueError as err:
+                errs.add(f"{path}.resource.target.averageValue", str(err))
+    _validate_hpa_rules(errs, "spec.behavior.scaleUp", spec.behavior.scale_up)
+    _validate_hpa_rules(errs, "spec.behavior.scaleDown", spec.behavior.scale_down)
+
+
 PREEMPTION_POLICIES = ("PreemptLowerPriority", "Never")
 HIGHEST_USER_PRIORITY = 1_000_000_000
 """User PriorityClasses stop here; above are the built-in system-* classes (Kubernetes' limits)."""
@@ -1085,6 +1138,7 @@ _BY_KIND: dict[str, Callable[[Errors, Message], None]] = {
     "Job": _validate_job,  # type: ignore[dict-item]
     "CronJob": _validate_cronjob,  # type: ignore[dict-item]
     "PodDisruptionBudget": _validate_pdb,  # type: ignore[dict-item]
+    "HorizontalPodAutoscaler": _validate_hpa,  # type: ignore[dict-item]
     "PriorityClass": _validate_priority_class,  # type: ignore[dict-item]
     "PersistentVolumeClaim": _validate_pvc,  # type: ignore[dict-item]
     "PersistentVolume": _validate_pv,  # type: ignore[dict-item]

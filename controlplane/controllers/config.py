@@ -32,4 +32,10 @@ class ControllerManagerConfig:
     burst_replicas: int = 500
     """Most pods one ReplicaSet/Job/DaemonSet sync creates or deletes."""
     expectations_timeout: float = 300.0
+    hpa_sync_period: float = 15.0
+    """Seconds between two syncs of one HorizontalPodAutoscaler (``--horizontal-pod-autoscaler-sync-period``)."""
+    hpa_downscale_stabilization: int = 300
+    """Scale-down stabilization window for HPAs that set none (seconds)."""
+    hpa_tolerance: float = 0.1
+    """How far from its target a metric may be before the HPA acts (a fraction)."""
     """Seconds after which unobserved creations/deletions stop holding a controller back."""

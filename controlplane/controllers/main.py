@@ -101,6 +101,30 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--horizontal-pod-autoscaler-sync-period",
+    "hpa_sync_period",
+    default="15s",
+    show_default=True,
+    callback=_duration,
+    help="How often each HorizontalPodAutoscaler is evaluated.",
+)
+@click.option(
+    "--horizontal-pod-autoscaler-downscale-stabilization",
+    "hpa_downscale_stabilization",
+    default="5m",
+    show_default=True,
+    callback=_duration,
+    help="Scale-down stabilization window of HPAs that set none (the highest recommendation within it wins).",
+)
+@click.option(
+    "--horizontal-pod-autoscaler-tolerance",
+    "hpa_tolerance",
+    type=click.FloatRange(min=0, max=1),
+    default=0.1,
+    show_default=True,
+    help="How far (a fraction) a metric may be from its target before the HPA scales.",
+)
 @addresses.servers_option
 @addresses.listen_option("127.0.0.1:10257", "Status endpoint.")
 @click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader runs controllers.")
@@ -143,6 +167,9 @@ def main(
     tls_server_name: str | None,
     token_file: str | None,
     metrics_listen: str,
+    hpa_sync_period: float,
+    hpa_downscale_stabilization: float,
+    hpa_tolerance: float,
     verbose: bool,
     **concurrency: int,
 ) -> None:
@@ -165,6 +192,9 @@ def main(
         unhealthy_zone_threshold=unhealthy_zone_threshold,
         large_cluster_size_threshold=large_cluster_size_threshold,
         job_backoff_base=job_backoff,
+        hpa_sync_period=max(1.0, hpa_sync_period),
+        hpa_downscale_stabilization=int(hpa_downscale_stabilization),
+        hpa_tolerance=hpa_tolerance,
     )
     endpoints = servers
     credentials = component_credentials(

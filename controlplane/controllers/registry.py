@@ -10,6 +10,7 @@ from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.disruption import DisruptionController
 from controlplane.controllers.endpoints import EndpointsController
 from controlplane.controllers.garbagecollector import GarbageCollector
+from controlplane.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
 from controlplane.controllers.job import JobController
 from controlplane.controllers.namespace import NamespaceController
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
@@ -37,5 +38,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
         TaintEvictionController,
         PodGCController,
         ConfigRolloutController,
+        HorizontalPodAutoscalerController,
     )
 }

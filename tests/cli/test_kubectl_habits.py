@@ -170,6 +170,9 @@ MINIMAL: dict[str, str] = {
     "operator: In, values: [n1]}]}]}}}",
     "PodDisruptionBudget": "metadata: {name: NAME}\nspec: {minAvailable: 1, selector: {matchLabels: {a: b}}}",
     "PriorityClass": "metadata: {name: NAME}\nvalue: 100\ndescription: for tests",
+    "HorizontalPodAutoscaler": "metadata: {name: NAME}\nspec: {scaleTargetRef: {kind: Deployment, name: web}, "
+    "maxReplicas: 3, metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, "
+    "averageUtilization: 50}}}]}",
 }
 
 # A line each describer must print for its kind (beyond Name, Labels and Events).
@@ -190,6 +193,7 @@ SIGNATURE = {
     "PersistentVolumeClaim": "StorageClass:",
     "PersistentVolume": "Reclaim Policy:",
     "PodDisruptionBudget": "Allowed disruptions:",
+    "HorizontalPodAutoscaler": "Max replicas:",
 }
 
 

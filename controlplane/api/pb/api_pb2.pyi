@@ -5,6 +5,7 @@ The generic API: one verb set for every kind, over a typed envelope."""
 
 from collections import abc as _abc
 from controlplane.api.pb import apps_pb2 as _apps_pb2
+from controlplane.api.pb import autoscaling_pb2 as _autoscaling_pb2
 from controlplane.api.pb import batch_pb2 as _batch_pb2
 from controlplane.api.pb import coordination_pb2 as _coordination_pb2
 from controlplane.api.pb import core_pb2 as _core_pb2
@@ -57,6 +58,7 @@ class Object(_message.Message):
     PERSISTENT_VOLUME_FIELD_NUMBER: _builtins.int
     STATEFUL_SET_FIELD_NUMBER: _builtins.int
     CONTROLLER_REVISION_FIELD_NUMBER: _builtins.int
+    HORIZONTAL_POD_AUTOSCALER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def namespace(self) -> _core_pb2.Namespace: ...
     @_builtins.property
@@ -105,6 +107,8 @@ class Object(_message.Message):
     def stateful_set(self) -> _apps_pb2.StatefulSet: ...
     @_builtins.property
     def controller_revision(self) -> _apps_pb2.ControllerRevision: ...
+    @_builtins.property
+    def horizontal_pod_autoscaler(self) -> _autoscaling_pb2.HorizontalPodAutoscaler: ...
     def __init__(
         self,
         *,
@@ -132,12 +136,13 @@ class Object(_message.Message):
         persistent_volume: _core_pb2.PersistentVolume | None = ...,
         stateful_set: _apps_pb2.StatefulSet | None = ...,
         controller_revision: _apps_pb2.ControllerRevision | None = ...,
+        horizontal_pod_autoscaler: _autoscaling_pb2.HorizontalPodAutoscaler | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_role", b"cluster_role", "cluster_role_binding", b"cluster_role_binding", "config_map", b"config_map", "controller_revision", b"controller_revision", "cron_job", b"cron_job", "daemon_set", b"daemon_set", "deployment", b"deployment", "endpoints", b"endpoints", "event", b"event", "horizontal_pod_autoscaler", b"horizontal_pod_autoscaler", "job", b"job", "kind", b"kind", "lease", b"lease", "namespace", b"namespace", "node", b"node", "persistent_volume", b"persistent_volume", "persistent_volume_claim", b"persistent_volume_claim", "pod", b"pod", "pod_disruption_budget", b"pod_disruption_budget", "priority_class", b"priority_class", "replica_set", b"replica_set", "role", b"role", "role_binding", b"role_binding", "secret", b"secret", "service", b"service", "stateful_set", b"stateful_set"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget", "priority_class", "persistent_volume_claim", "persistent_volume", "stateful_set", "controller_revision"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["namespace", "node", "pod", "replica_set", "deployment", "daemon_set", "job", "service", "endpoints", "config_map", "secret", "event", "lease", "role", "cluster_role", "role_binding", "cluster_role_binding", "cron_job", "pod_disruption_budget", "priority_class", "persistent_volume_claim", "persistent_volume", "stateful_set", "controller_revision", "horizontal_pod_autoscaler"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
