@@ -71,6 +71,11 @@ def control_plane(apiserver: ApiServer, tmp_path_factory: pytest.TempPathFactory
             "0.5s",
             "--node-eviction-rate",
             "10",
+            # Autoscaling tests: evaluate often, and forget a recommendation quickly (defaults 15s and 5m).
+            "--horizontal-pod-autoscaler-sync-period",
+            "2s",
+            "--horizontal-pod-autoscaler-downscale-stabilization",
+            "15s",
         ],
     }
     procs = []
