@@ -23,6 +23,7 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane.api import namespaces
 from controlplane.api.errors import (
     AlreadyExistsError,
     ApiError,
@@ -40,7 +41,7 @@ from nodeagent.pressure import meminfo, node_conditions, sample_host
 
 log = logging.getLogger(__name__)
 
-LEASE_NAMESPACE = "navarch-node-lease"
+LEASE_NAMESPACE = namespaces.NODE_LEASE
 
 
 def now() -> Timestamp:

@@ -14,7 +14,7 @@ from cli import rawhttp
 from cli.config import Target
 from cli.context import run
 from controlplane import transport
-from controlplane.api import kinds
+from controlplane.api import kinds, namespaces
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import coordination_pb2
 from controlplane.client.client import ApiClient
@@ -74,7 +74,7 @@ def cluster_info() -> None:
             click.echo(f"API server {endpoint}: {api}; etcd: {etcd if api == 'healthy' else 'unknown'}")
         for name in COMPONENT_LEASES:
             try:
-                lease = await client.get(coordination_pb2.Lease, name, "navarch-system")
+                lease = await client.get(coordination_pb2.Lease, name, namespaces.SYSTEM)
                 holder = lease.spec.holder_identity or "none"
                 click.echo(f"{name} leader: {holder} (renewed {lease.spec.renew_time.ToJsonString()})")
             except NotFoundError:

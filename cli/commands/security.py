@@ -14,13 +14,14 @@ from cli.commands.common import namespace_option
 from cli.config import Target
 from cli.context import echo_lines, fail, run
 from controlplane import pki
+from controlplane.api import namespaces
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import AlreadyExistsError, NotFoundError
 from controlplane.api.pb import auth_pb2, core_pb2
 from controlplane.client.client import ApiClient
 from controlplane.clusterpki import init_cluster_pki, issue_user
 
-BOOTSTRAP_NAMESPACE = "navarch-system"
+BOOTSTRAP_NAMESPACE = namespaces.SYSTEM
 BOOTSTRAP_PREFIX = "bootstrap-token-"
 BOOTSTRAP_TYPE = "bootstrap.navarch.io/token"
 _ALPHABET = string.ascii_lowercase + string.digits

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from google.protobuf.message import Message
 
+from controlplane.api import namespaces
 from controlplane.api.errors import ForbiddenError, NotFoundError
 from controlplane.api.objects import describe
 from controlplane.api.pb import core_pb2, scheduling_pb2
@@ -27,7 +28,7 @@ def add_default_tolerations(pod: core_pb2.Pod, *, not_ready_seconds: int, unreac
             pod.spec.tolerations.add(key=key, operator="Exists", effect="NoExecute", toleration_seconds=seconds)
 
 
-SYSTEM_NAMESPACE = "navarch-system"
+SYSTEM_NAMESPACE = namespaces.SYSTEM
 
 
 class PriorityAdmission:

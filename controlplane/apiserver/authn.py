@@ -26,13 +26,14 @@ import grpc.aio
 from cryptography import x509
 
 from controlplane import pki
+from controlplane.api import namespaces
 from controlplane.api.errors import UnauthenticatedError
 from controlplane.api.pb import core_pb2
 
 AUTHENTICATED_GROUP = "system:authenticated"
 BOOTSTRAPPERS_GROUP = "system:bootstrappers"
 BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
-BOOTSTRAP_NAMESPACE = "navarch-system"
+BOOTSTRAP_NAMESPACE = namespaces.SYSTEM
 BOOTSTRAP_SECRET_PREFIX = "bootstrap-token-"
 BOOTSTRAP_SECRET_TYPE = "bootstrap.navarch.io/token"
 INSECURE_USER = "system:insecure"

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import Message
 
 from controlplane import pki
-from controlplane.api import kinds
+from controlplane.api import kinds, namespaces
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import core_pb2
 from controlplane.api.selectors import parse_field_selector
@@ -27,7 +27,7 @@ from controlplane.storage.keys import object_key
 
 _POD = kinds.lookup("Pod")
 _PV = kinds.lookup("PersistentVolume")
-LEASE_NAMESPACE = "navarch-node-lease"
+LEASE_NAMESPACE = namespaces.NODE_LEASE
 _READ = ("get", "list", "watch")
 _WRITE_OWN = ("create", "get", "update", "patch", "delete")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from controlplane.api import kinds
+from controlplane.api import kinds, namespaces
 from controlplane.api.defaults import apply_defaults, qos_class
 from controlplane.api.errors import ForbiddenError, InvalidError
 from controlplane.api.objects import meta
@@ -46,7 +46,7 @@ class StoreContext:
     """Every cached object of a kind (by kind name): a hint, etcd decides."""
 
 
-PROTECTED_NAMESPACES = ("default", "navarch-system", "navarch-node-lease")
+PROTECTED_NAMESPACES = namespaces.PROTECTED
 
 
 class Strategy:

@@ -24,11 +24,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from controlplane import transport
+from controlplane.api import namespaces
 from controlplane.client.client import ApiClient
 from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.client.metricsendpoint import EndpointSecurity, MetricsEndpoint, delegated_authorizer
 
-SYSTEM_NAMESPACE = "navarch-system"
+SYSTEM_NAMESPACE = namespaces.SYSTEM
 """Where the control plane's own Leases are."""
 
 Leader = Callable[[], tuple[str, bool]]

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from typing import ClassVar
 
-from controlplane.api import conditions
+from controlplane.api import conditions, namespaces
 from controlplane.api.errors import NotFoundError
 from controlplane.api.pb import coordination_pb2, core_pb2
 from controlplane.api.placement import TAINT_NOT_READY, TAINT_UNREACHABLE
@@ -33,7 +33,7 @@ from controlplane.controllers.base import Controller, ControllerContext, copy
 
 log = logging.getLogger(__name__)
 
-LEASE_NAMESPACE = "navarch-node-lease"
+LEASE_NAMESPACE = namespaces.NODE_LEASE
 UNREACHABLE = TAINT_UNREACHABLE
 NOT_READY = TAINT_NOT_READY
 ZONE_LABEL = "topology.kubernetes.io/zone"
