@@ -153,6 +153,11 @@ etcd_servers_option_callback = _callback(etcd_servers)
 """A click callback: ``--etcd-servers`` parsed into ``EtcdEndpoints``."""
 
 
+def metrics_listen_option_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback: a listen address, or "" (no endpoint)."""
+    return listen_option_callback(ctx, param, value) if value else ""
+
+
 F = Callable[..., Any]
 
 
@@ -188,7 +193,7 @@ def metrics_listen_option(default: str) -> Callable[[F], F]:
             "--metrics-listen",
             default=default,
             show_default=True,
-            callback=lambda ctx, param, value: listen_option_callback(ctx, param, value) if value else "",
+            callback=metrics_listen_option_callback,
             help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
         )(fn)
 

@@ -8,14 +8,14 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controlplane import addresses, pki, transport
+from controlplane import pki, transport
 from controlplane.api import kinds
 from controlplane.api.durations import parse_duration
 from controlplane.api.errors import ApiError, UnavailableError
@@ -23,7 +23,7 @@ from controlplane.api.pb import api_pb2, auth_pb2, auth_pb2_grpc, core_pb2
 from controlplane.apiserver import metrics
 from controlplane.apiserver.admission import AdmissionChain, PriorityAdmission
 from controlplane.apiserver.allocator import ServiceRanges, parse_service_ranges
-from controlplane.apiserver.audit import LEVELS, AuditConfig, AuditLog
+from controlplane.apiserver.audit import AuditConfig, AuditLog
 from controlplane.apiserver.authn import (
     AUTHENTICATED_GROUP,
     BOOTSTRAP_NAMESPACE,
@@ -34,6 +34,7 @@ from controlplane.apiserver.authn import (
 from controlplane.apiserver.authservice import AuthService, NodeCertificateSigner
 from controlplane.apiserver.authz import Attributes, AuthorizerChain
 from controlplane.apiserver.escalation import EscalationCheck
+from controlplane.apiserver.flags import ApiServerFlags
 from controlplane.apiserver.guard import Limits, RequestGuard
 from controlplane.apiserver.inflight import StreamLimits
 from controlplane.apiserver.nodeauthz import NodeAuthorizer
@@ -45,6 +46,7 @@ from controlplane.apiserver.service import add_to_server as add_api_to_server
 from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.client.metricsendpoint import Caller, EndpointSecurity, MetricsEndpoint
+from controlplane.client.options import click_options, from_params
 from controlplane.storage import EtcdClient, EtcdConfig, Store
 from controlplane.storage.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
 from controlplane.storage.compactor import Compactor
@@ -335,316 +337,111 @@ async def serve(config: ApiServerConfig) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--etcd-servers",
-    default="127.0.0.1:2379",
-    show_default=True,
-    callback=addresses.etcd_servers_option_callback,
-    help="Comma list of etcd members: http://host:port, https://host:port (needs --etcd-cafile) or host:port.",
-)
-@addresses.listen_option("127.0.0.1:6443", "Address to serve the API on.")
-@click.option(
-    "--watch-cache-window",
-    default=10_000,
-    show_default=True,
-    type=click.IntRange(min=10),
-    help="Events of history kept per kind for watch resumption.",
-)
-@click.option(
-    "--watch-cache-window-mib",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="MiB of object history kept per kind for watch resumption (whichever bound comes first).",
-)
-@click.option("--etcd-cafile", type=click.Path(exists=True, dir_okay=False), help="CA for etcd's certificates.")
-@click.option("--etcd-certfile", type=click.Path(exists=True, dir_okay=False), help="Client certificate for etcd.")
-@click.option("--etcd-keyfile", type=click.Path(exists=True, dir_okay=False), help="Key of the client certificate.")
-@click.option("--etcd-server-name", default=None, help="Name to verify in etcd's certificates (default localhost).")
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help="Serve plain text without authentication, every caller an administrator (loopback only: navarch up, tests).",
-)
-@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
-@click.option("--tls-private-key-file", type=click.Path(exists=True, dir_okay=False), help="Its key.")
-@click.option(
-    "--client-ca-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA of client certificates; --listen then requires one (mutual TLS).",
-)
-@click.option(
-    "--token-listen",
-    default=None,
-    callback=addresses.listen_option_callback,
-    help="Second TLS address without client certificates, for bearer tokens and joining agents (e.g. :6444).",
-)
-@click.option("--token-auth-file", type=click.Path(exists=True, dir_okay=False), help="Static bearer tokens (CSV).")
-@click.option(
-    "--cluster-signing-cert-file", type=click.Path(exists=True, dir_okay=False), help="CA signing node certs."
-)
-@click.option("--cluster-signing-key-file", type=click.Path(exists=True, dir_okay=False), help="Its key.")
-@click.option("--node-cert-validity", default="8760h", show_default=True, help="Lifetime of signed node certificates.")
-@click.option(
-    "--agent-client-certificate",
-    type=click.Path(exists=True, dir_okay=False),
-    help="This server's certificate towards agents (CN system:apiserver).",
-)
-@click.option("--agent-client-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
-@click.option(
-    "--agent-certificate-authority",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA of the agents' certificates (default: --client-ca-file).",
-)
-@click.option(
-    "--encryption-provider-config",
-    type=click.Path(exists=True, dir_okay=False),
-    help="EncryptionConfiguration: which resources are encrypted at rest, with which keys.",
-)
-@click.option("--audit-log-path", default=None, help="Audit log file (JSON lines; '-' for stdout).")
-@click.option("--audit-level", type=click.Choice(LEVELS), default="Metadata", show_default=True)
-@click.option("--audit-log-maxsize", type=click.IntRange(min=1), default=100, show_default=True, help="MiB per file.")
-@click.option("--audit-log-maxbackup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option(
-    "--max-requests-per-user",
-    type=click.FloatRange(min=0),
-    default=200.0,
-    show_default=True,
-    help="Requests per second per user before RESOURCE_EXHAUSTED (0: no limit; system:masters exempt).",
-)
-@click.option("--max-requests-burst", type=click.IntRange(min=1), default=400, show_default=True)
-@click.option(
-    "--max-watches-per-user",
-    type=click.IntRange(min=0),
-    default=StreamLimits.watches_per_user,
-    show_default=True,
-    help="Concurrent watches one user may hold (0: no limit; system:masters exempt).",
-)
-@click.option(
-    "--max-watches",
-    type=click.IntRange(min=0),
-    default=StreamLimits.watches,
-    show_default=True,
-    help="Concurrent watches this server serves in all (0: no limit).",
-)
-@click.option(
-    "--max-log-streams-per-user",
-    type=click.IntRange(min=0),
-    default=StreamLimits.log_streams_per_user,
-    show_default=True,
-    help="Concurrent pod log streams per user (0: no limit; system:masters exempt).",
-)
-@click.option(
-    "--max-exec-sessions-per-user",
-    type=click.IntRange(min=0),
-    default=StreamLimits.exec_sessions_per_user,
-    show_default=True,
-    help="Concurrent exec sessions per user (0: no limit; system:masters exempt).",
-)
-@click.option(
-    "--max-port-forwards-per-user",
-    type=click.IntRange(min=0),
-    default=StreamLimits.port_forwards_per_user,
-    show_default=True,
-    help="Concurrent port-forward connections per user (0: no limit; system:masters exempt).",
-)
-@click.option(
-    "--request-timeout",
-    default="60s",
-    show_default=True,
-    help="The longest a unary call may run, whatever its deadline.",
-)
-@click.option(
-    "--etcd-startup-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Seconds to wait for etcd at start before exiting.",
-)
-@click.option(
-    "--default-not-ready-toleration-seconds",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Toleration of node.navarch.io/not-ready:NoExecute added to pods without one.",
-)
-@click.option(
-    "--default-unreachable-toleration-seconds",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Toleration of node.navarch.io/unreachable:NoExecute added to pods without one.",
-)
-@click.option(
-    "--service-cluster-ip-range",
-    default="127.77.0.0/16",
-    show_default=True,
-    help="CIDR (inside 127.0.0.0/8, so agents need no network set-up) for Services' cluster IPs.",
-)
-@click.option(
-    "--service-node-port-range", default="30000-32767", show_default=True, help="Ports for NodePort Services."
-)
-@click.option(
-    "--event-ttl",
-    default="1h",
-    show_default=True,
-    help="How long an Event lives after its last write; etcd deletes it on its own (a lease).",
-)
-@click.option(
-    "--etcd-compaction-interval",
-    default="5m",
-    show_default=True,
-    help="How often this server compacts etcd, keeping one interval of history (0: never; several API "
-    "servers coordinate through etcd, so only one compacts per interval).",
-)
-@addresses.metrics_listen_option("")
-@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
-def main(
-    etcd_servers: addresses.EtcdEndpoints,
-    listen: str,
-    watch_cache_window: int,
-    watch_cache_window_mib: int,
-    etcd_cafile: str | None,
-    etcd_certfile: str | None,
-    etcd_keyfile: str | None,
-    etcd_server_name: str | None,
-    insecure: bool,
-    tls_cert_file: str | None,
-    tls_private_key_file: str | None,
-    client_ca_file: str | None,
-    token_listen: str | None,
-    token_auth_file: str | None,
-    cluster_signing_cert_file: str | None,
-    cluster_signing_key_file: str | None,
-    node_cert_validity: str,
-    agent_client_certificate: str | None,
-    agent_client_key: str | None,
-    agent_certificate_authority: str | None,
-    encryption_provider_config: str | None,
-    audit_log_path: str | None,
-    audit_level: str,
-    audit_log_maxsize: int,
-    audit_log_maxbackup: int,
-    max_requests_per_user: float,
-    max_requests_burst: int,
-    max_watches_per_user: int,
-    max_watches: int,
-    max_log_streams_per_user: int,
-    max_exec_sessions_per_user: int,
-    max_port_forwards_per_user: int,
-    request_timeout: str,
-    etcd_startup_timeout: float,
-    default_not_ready_toleration_seconds: int,
-    default_unreachable_toleration_seconds: int,
-    service_cluster_ip_range: str,
-    service_node_port_range: str,
-    event_ttl: str,
-    etcd_compaction_interval: str,
-    metrics_listen: str,
-    verbose: bool,
-) -> None:
+@click_options(ApiServerFlags)
+def main(**params: Any) -> None:
     """Serve the Navarch API, backed by etcd."""
+    f = from_params(ApiServerFlags, params)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if f.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     def refuse(message: str) -> NoReturn:
         click.echo(f"navarch-apiserver: {message}", err=True)
         sys.exit(2)
 
-    if bool(tls_cert_file) != bool(tls_private_key_file):
+    if bool(f.tls_cert_file) != bool(f.tls_private_key_file):
         refuse("--tls-cert-file and --tls-private-key-file go together")
-    if not tls_cert_file and not insecure:
+    if not f.tls_cert_file and not f.insecure:
         refuse("give --tls-cert-file/--tls-private-key-file (and --client-ca-file), or --insecure on loopback")
-    if tls_cert_file and insecure:
+    if f.tls_cert_file and f.insecure:
         refuse("--insecure and --tls-cert-file exclude each other")
-    if insecure and not transport.is_loopback(listen):
-        refuse(f"refusing to serve plain text on non-loopback address {listen}; configure TLS")
-    if token_listen and not tls_cert_file:
+    if f.insecure and not transport.is_loopback(f.listen):
+        refuse(f"refusing to serve plain text on non-loopback address {f.listen}; configure TLS")
+    if f.token_listen and not f.tls_cert_file:
         refuse("--token-listen needs TLS (--tls-cert-file)")
-    if bool(cluster_signing_cert_file) != bool(cluster_signing_key_file):
+    if bool(f.cluster_signing_cert_file) != bool(f.cluster_signing_key_file):
         refuse("--cluster-signing-cert-file and --cluster-signing-key-file go together")
-    if bool(agent_client_certificate) != bool(agent_client_key):
+    if bool(f.agent_client_certificate) != bool(f.agent_client_key):
         refuse("--agent-client-certificate and --agent-client-key go together")
     try:
-        validity = parse_duration(node_cert_validity)
-        timeout = parse_duration(request_timeout)
-        event_ttl_seconds = parse_duration(event_ttl)
-        compaction_interval = parse_duration(etcd_compaction_interval)
+        validity = parse_duration(f.node_cert_validity)
+        timeout = parse_duration(f.request_timeout)
+        event_ttl_seconds = parse_duration(f.event_ttl)
+        compaction_interval = parse_duration(f.etcd_compaction_interval)
     except ValueError as err:
         refuse(str(err))
     if event_ttl_seconds < 1:
-        refuse(f"--event-ttl {event_ttl}: must be at least 1s")
+        refuse(f"--event-ttl {f.event_ttl}: must be at least 1s")
     if compaction_interval < 0:
-        refuse(f"--etcd-compaction-interval {etcd_compaction_interval}: must not be negative")
+        refuse(f"--etcd-compaction-interval {f.etcd_compaction_interval}: must not be negative")
     tls = None
-    if tls_cert_file and tls_private_key_file:
-        tls = transport.ServerTLS(tls_cert_file, tls_private_key_file, client_ca_file)
-    agent_ca = agent_certificate_authority or client_ca_file
+    if f.tls_cert_file and f.tls_private_key_file:
+        tls = transport.ServerTLS(f.tls_cert_file, f.tls_private_key_file, f.client_ca_file)
+    agent_ca = f.agent_certificate_authority or f.client_ca_file
     agent_tls = None
     if tls is not None:
-        if not (agent_client_certificate and agent_ca):
+        if not (f.agent_client_certificate and agent_ca):
             refuse("with TLS, agents are reached with --agent-client-certificate/--agent-client-key (and their CA)")
-        agent_tls = transport.ChannelTLS(agent_ca, agent_client_certificate, agent_client_key)
+        agent_tls = transport.ChannelTLS(agent_ca, f.agent_client_certificate, f.agent_client_key)
     audit = None
-    if audit_log_path:
-        audit = AuditConfig(audit_log_path, audit_level, audit_log_maxsize * 1024 * 1024, audit_log_maxbackup)
+    if f.audit_log_path:
+        audit = AuditConfig(f.audit_log_path, f.audit_level, f.audit_log_maxsize * 1024 * 1024, f.audit_log_maxbackup)
     security = SecurityConfig(
         tls=tls,
-        token_listen=token_listen,
-        token_file=token_auth_file,
-        signing_cert_file=cluster_signing_cert_file,
-        signing_key_file=cluster_signing_key_file,
+        token_listen=f.token_listen,
+        token_file=f.token_auth_file,
+        signing_cert_file=f.cluster_signing_cert_file,
+        signing_key_file=f.cluster_signing_key_file,
         node_cert_validity=validity,
         agent_tls=agent_tls,
-        encryption_config=encryption_provider_config,
+        encryption_config=f.encryption_provider_config,
         audit=audit,
         limits=Limits(
-            max_requests_per_user,
-            max_requests_burst,
+            f.max_requests_per_user,
+            f.max_requests_burst,
             timeout,
             StreamLimits(
-                max_watches_per_user,
-                max_watches,
-                max_log_streams_per_user,
-                max_exec_sessions_per_user,
-                max_port_forwards_per_user,
+                f.max_watches_per_user,
+                f.max_watches,
+                f.max_log_streams_per_user,
+                f.max_exec_sessions_per_user,
+                f.max_port_forwards_per_user,
             ),
         ),
     )
-    if bool(etcd_certfile) != bool(etcd_keyfile) or (etcd_certfile and not etcd_cafile):
+    if bool(f.etcd_certfile) != bool(f.etcd_keyfile) or (f.etcd_certfile and not f.etcd_cafile):
         refuse("--etcd-certfile and --etcd-keyfile go together, with --etcd-cafile")
-    if etcd_servers.tls and not etcd_cafile:
+    if f.etcd_servers.tls and not f.etcd_cafile:
         refuse("--etcd-servers: https:// members need --etcd-cafile (the CA of etcd's certificates)")
-    if etcd_servers.tls is False and etcd_cafile:
+    if f.etcd_servers.tls is False and f.etcd_cafile:
         refuse("--etcd-servers: http:// members are plain text, but --etcd-cafile asks for TLS; use https://")
     try:
-        ranges = parse_service_ranges(service_cluster_ip_range, service_node_port_range)
+        ranges = parse_service_ranges(f.service_cluster_ip_range, f.service_node_port_range)
     except ValueError as err:
         refuse(str(err))
-    endpoints = etcd_servers.endpoints
+    endpoints = f.etcd_servers.endpoints
     config = ApiServerConfig(
         etcd=EtcdConfig(
             endpoints=endpoints,
-            ca_file=etcd_cafile,
-            cert_file=etcd_certfile,
-            key_file=etcd_keyfile,
-            tls_server_name=etcd_server_name,
+            ca_file=f.etcd_cafile,
+            cert_file=f.etcd_certfile,
+            key_file=f.etcd_keyfile,
+            tls_server_name=f.etcd_server_name,
         ),
-        listen=listen,
-        watch_cache_window=watch_cache_window,
-        watch_cache_window_bytes=watch_cache_window_mib * 1024 * 1024,
-        startup_timeout=etcd_startup_timeout,
-        default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
-        default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
+        listen=f.listen,
+        watch_cache_window=f.watch_cache_window,
+        watch_cache_window_bytes=f.watch_cache_window_mib * 1024 * 1024,
+        startup_timeout=f.etcd_startup_timeout,
+        default_not_ready_toleration_seconds=f.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=f.default_unreachable_toleration_seconds,
         service_ranges=ranges,
         security=security,
         event_ttl_seconds=int(event_ttl_seconds),
         compaction_interval=compaction_interval,
-        metrics_listen=metrics_listen,
+        metrics_listen=f.metrics_listen,
     )
-    if insecure and metrics_listen and not transport.is_loopback(metrics_listen):
-        refuse(f"--metrics-listen {metrics_listen}: plain HTTP only on loopback; configure TLS")
+    if f.insecure and f.metrics_listen and not transport.is_loopback(f.metrics_listen):
+        refuse(f"--metrics-listen {f.metrics_listen}: plain HTTP only on loopback; configure TLS")
     try:
         asyncio.run(serve(config))
     except UnavailableError as err:
