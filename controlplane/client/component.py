@@ -17,17 +17,24 @@ election on their Lease, the gRPC status endpoint, signals, and an orderly end.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from controlplane import transport
+import click
+
+from controlplane import addresses, transport
 from controlplane.api import namespaces
+from controlplane.api.durations import parse_duration
 from controlplane.client.client import ApiClient
+from controlplane.client.credentials import ComponentCredentials, component_credentials
 from controlplane.client.leaderelection import LeaderElectionConfig, LeaderElector
 from controlplane.client.metricsendpoint import EndpointSecurity, MetricsEndpoint, delegated_authorizer
+from controlplane.client.options import flag
 
 SYSTEM_NAMESPACE = namespaces.SYSTEM
 """Where the control plane's own Leases are."""
@@ -128,3 +135,60 @@ def metrics_endpoint(client: ApiClient, listen: str, server_tls: transport.Serve
             server_tls.cert_file, server_tls.key_file, server_tls.client_ca_file, delegated_authorizer(client.call_auth)
         )
     return MetricsEndpoint(listen, security=security)
+
+
+_FILE = click.Path(exists=True, dir_okay=False)
+
+
+def duration_option_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback: a Kubernetes duration (``40s``, ``5m``) as seconds."""
+    if value is None or isinstance(value, float):
+        return value
+    try:
+        return parse_duration(str(value))
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+@dataclass(frozen=True)
+class ComponentFlags:
+    """The flags every leader-elected component has (the scheduler and the controller manager subclass it
+    and override ``listen``'s default)."""
+
+    servers: list[str] = flag(
+        "--server",
+        default="127.0.0.1:6443",
+        callback=addresses.servers_option_callback,
+        help="API servers, comma separated (calls fail over between them).",
+    )
+    listen: str = flag(default="127.0.0.1:0", callback=addresses.listen_option_callback, help="Status endpoint.")
+    leader_elect: bool = flag(
+        default=False, is_flag=True, help="Run as one of several replicas; only the leader does the work."
+    )
+    lease_duration: float = flag(default=15.0, type=click.FloatRange(min=1.0))
+    certificate_authority: str | None = flag(
+        type=_FILE, help="Cluster CA: talk TLS to the API servers (plain text without it)."
+    )
+    client_certificate: str | None = flag(type=_FILE)
+    client_key: str | None = flag(type=_FILE)
+    tls_server_name: str | None = flag(help="Name to check in the API servers' certificate.")
+    token_file: str | None = flag(type=_FILE, help="Bearer token file.")
+    metrics_listen: str = flag(
+        default="",
+        callback=addresses.metrics_listen_option_callback,
+        help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
+    )
+    verbose: bool = flag("-v", "--verbose", default=False, is_flag=True)
+
+    def credentials(self) -> ComponentCredentials:
+        """TLS towards the API servers and for the component's own endpoints."""
+        return component_credentials(
+            self.certificate_authority, self.client_certificate, self.client_key, self.tls_server_name, self.token_file
+        )
+
+    def setup_logging(self) -> None:
+        """One log format for every component; debug with ``-v``."""
+        logging.basicConfig(
+            level=logging.DEBUG if self.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )

@@ -20,29 +20,6 @@ from controlplane.client.client import ClientConfig
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def tls_options(fn: F) -> F:
-    """Add the TLS flags to a click command (parameters ``certificate_authority``, ``client_certificate``,
-    ``client_key``, ``tls_server_name``, ``token_file``)."""
-    for option in reversed(
-        [
-            click.option(
-                "--certificate-authority",
-                type=click.Path(exists=True, dir_okay=False),
-                default=None,
-                help="Cluster CA: talk TLS to the API servers (plain text without it).",
-            ),
-            click.option("--client-certificate", type=click.Path(exists=True, dir_okay=False), default=None),
-            click.option("--client-key", type=click.Path(exists=True, dir_okay=False), default=None),
-            click.option("--tls-server-name", default=None, help="Name to check in the API servers' certificate."),
-            click.option(
-                "--token-file", type=click.Path(exists=True, dir_okay=False), default=None, help="Bearer token file."
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
 def channel_tls(
     certificate_authority: str | None,
     client_certificate: str | None,

@@ -12,17 +12,25 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from controlplane import addresses, transport
-from controlplane.api.durations import parse_duration
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import controllermanager_pb2, controllermanager_pb2_grpc
 from controlplane.client.client import ApiClient
-from controlplane.client.component import Leader, LeadershipLost, identity, run_component
-from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
+from controlplane.client.component import (
+    ComponentFlags,
+    Leader,
+    LeadershipLost,
+    duration_option_callback,
+    identity,
+    run_component,
+)
+from controlplane.client.credentials import ComponentCredentials
+from controlplane.client.options import click_options, flag, from_params
 from controlplane.controllers.config import ControllerManagerConfig
 from controlplane.controllers.manager import ControllerManager, UnknownControllerError, enabled_controllers
 from controlplane.controllers.registry import CONTROLLERS
@@ -80,13 +88,6 @@ async def serve(
     )
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
-
-
 def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for name, cls in reversed(CONTROLLERS.items()):
         fn = click.option(
@@ -100,108 +101,76 @@ def _concurrency_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--horizontal-pod-autoscaler-sync-period",
-    "hpa_sync_period",
-    default="15s",
-    show_default=True,
-    callback=_duration,
-    help="How often each HorizontalPodAutoscaler is evaluated.",
-)
-@click.option(
-    "--horizontal-pod-autoscaler-downscale-stabilization",
-    "hpa_downscale_stabilization",
-    default="5m",
-    show_default=True,
-    callback=_duration,
-    help="Scale-down stabilization window of HPAs that set none (the highest recommendation within it wins).",
-)
-@click.option(
-    "--horizontal-pod-autoscaler-tolerance",
-    "hpa_tolerance",
-    type=click.FloatRange(min=0, max=1),
-    default=0.1,
-    show_default=True,
-    help="How far (a fraction) a metric may be from its target before the HPA scales.",
-)
-@addresses.servers_option
-@addresses.listen_option("127.0.0.1:10257", "Status endpoint.")
-@click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader runs controllers.")
-@click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
-@click.option(
-    "--controllers",
-    default="*",
-    show_default=True,
-    help=f"Controllers to run: '*' for all, 'name' to add, '-name' to remove. Known: {', '.join(CONTROLLERS)}.",
-)
-@_concurrency_options
-@click.option("--node-monitor-grace-period", default="40s", show_default=True, callback=_duration)
-@click.option("--node-monitor-period", default="5s", show_default=True, callback=_duration)
-@click.option("--node-startup-grace-period", default="60s", show_default=True, callback=_duration)
-@click.option("--node-eviction-rate", type=float, default=0.1, show_default=True, help="Nodes/s tainted per zone.")
-@click.option("--secondary-node-eviction-rate", type=float, default=0.01, show_default=True)
-@click.option("--unhealthy-zone-threshold", type=click.FloatRange(0, 1), default=0.55, show_default=True)
-@click.option("--large-cluster-size-threshold", type=click.IntRange(min=0), default=50, show_default=True)
-@click.option("--job-backoff", default="10s", show_default=True, callback=_duration, help="First Job retry delay.")
-@tls_options
-@addresses.metrics_listen_option("")
-@click.option("-v", "--verbose", is_flag=True)
-def main(
-    servers: list[str],
-    listen: str,
-    leader_elect: bool,
-    lease_duration: float,
-    controllers: str,
-    node_monitor_grace_period: float,
-    node_monitor_period: float,
-    node_startup_grace_period: float,
-    node_eviction_rate: float,
-    secondary_node_eviction_rate: float,
-    unhealthy_zone_threshold: float,
-    large_cluster_size_threshold: int,
-    job_backoff: float,
-    certificate_authority: str | None,
-    client_certificate: str | None,
-    client_key: str | None,
-    tls_server_name: str | None,
-    token_file: str | None,
-    metrics_listen: str,
-    hpa_sync_period: float,
-    hpa_downscale_stabilization: float,
-    hpa_tolerance: float,
-    verbose: bool,
-    **concurrency: int,
-) -> None:
-    """Run Navarch's controllers (see --controllers for the list)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+@dataclass(frozen=True)
+class ControllerManagerFlags(ComponentFlags):
+    """``navarch-controller-manager``'s flags (and one ``--concurrent-<name>-syncs`` per controller)."""
+
+    listen: str = flag(default="127.0.0.1:10257", callback=addresses.listen_option_callback, help="Status endpoint.")
+    controllers: str = flag(
+        default="*",
+        help=f"Controllers to run: '*' for all, 'name' to add, '-name' to remove. Known: {', '.join(CONTROLLERS)}.",
     )
+    node_monitor_grace_period: float = flag(default="40s", callback=duration_option_callback)
+    node_monitor_period: float = flag(default="5s", callback=duration_option_callback)
+    node_startup_grace_period: float = flag(default="60s", callback=duration_option_callback)
+    node_eviction_rate: float = flag(default=0.1, type=float, help="Nodes/s tainted per zone.")
+    secondary_node_eviction_rate: float = flag(default=0.01, type=float)
+    unhealthy_zone_threshold: float = flag(default=0.55, type=click.FloatRange(0, 1))
+    large_cluster_size_threshold: int = flag(default=50, type=click.IntRange(min=0))
+    job_backoff: float = flag(default="10s", callback=duration_option_callback, help="First Job retry delay.")
+    hpa_sync_period: float = flag(
+        "--horizontal-pod-autoscaler-sync-period",
+        default="15s",
+        callback=duration_option_callback,
+        help="How often each HorizontalPodAutoscaler is evaluated.",
+    )
+    hpa_downscale_stabilization: float = flag(
+        "--horizontal-pod-autoscaler-downscale-stabilization",
+        default="5m",
+        callback=duration_option_callback,
+        help="Scale-down stabilization window of HPAs that set none (the highest recommendation within it wins).",
+    )
+    hpa_tolerance: float = flag(
+        "--horizontal-pod-autoscaler-tolerance",
+        default=0.1,
+        type=click.FloatRange(min=0, max=1),
+        help="How far (a fraction) a metric may be from its target before the HPA scales.",
+    )
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click_options(ControllerManagerFlags)
+@_concurrency_options
+def main(**params: Any) -> None:
+    """Run Navarch's controllers (see --controllers for the list)."""
+    f = from_params(ControllerManagerFlags, params)
+    concurrency = {k: v for k, v in params.items() if k.startswith("concurrent_")}
+    f.setup_logging()
     try:
-        names = enabled_controllers(controllers)
+        names = enabled_controllers(f.controllers)
     except UnknownControllerError as err:
         click.echo(f"navarch-controller-manager: {err}", err=True)
         sys.exit(2)
     config = ControllerManagerConfig(
         concurrent_syncs={name: concurrency[f"concurrent_{name.replace('-', '_')}"] for name in CONTROLLERS},
-        node_monitor_grace_period=node_monitor_grace_period,
-        node_monitor_period=node_monitor_period,
-        node_startup_grace_period=node_startup_grace_period,
-        node_eviction_rate=node_eviction_rate,
-        secondary_node_eviction_rate=secondary_node_eviction_rate,
-        unhealthy_zone_threshold=unhealthy_zone_threshold,
-        large_cluster_size_threshold=large_cluster_size_threshold,
-        job_backoff_base=job_backoff,
-        hpa_sync_period=max(1.0, hpa_sync_period),
-        hpa_downscale_stabilization=int(hpa_downscale_stabilization),
-        hpa_tolerance=hpa_tolerance,
+        node_monitor_grace_period=f.node_monitor_grace_period,
+        node_monitor_period=f.node_monitor_period,
+        node_startup_grace_period=f.node_startup_grace_period,
+        node_eviction_rate=f.node_eviction_rate,
+        secondary_node_eviction_rate=f.secondary_node_eviction_rate,
+        unhealthy_zone_threshold=f.unhealthy_zone_threshold,
+        large_cluster_size_threshold=f.large_cluster_size_threshold,
+        job_backoff_base=f.job_backoff,
+        hpa_sync_period=max(1.0, f.hpa_sync_period),
+        hpa_downscale_stabilization=int(f.hpa_downscale_stabilization),
+        hpa_tolerance=f.hpa_tolerance,
     )
-    endpoints = servers
-    credentials = component_credentials(
-        certificate_authority, client_certificate, client_key, tls_server_name, token_file
-    )
+    endpoints = f.servers
+    credentials = f.credentials()
     try:
-        asyncio.run(serve(endpoints, listen, names, config, leader_elect, lease_duration, credentials, metrics_listen))
+        asyncio.run(
+            serve(endpoints, f.listen, names, config, f.leader_elect, f.lease_duration, credentials, f.metrics_listen)
+        )
     except LeadershipLost:
         click.echo("navarch-controller-manager: lost leadership; exiting so that a fresh standby takes over", err=True)
         sys.exit(1)

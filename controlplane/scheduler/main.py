@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -17,8 +19,9 @@ from controlplane import addresses, transport
 from controlplane.api.errors import ApiError
 from controlplane.api.pb import scheduler_pb2, scheduler_pb2_grpc
 from controlplane.client.client import ApiClient
-from controlplane.client.component import Leader, LeadershipLost, identity, run_component
-from controlplane.client.credentials import ComponentCredentials, component_credentials, tls_options
+from controlplane.client.component import ComponentFlags, Leader, LeadershipLost, identity, run_component
+from controlplane.client.credentials import ComponentCredentials
+from controlplane.client.options import click_options, flag, from_params
 from controlplane.scheduler.config import ConfigError, load_config
 from controlplane.scheduler.scheduler import Scheduler
 from controlplane.scheduler.service import SchedulerService
@@ -71,62 +74,42 @@ async def serve(
     )
 
 
+@dataclass(frozen=True)
+class SchedulerFlags(ComponentFlags):
+    """``navarch-scheduler``'s flags."""
+
+    listen: str = flag(
+        default="127.0.0.1:10259", callback=addresses.listen_option_callback, help="Status and Explain endpoint."
+    )
+    config_path: str | None = flag("--config", type=click.Path(dir_okay=False), help="YAML configuration.")
+    scheduler_name: str | None = flag(help="Schedule pods with this schedulerName (default-scheduler).")
+    percentage_of_nodes_to_score: int | None = flag(type=click.IntRange(0, 100))
+    event_qps: float | None = flag(
+        type=click.FloatRange(min=0),
+        help="Normal Events (Scheduled) per second at most, burst 100; more are dropped and counted (0: no limit)."
+        "  [default: 50]",
+    )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@addresses.servers_option
-@addresses.listen_option("127.0.0.1:10259", "Status and Explain endpoint.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration.")
-@click.option("--scheduler-name", default=None, help="Schedule pods with this schedulerName (default-scheduler).")
-@click.option("--leader-elect", is_flag=True, help="Run as one of several replicas; only the leader schedules.")
-@click.option("--lease-duration", type=click.FloatRange(min=1.0), default=15.0, show_default=True)
-@click.option("--percentage-of-nodes-to-score", type=click.IntRange(0, 100), default=None)
-@click.option(
-    "--event-qps",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Normal Events (Scheduled) per second at most, burst 100; more are dropped and counted (0: no limit)."
-    "  [default: 50]",
-)
-@tls_options
-@addresses.metrics_listen_option("")
-@click.option("-v", "--verbose", is_flag=True)
-def main(
-    servers: list[str],
-    listen: str,
-    config_path: str | None,
-    scheduler_name: str | None,
-    leader_elect: bool,
-    lease_duration: float,
-    percentage_of_nodes_to_score: int | None,
-    event_qps: float | None,
-    certificate_authority: str | None,
-    client_certificate: str | None,
-    client_key: str | None,
-    tls_server_name: str | None,
-    token_file: str | None,
-    metrics_listen: str,
-    verbose: bool,
-) -> None:
+@click_options(SchedulerFlags)
+def main(**params: Any) -> None:
     """Assign unscheduled pods to nodes."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    endpoints = servers
-    credentials = component_credentials(
-        certificate_authority, client_certificate, client_key, tls_server_name, token_file
-    )
+    f = from_params(SchedulerFlags, params)
+    f.setup_logging()
     try:
         asyncio.run(
             serve(
-                endpoints,
-                listen,
-                config_path,
-                leader_elect,
-                lease_duration,
-                credentials,
-                metrics_listen,
-                scheduler_name=scheduler_name,
-                percentage_of_nodes_to_score=percentage_of_nodes_to_score,
-                event_qps=event_qps,
+                f.servers,
+                f.listen,
+                f.config_path,
+                f.leader_elect,
+                f.lease_duration,
+                f.credentials(),
+                f.metrics_listen,
+                scheduler_name=f.scheduler_name,
+                percentage_of_nodes_to_score=f.percentage_of_nodes_to_score,
+                event_qps=f.event_qps,
             )
         )
     except ConfigError as err:
