@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import click
 from controlplane.api.errors import ApiError
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient, ClientConfig
+from controlplane.client.component import until_signal
 from controlplane.client.options import click_options, from_params
 from nodeagent.agent import Agent, default_node_name
 from nodeagent.certificates import JoinConfig, JoinError, NodeTLSConfig
@@ -117,32 +117,21 @@ def _warn_if_unreachable(config: AgentConfig) -> None:
 async def serve(config: AgentConfig) -> None:
     """Run the agent until SIGINT/SIGTERM."""
     agent = Agent(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # Starting may wait a long time (an API server not up yet, retried with back-off): a signal must end
-    # that wait too, not only a running agent.
-    starting = asyncio.create_task(agent.start(), name="agent-start")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()  # a start-up error ends the agent with its message
-            log.info(
-                "agent for node %s (%s) running, serving on port %d; data in %s",
-                config.node_name,
-                config.node_ip,
-                agent.node.agent_port,
-                config.data_dir,
-            )
-            await stopper
-        else:
+        # Starting may wait a long time (an API server not up yet, retried with back-off): a signal must end
+        # that wait too, not only a running agent. A start-up error ends the agent with its message.
+        if await until_signal(agent.start()):
             log.info("stopping before the agent finished starting")
+            return
+        log.info(
+            "agent for node %s (%s) running, serving on port %d; data in %s",
+            config.node_name,
+            config.node_ip,
+            agent.node.agent_port,
+            config.data_dir,
+        )
+        await until_signal()
     finally:
-        for task in (starting, stopper):
-            task.cancel()
-        await asyncio.gather(starting, stopper, return_exceptions=True)
         await agent.stop()
 
 
@@ -150,20 +139,9 @@ async def serve_hollow(config: AgentConfig, count: int, prefix: str, *, shared_w
     """Run ``count`` hollow nodes until SIGINT/SIGTERM."""
     client = ApiClient(ClientConfig(endpoints=config.servers))
     nodes = HollowNodes(client, config, count, prefix, shared_watch=shared_watch)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(nodes.run(), name="hollow-nodes")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if task.done() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        await until_signal(nodes.run())
     finally:
-        for t in (task, stopper):
-            t.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
         await client.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.service import add_to_server as add_api_to_server
 from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
+from controlplane.client.component import until_signal
 from controlplane.client.metricsendpoint import Caller, EndpointSecurity, MetricsEndpoint
 from controlplane.client.options import click_options, from_params
 from controlplane.storage import EtcdClient, EtcdConfig, Store
@@ -326,12 +326,8 @@ async def serve(config: ApiServerConfig) -> None:
     """Run until SIGINT/SIGTERM."""
     server = ApiServer(config)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signal()
     finally:
         await server.stop()
 

@@ -64,6 +64,33 @@ def election(lease_name: str, who: str, lease_duration: float) -> LeaderElection
     )
 
 
+async def until_signal(*work: Coroutine[Any, Any, Any]) -> bool:
+    """Run ``work`` until SIGINT/SIGTERM (True) or until one of them ends (False; its exception is raised).
+    Whatever is still running is cancelled and awaited before this returns; the signal handlers are
+    removed again."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(w, name=f"work-{i}") for i, w in enumerate(work)]
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            return True
+        for task in done:
+            err = task.exception()
+            if err is not None:
+                raise err
+        return False
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
 async def run_component(
     client: ApiClient,
     *,
@@ -99,27 +126,12 @@ async def run_component(
             await endpoint.stop()
             await client.close()
             raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(fn(), name=f"always-{i}") for i, fn in enumerate(always)]
-    tasks.append(asyncio.create_task(lead() if elector is None else elector.run(), name="lead"))
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            for task in done:
-                err = task.exception()
-                if err is not None:
-                    raise err
+        work = [fn() for fn in always]
+        work.append(lead() if elector is None else elector.run())
+        if not await until_signal(*work):
             raise LeadershipLost()
     finally:
-        for task in [*tasks, stopper]:
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await endpoint.stop()
         if metrics is not None:
             await metrics.stop()
