@@ -27,6 +27,7 @@ from nodeagent.certificates import CertificateRenewer, NodeCredentials
 from nodeagent.cgroups import CgroupDriver
 from nodeagent.config import AgentConfig
 from nodeagent.forkserver import ForkServer
+from nodeagent.limitsobserver import LimitsObserver
 from nodeagent.localvolumes import LocalVolumes
 from nodeagent.node import NodeManager
 from nodeagent.pod.context import AgentContext, PortAllocator
@@ -97,6 +98,9 @@ class Agent:
             ),
         )
         self.metrics_endpoint: MetricsEndpoint | None = None
+        if config.limits_mode == "observe":
+            observer = LimitsObserver(self.recorder.event, self._instance_of)
+            self.usage.on_sample.append(lambda sample: observer.check(sample, [w.pod for w in self.workers.values()]))
         self.informer: Informer[core_pb2.Pod] = Informer(
             self.client, core_pb2.Pod, field_selector=f"spec.nodeName={config.node_name}"
         )
@@ -151,6 +155,10 @@ class Agent:
                 )
                 self._tasks.append(asyncio.create_task(self._clean_up(record), name=f"cleanup-{uid}"))
         self.ready.set()
+
+    def _instance_of(self, pod_uid: str, container: str) -> int:
+        worker = self.workers.get(pod_uid)
+        return worker.record.container(container).restart_count if worker is not None else 0
 
     def _running_containers(self) -> list[RunningContainer]:
         return [c for w in list(self.workers.values()) for c in w.running_containers]

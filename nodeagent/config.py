@@ -76,6 +76,8 @@ class AgentConfig:
     metrics_listen: str = ""
     """``host:port`` of /metrics, /healthz, /readyz (HTTPS with the node certificate; loopback HTTP without
     TLS); "": none."""
+    limits_mode: str = "enforce"
+    """``enforce`` (cgroups or rlimit) or ``observe``: nothing enforced, would-be OOM kills reported as Events."""
     usage_interval: float = 10.0
     """Seconds between usage samples (``navarch top``, the autoscaler, /metrics)."""
     refuse_root: bool = False

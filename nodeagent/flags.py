@@ -124,6 +124,11 @@ class AgentFlags:
         callback=addresses.metrics_listen_option_callback,
         help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
     )
+    limits_mode: str = flag(
+        default="enforce",
+        type=click.Choice(["enforce", "observe"]),
+        help="observe: enforce no limits (cgroups still account), report would-be OOM kills as Events.",
+    )
     usage_interval: float = flag(
         default=10.0,
         type=click.FloatRange(min=1.0),

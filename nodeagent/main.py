@@ -211,6 +211,7 @@ def main(**params: Any) -> None:
         refuse_root=f.refuse_root_workloads,
         metrics_listen="" if f.hollow else f.metrics_listen,
         usage_interval=f.usage_interval,
+        limits_mode=f.limits_mode,
     )
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)

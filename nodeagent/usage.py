@@ -201,6 +201,8 @@ class UsageSampler:
         self.interval = interval
         self.clock = clock
         self.latest: NodeUsage | None = None
+        self.on_sample: list[Callable[[NodeUsage], None]] = []
+        """Called on the event loop with each new sample (the limits observer)."""
         self.sample_seconds = 0.0
         """CPU seconds the last sample cost this process (the sampler's own overhead)."""
         self._prev: dict[tuple[str, str, int], Cumulative] = {}
@@ -214,6 +216,9 @@ class UsageSampler:
                 self.latest = await asyncio.to_thread(self.sample, containers)
             except OSError as err:
                 log.warning("usage sample failed: %s", err)
+            else:
+                for callback in self.on_sample:
+                    callback(self.latest)
             await asyncio.sleep(self.interval)
 
     def sample(self, containers: list[RunningContainer]) -> NodeUsage:

@@ -65,7 +65,7 @@ class PodWorker:
         self.reason = self.message = ""
         self._terminate = asyncio.Event()
         self._draining = self._vanished = False
-        self.limits = LimitsHook(ctx.cgroups, self.uid)
+        self.limits = LimitsHook(ctx.cgroups, self.uid, observe=ctx.config.limits_mode == "observe")
         for port in self.record.ports.values():
             ctx.ports.reserve(port)  # already the pod's (an agent restart): no one else may get it
         self.hooks: list[ContainerHook] = container_hooks(

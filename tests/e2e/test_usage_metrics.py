@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
+from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from nodeagent.cgroups import CgroupDriver
 from tests.cli.conftest import Cli
@@ -60,3 +62,28 @@ async def test_a_busy_pod_shows_about_one_core_and_its_memory(
 async def test_top_says_when_there_are_no_metrics_yet(cli: Cli, namespace: str) -> None:
     r = await cli("top", "pods", "-n", namespace)
     assert r.code == 1 and "metrics not available yet" in r.err, r.err
+
+
+async def test_observe_mode_enforces_nothing_and_reports_a_would_be_oom_kill(
+    start_agent: StartAgent, client: ApiClient, namespace: str
+) -> None:
+    agent = await start_agent("--limits-mode", "observe", "--usage-interval", "2")
+    # 200 MiB held under a 64 MiB limit: an enforcing node kills it (OOMKilled); this one lets it run.
+    pod = pod_manifest("hog", namespace, agent.node, BURN, container={"resources": {"limits": {"memory": "64Mi"}}})
+    await client.create(pod)
+    await wait_pod(client, namespace, "hog", lambda p: p.status.phase == "Running")
+
+    async def reported() -> bool:
+        events = await client.list(core_pb2.Event, namespace, field_selector="involvedObject.name=hog")
+        return any(e.reason == "WouldOOMKill" and "over its memory limit 64Mi" in e.message for e in events.items)
+
+    await eventually_async(reported, timeout=30)
+    # Still running, never restarted, and its status says the limits are only observed.
+    for _ in range(3):
+        current = await client.get(core_pb2.Pod, "hog", namespace)
+        assert current.status.phase == "Running", current.status
+        assert current.status.container_statuses[0].restart_count == 0, current.status
+        await asyncio.sleep(1)
+    assert current.status.resource_enforcement == "observe"
+    events = await client.list(core_pb2.Event, namespace, field_selector="involvedObject.name=hog,reason=WouldOOMKill")
+    assert sum(e.count or 1 for e in events.items) == 1, [(e.message, e.count) for e in events.items]  # once

@@ -2080,8 +2080,8 @@ class PodStatus(_message.Message):
     nominated_node_name: _builtins.str
     resource_enforcement: _builtins.str
     """How the agent enforces the containers' resource limits on its host:
-    "cgroup-v2", "cgroup-v1", "rlimit" (memory only, as address space), or
-    "none" (no limits set, or nothing available). Navarch's own field.
+    "cgroup-v2", "cgroup-v1", "rlimit" (memory only, as address space), "observe" (limits reported, not
+    enforced: --limits-mode observe), or "none" (no limits set, or nothing available). Navarch's own field.
     """
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...

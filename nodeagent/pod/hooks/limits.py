@@ -30,9 +30,11 @@ def container_limits(c: core_pb2.Container) -> Limits:
 class LimitsHook(ContainerHook):
     name = "limits"
 
-    def __init__(self, cgroups: CgroupDriver | None, pod_uid: str) -> None:
+    def __init__(self, cgroups: CgroupDriver | None, pod_uid: str, *, observe: bool = False) -> None:
         self.cgroups = cgroups
         self.pod_uid = pod_uid
+        self.observe = observe
+        """Enforce nothing (groups still made, for accounting); ``nodeagent.limitsobserver`` reports overruns."""
         self.fell_back = False
         """A cgroup could not be made, so limits fell back to the rlimit."""
 
@@ -42,7 +44,7 @@ class LimitsHook(ContainerHook):
             if self.cgroups is not None:
                 inst.cgroup_procs = self.cgroups.procs_files(self.pod_uid, inst.name, inst.restart_count)
             return
-        limits = container_limits(inst.container)
+        limits = Limits() if self.observe else container_limits(inst.container)
         if self.cgroups is not None:
             try:
                 inst.cgroup_procs = self.cgroups.create(self.pod_uid, inst.name, inst.restart_count, limits)
@@ -53,7 +55,7 @@ class LimitsHook(ContainerHook):
                 )
                 self.fell_back = True
         # setrlimit is the fallback: address space is a loose proxy for memory, so allow headroom.
-        inst.rlimit_as = limits.memory_bytes * 2
+        inst.rlimit_as = limits.memory_bytes * 2  # 0 (none) when observing
 
     def exited(self, inst: Instance, termination: Termination) -> Termination:
         if self.cgroups is None:
@@ -72,6 +74,8 @@ class LimitsHook(ContainerHook):
         has_any = has_memory or any("cpu" in c.resources.limits for c in containers)
         if not has_any:
             return "none"
+        if self.observe:
+            return "observe"
         if self.cgroups is not None and not self.fell_back:
             return self.cgroups.name
         return "rlimit" if has_memory else "none"
