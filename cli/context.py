@@ -97,9 +97,4 @@ def echo_lines(lines: list[str]) -> None:
         click.echo(line)
 
 
-def not_available(what: str, needs: str) -> NoReturn:
-    """Say plainly that a command needs a component that does not exist yet."""
-    fail(f"{what} needs {needs}, which this cluster does not provide yet")
-
-
 Json = dict[str, Any]

@@ -195,9 +195,15 @@ async def test_cordon_uncordon_and_drain(cli: Cli, namespace: str, apiserver: Ap
     assert (await cli("uncordon", node)).out.strip() == f"node/{node} uncordoned"
 
 
-async def test_commands_that_need_what_is_not_built_say_so(cli: Cli, namespace: str) -> None:
-    out = await cli("top", "nodes")
-    assert out.code == 1 and "does not provide yet" in out.err and out.out == ""
+async def test_top_and_raw_say_what_is_missing_in_one_line(cli: Cli, namespace: str) -> None:
+    out = await cli("top", "pods", "-n", namespace)
+    assert out.code == 1 and "metrics not available yet" in out.err and out.out == ""
+    raw = await cli("get", "--raw", "/metrics")
+    assert raw.code == 1 and "names no metrics endpoint of the API server" in raw.err and raw.out == ""
+    bad = await cli("get", "--raw", "metrics")
+    assert bad.code == 2 and "a path starting with /" in bad.err
+    none = await cli("get")
+    assert none.code == 2 and "Missing argument 'KIND'" in none.err
 
 
 async def test_logs_and_exec_of_a_missing_pod_name_it(cli: Cli, namespace: str) -> None:
