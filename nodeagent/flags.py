@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import click
 
 from controlplane import addresses
+from controlplane.client.component import metrics_listen_flag, servers_flag, verbose_flag
 from controlplane.client.options import flag
 
 _FILE = click.Path(exists=True, dir_okay=False)
@@ -17,12 +18,7 @@ _DIR = click.Path(file_okay=False)
 class AgentFlags:
     """Everything the command line says; ``main`` turns it into an ``AgentConfig``."""
 
-    servers: list[str] = flag(
-        "--server",
-        default="127.0.0.1:6443",
-        callback=addresses.servers_option_callback,
-        help="API servers, comma separated (calls fail over between them).",
-    )
+    servers: list[str] = servers_flag()
     node_name: str | None = flag(help="Node name (default: the host name).")
     node_ip: str | None = flag(help="Node IP (default: the address used to reach the API server).")
     data_dir: str | None = flag(type=_DIR, help="Sandboxes, logs and state.")
@@ -119,11 +115,7 @@ class AgentFlags:
     )
     run_as_group: int = flag(default=65534, type=click.IntRange(min=0))
     refuse_root_workloads: bool = flag(default=False, is_flag=True, help="Fail pods that would run as uid 0.")
-    metrics_listen: str = flag(
-        default="",
-        callback=addresses.metrics_listen_option_callback,
-        help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
-    )
+    metrics_listen: str = metrics_listen_flag()
     limits_mode: str = flag(
         default="enforce",
         type=click.Choice(["enforce", "observe"]),
@@ -134,4 +126,4 @@ class AgentFlags:
         type=click.FloatRange(min=1.0),
         help="Seconds between samples of node and container usage (navarch top, autoscaling).",
     )
-    verbose: bool = flag("-v", "--verbose", default=False, is_flag=True)
+    verbose: bool = verbose_flag()

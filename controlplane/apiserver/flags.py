@@ -9,6 +9,7 @@ import click
 from controlplane import addresses
 from controlplane.apiserver.audit import LEVELS
 from controlplane.apiserver.inflight import StreamLimits
+from controlplane.client.component import metrics_listen_flag, verbose_flag
 from controlplane.client.options import flag
 
 _FILE = click.Path(exists=True, dir_okay=False)
@@ -129,9 +130,5 @@ class ApiServerFlags:
         help="How often this server compacts etcd, keeping one interval of history (0: never; several API "
         "servers coordinate through etcd, so only one compacts per interval).",
     )
-    metrics_listen: str = flag(
-        default="",
-        callback=addresses.metrics_listen_option_callback,
-        help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
-    )
-    verbose: bool = flag("-v", "--verbose", default=False, is_flag=True, help="Log at debug level.")
+    metrics_listen: str = metrics_listen_flag()
+    verbose: bool = verbose_flag("Log at debug level.")

@@ -162,17 +162,36 @@ def duration_option_callback(ctx: click.Context, param: click.Parameter, value: 
         raise click.BadParameter(str(err)) from None
 
 
-@dataclass(frozen=True)
-class ComponentFlags:
-    """The flags every leader-elected component has (the scheduler and the controller manager subclass it
-    and override ``listen``'s default)."""
-
-    servers: list[str] = flag(
+def servers_flag() -> Any:
+    """``--server``: the API servers, comma separated (parsed into a list of ``host:port``)."""
+    return flag(
         "--server",
         default="127.0.0.1:6443",
         callback=addresses.servers_option_callback,
         help="API servers, comma separated (calls fail over between them).",
     )
+
+
+def metrics_listen_flag() -> Any:
+    """``--metrics-listen``: the component's /metrics and probe endpoint ("" for none)."""
+    return flag(
+        default="",
+        callback=addresses.metrics_listen_option_callback,
+        help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
+    )
+
+
+def verbose_flag(help: str = "") -> Any:
+    """``-v/--verbose``: log at debug level."""
+    return flag("-v", "--verbose", default=False, is_flag=True, help=help)
+
+
+@dataclass(frozen=True)
+class ComponentFlags:
+    """The flags every leader-elected component has (the scheduler and the controller manager subclass it
+    and override ``listen``'s default)."""
+
+    servers: list[str] = servers_flag()
     listen: str = flag(default="127.0.0.1:0", callback=addresses.listen_option_callback, help="Status endpoint.")
     leader_elect: bool = flag(
         default=False, is_flag=True, help="Run as one of several replicas; only the leader does the work."
@@ -185,12 +204,8 @@ class ComponentFlags:
     client_key: str | None = flag(type=_FILE)
     tls_server_name: str | None = flag(help="Name to check in the API servers' certificate.")
     token_file: str | None = flag(type=_FILE, help="Bearer token file.")
-    metrics_listen: str = flag(
-        default="",
-        callback=addresses.metrics_listen_option_callback,
-        help="Address of /metrics, /healthz, /livez, /readyz (HTTPS in secure clusters; '' for none).",
-    )
-    verbose: bool = flag("-v", "--verbose", default=False, is_flag=True)
+    metrics_listen: str = metrics_listen_flag()
+    verbose: bool = verbose_flag()
 
     def credentials(self) -> ComponentCredentials:
         """TLS towards the API servers and for the component's own endpoints."""
