@@ -16,7 +16,7 @@ import click
 from controlplane.api.errors import ApiError
 from controlplane.api.quantity import parse_quantity
 from controlplane.client.client import ApiClient, ClientConfig
-from controlplane.client.component import until_signal
+from controlplane.client.component import setup_logging, until_signal
 from controlplane.client.options import click_options, from_params
 from nodeagent.agent import Agent, default_node_name
 from nodeagent.certificates import JoinConfig, JoinError, NodeTLSConfig
@@ -151,9 +151,7 @@ def main(**params: Any) -> None:
     """Run pods bound to this node as supervised local processes."""
     f = from_params(AgentFlags, params)
     data_dir, listen = f.data_dir, f.listen  # both may be settled below
-    logging.basicConfig(
-        level=logging.DEBUG if f.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(f.verbose)
     endpoints = f.servers
     if data_dir is None:
         if not f.hollow:

@@ -44,7 +44,7 @@ from controlplane.apiserver.service import ApiService
 from controlplane.apiserver.service import add_to_server as add_api_to_server
 from controlplane.apiserver.strategy import StrategyOptions
 from controlplane.apiserver.watchcache import WatchCache
-from controlplane.client.component import until_signal
+from controlplane.client.component import setup_logging, until_signal
 from controlplane.client.metricsendpoint import Caller, EndpointSecurity, MetricsEndpoint
 from controlplane.client.options import click_options, from_params
 from controlplane.storage import EtcdClient, EtcdConfig, Store
@@ -337,9 +337,7 @@ async def serve(config: ApiServerConfig) -> None:
 def main(**params: Any) -> None:
     """Serve the Navarch API, backed by etcd."""
     f = from_params(ApiServerFlags, params)
-    logging.basicConfig(
-        level=logging.DEBUG if f.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(f.verbose)
 
     def refuse(message: str) -> NoReturn:
         click.echo(f"navarch-apiserver: {message}", err=True)

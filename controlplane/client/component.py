@@ -162,6 +162,13 @@ def duration_option_callback(ctx: click.Context, param: click.Parameter, value: 
         raise click.BadParameter(str(err)) from None
 
 
+def setup_logging(verbose: bool) -> None:
+    """Every component's log format (to stderr); debug with ``-v``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def servers_flag() -> Any:
     """``--server``: the API servers, comma separated (parsed into a list of ``host:port``)."""
     return flag(
@@ -215,7 +222,4 @@ class ComponentFlags:
 
     def setup_logging(self) -> None:
         """One log format for every component; debug with ``-v``."""
-        logging.basicConfig(
-            level=logging.DEBUG if self.verbose else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        setup_logging(self.verbose)
