@@ -107,8 +107,14 @@ async def test_a_deployment_runs_a_fetched_tarball_downloaded_once_per_node(
         port = next(a.container_port for s in p.status.container_statuses for a in s.allocated_ports)
         assert await asyncio.to_thread(get, p.status.pod_ip, port) == f"from the artifact: {p.metadata.name}"
     assert served.hits["/app.tgz"] == 1, "the second replica came from the node's cache"
-    events = (await client.list(core_pb2.Event, namespace)).items
-    fetched = [e for e in events if e.reason == "FetchedArtifact"]
+    fetched: list[core_pb2.Event] = []
+
+    async def fetch_reported() -> bool:  # Events are recorded in the background: give the write a moment
+        events = (await client.list(core_pb2.Event, namespace)).items
+        fetched[:] = [e for e in events if e.reason == "FetchedArtifact"]
+        return bool(fetched)
+
+    await eventually_async(fetch_reported, timeout=15)
     assert len(fetched) == 1 and "sha256 verified" in fetched[0].message
     cache = agent.data_dir / "artifacts" / "blobs" / digest
     assert cache.exists()
