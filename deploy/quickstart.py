@@ -1,6 +1,7 @@
-"""Start etcd, navarch-apiserver, one node agent, the scheduler and the controller manager on loopback;
-create a Pod with grpcurl, watch it run, read its logs and exec into it with the navarch CLI; then apply a
-Deployment, follow its rollout and scale it.
+"""Start etcd, navarch-apiserver, one node agent, the scheduler and the controller manager on loopback, all
+talking mutual TLS (the cluster ``navarch up --agents 1`` makes, in a temporary directory); create a Pod
+with grpcurl, watch it run, read its logs and exec into it with the navarch CLI; then apply a Deployment,
+follow its rollout and scale it.
 
 Run through ``bash deploy/quickstart.sh``, which prepares the virtual environment.
 """
@@ -20,14 +21,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from controlplane.launcher import processes
-from controlplane.launcher.etcd import EtcdCluster, free_port
+from cli import config as cfg
+from controlplane.clusterpki import ClusterPki
+from controlplane.launcher.etcd import free_port
+from controlplane.launcher.localcluster import LocalCluster, default_workload_identity
 
-NODE = "local"
+CONTEXT = "navarch-quickstart"
 
 
-def grpcurl(address: str, *args: str, data: Mapping[str, object] | None = None) -> str:
-    cmd = [shutil.which("grpcurl") or "grpcurl", "-plaintext"]
+def grpcurl(address: str, tls: list[str], *args: str, data: Mapping[str, object] | None = None) -> str:
+    cmd = [shutil.which("grpcurl") or "grpcurl", *tls]
     if data is not None:
         cmd += ["-d", json.dumps(data)]
     out = subprocess.run([*cmd, address, *args], capture_output=True, text=True, timeout=30, check=False)
@@ -36,39 +39,20 @@ def grpcurl(address: str, *args: str, data: Mapping[str, object] | None = None) 
     return out.stdout
 
 
-def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("navarch-apiserver exited; see its log above")
-        check = subprocess.run(
-            ["grpcurl", "-plaintext", address, "grpc.health.v1.Health/Check"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if '"SERVING"' in check.stdout:
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-    raise SystemExit("navarch-apiserver did not become ready in time")
-
-
-def wait_for(env: Mapping[str, str], args: list[str], wanted: str, daemon: processes.Daemon) -> None:
-    """Run ``navarch ARGS`` until it prints ``wanted`` (60 s at most)."""
-    deadline = time.monotonic() + 60
+def wait_for(env: Mapping[str, str], args: list[str], wanted: str, cluster: LocalCluster) -> None:
+    """Run ``navarch ARGS`` until it prints ``wanted`` (90 s at most)."""
+    deadline = time.monotonic() + 90
     delay = 0.1
     while time.monotonic() < deadline:
-        if not daemon.running():
-            raise SystemExit(f"{daemon.name} exited; see {daemon.log_path}")
+        dead = [s.daemon for s in cluster.components.values() if not s.daemon.running()]
+        if dead:
+            raise SystemExit(f"{dead[0].name} exited; see {dead[0].log_path}")
         out = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=30, env=env, check=False)
         if out.stdout.strip() == wanted:
             return
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
-    raise SystemExit(f"navarch {' '.join(args)} never printed {wanted}; see {daemon.log_path}")
+    raise SystemExit(f"navarch {' '.join(args)} never printed {wanted}; see the logs in {cluster.logs}")
 
 
 DEPLOYMENT = """apiVersion: apps/v1
@@ -89,14 +73,25 @@ spec:
 """
 
 
-def show(env: Mapping[str, str], address: str, args: list[str]) -> None:
+def show(env: Mapping[str, str], args: list[str]) -> None:
     """Run a navarch command as a user would type it and print what it printed; a failing command ends the
     tour with its exit code named (CI runs the tour, so a broken command fails CI)."""
-    print(f"$ NAVARCH_SERVER={address} navarch {shlex.join(args)}")
+    print(f"$ navarch {shlex.join(args)}")
     shown = subprocess.run(["navarch", *args], capture_output=True, text=True, timeout=90, env=env, check=False)
     print((shown.stdout + shown.stderr).rstrip() + "\n")
     if shown.returncode != 0:
         raise SystemExit(f"`navarch {shlex.join(args)}` exited {shown.returncode}; see the logs above")
+
+
+def cli_config(path: Path, address: str, c: ClusterPki, cluster: LocalCluster) -> None:
+    """A CLI config of its own for the tour, with the admin certificate (the user's own config is untouched)."""
+    data = cfg.load(path)
+    metrics = {name: f"{cluster.metrics_scheme}://{where}" for name, where in cluster.metrics.items()}
+    cfg.upsert(data, "clusters", CONTEXT, server=address, certificate_authority=c.ca, metrics=metrics)
+    cfg.upsert(data, "users", CONTEXT, client_certificate=c.cert("admin"), client_key=c.key("admin"))
+    cfg.upsert(data, "contexts", CONTEXT, cluster=CONTEXT, user=CONTEXT, namespace="default")
+    data["current-context"] = CONTEXT
+    cfg.save(data, path)
 
 
 def main() -> int:
@@ -107,37 +102,30 @@ def main() -> int:
     port = opts.port or free_port()
     address = f"127.0.0.1:{port}"
     data_dir = Path(tempfile.mkdtemp(prefix="navarch-quickstart-"))
-    etcd = EtcdCluster(1, base_dir=data_dir / "etcd").start()
-    print(f"etcd            {etcd.endpoints[0]}   (data in {data_dir / 'etcd'})")
-    apiserver = processes.apiserver(etcd.endpoints, address, data_dir / "apiserver.log").start()
-    agent = processes.agent([address], NODE, "127.0.0.1", data_dir / "agent", data_dir / "agent.log")
-    status_port = "0" if opts.port == 0 else None
-    scheduler = processes.scheduler(
-        [address], f"127.0.0.1:{status_port or 10259}", data_dir / "scheduler.log", "--leader-elect"
-    )
-    controllers = processes.controller_manager(
-        [address], f"127.0.0.1:{status_port or 10257}", data_dir / "controller-manager.log", "--leader-elect"
-    )
-    env = {**os.environ, "NAVARCH_SERVER": address}
+    # The same cluster as `navarch up --agents 1`, mutual TLS included, in a directory of its own.
+    cluster = LocalCluster(data_dir / "cluster", agents=1, port=port, run_as=default_workload_identity(None, None))
+    assert cluster.pki is not None
+    c = cluster.pki
+    tls = ["-cacert", c.ca, "-cert", c.cert("admin"), "-key", c.key("admin")]
+    pki_dir = f"PKI={c.root}"
+    env = {**os.environ, "NAVARCH_CONFIG": str(data_dir / "config")}
+    env.pop("NAVARCH_SERVER", None)
+    cli_config(data_dir / "config", address, c, cluster)
     try:
-        assert apiserver.proc is not None
-        wait_serving(address, apiserver.proc)
-        print(f"apiserver       {address}   (log in {data_dir / 'apiserver.log'})")
-        agent.start()
-        wait_for(env, ["get", "node", NODE, "-o", "jsonpath={.status.conditions[0].status}"], "True", agent)
-        print(f"agent           node {NODE}   (log in {data_dir / 'agent.log'})")
-        scheduler.start()
-        print(f"scheduler       (log in {data_dir / 'scheduler.log'})")
-        controllers.start()
-        print(f"controllers     (log in {data_dir / 'controller-manager.log'})\n")
-        print(f"$ grpcurl -plaintext {address} list")
-        print(grpcurl(address, "list"))
+        cluster.start()
+        node = cluster.nodes[0][0]
+        wait_for(env, ["get", "node", node, "-o", "jsonpath={.status.conditions[0].status}"], "True", cluster)
+        print(f"etcd, navarch-apiserver ({address}), scheduler, controller manager and node {node}: mutual TLS")
+        print(f"with certificates in {c.root}; logs in {cluster.logs}; the CLI uses {env['NAVARCH_CONFIG']}\n")
+        flags = "-cacert $PKI/ca.pem -cert $PKI/admin.pem -key $PKI/admin-key.pem"
+        print(f"$ {pki_dir}; grpcurl {flags} {address} list")
+        print(grpcurl(address, tls, "list"))
         pod = {
             "object": {
                 "pod": {
                     "metadata": {"name": "hello", "labels": {"app": "hello"}},
                     "spec": {
-                        "nodeName": NODE,
+                        "nodeName": node,
                         "containers": [
                             {"name": "main", "command": ["sh", "-c", "echo hello from navarch; exec sleep 3600"]}
                         ],
@@ -145,55 +133,51 @@ def main() -> int:
                 }
             }
         }
-        print(f"$ grpcurl -plaintext -d '{json.dumps(pod)}' {address} navarch.v1.Api/Create")
-        created = json.loads(grpcurl(address, "navarch.v1.Api/Create", data=pod))
+        print(f"$ grpcurl {flags} -d '{json.dumps(pod)}' {address} navarch.v1.Api/Create")
+        created = json.loads(grpcurl(address, tls, "navarch.v1.Api/Create", data=pod))
         meta = created["pod"]["metadata"]
         rv = meta["resource_version"]
         print(f"created pod {meta['namespace']}/{meta['name']} uid={meta['uid']} resourceVersion={rv}\n")
         query = {"kind": "pods", "namespace": "default", "label_selector": "app=hello"}
-        print(f"$ grpcurl -plaintext -d '{json.dumps(query)}' {address} navarch.v1.Api/List")
-        listed = json.loads(grpcurl(address, "navarch.v1.Api/List", data=query))
+        print(f"$ grpcurl {flags} -d '{json.dumps(query)}' {address} navarch.v1.Api/List")
+        listed = json.loads(grpcurl(address, tls, "navarch.v1.Api/List", data=query))
         for item in listed["items"]:
             m = item["pod"]["metadata"]
             print(f"  {m['namespace']}/{m['name']}  phase={item['pod']['status']['phase']}")
         print(f"list resourceVersion {listed['resource_version']}\n")
-        wait_for(env, ["get", "pod", "hello", "-o", "jsonpath={.status.phase}"], "Running", agent)
+        wait_for(env, ["get", "pod", "hello", "-o", "jsonpath={.status.phase}"], "Running", cluster)
         for args in (
             ["get", "nodes"],
             ["get", "pods", "-o", "wide"],
             ["logs", "hello"],
-            ["exec", "hello", "--", "sh", "-c", "echo running in $PWD"],
+            ["exec", "hello", "--", "sh", "-c", "echo running in $PWD as $(id -un)"],
         ):
-            show(env, address, args)
+            show(env, args)
         manifest = data_dir / "web.yaml"
         manifest.write_text(DEPLOYMENT)
         print(f"$ cat web.yaml\n{DEPLOYMENT}")
         for args in (
             ["apply", "-f", str(manifest)],
-            ["rollout", "status", "deployment", "web", "--timeout", "60"],
+            ["rollout", "status", "deployment", "web", "--timeout", "60s"],
             ["get", "deployments"],
             ["get", "replicasets", "-l", "app=web"],
             ["scale", "deployment", "web", "--replicas", "3"],
-            ["rollout", "status", "deployment", "web", "--timeout", "60"],
+            ["rollout", "status", "deployment", "web", "--timeout", "60s"],
             ["get", "pods", "-l", "app=web", "-o", "wide"],
             ["cluster-info"],
         ):
-            show(env, address, args)
+            show(env, args)
         if opts.exit:
             return 0
-        print("The cluster is running. Press Ctrl-C to stop it.")
+        print(f"The cluster is running (NAVARCH_CONFIG={env['NAVARCH_CONFIG']}). Press Ctrl-C to stop it.")
         try:
             while True:
-                signal.pause()
+                cluster.supervise_once()
+                time.sleep(0.5)
         except KeyboardInterrupt:
             return 0
     finally:
-        controllers.stop()
-        scheduler.stop()
-        agent.stop()
-        processes.kill_workloads(data_dir / "agent")
-        apiserver.stop()
-        etcd.stop()
+        cluster.stop()
         if not os.environ.get("NAVARCH_QUICKSTART_KEEP"):
             shutil.rmtree(data_dir, ignore_errors=True)
 

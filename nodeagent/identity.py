@@ -8,9 +8,11 @@ container that would run as uid 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from controlplane.api.pb import core_pb2
 from nodeagent.sandbox import ConfigError
@@ -93,3 +95,15 @@ def give_to(path: str, run_as: RunAs) -> None:
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 continue
             os.chown(full, run_as.uid, gid, follow_symlinks=False)
+
+
+def closed_to_others(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that other users cannot pass through (no ``o+x``), or None.
+
+    A workload run as another user than the agent's reaches its sandbox from its working directory (entered
+    before the switch) but reaches volumes by absolute path (``NAVARCH_VOLUME_*``) only if this is None."""
+    for p in [path, *path.parents]:
+        with contextlib.suppress(OSError):
+            if not p.stat().st_mode & 0o001:
+                return p
+    return None

@@ -23,6 +23,7 @@ from nodeagent.certificates import JoinConfig, JoinError, NodeTLSConfig
 from nodeagent.config import AgentConfig
 from nodeagent.flags import AgentFlags
 from nodeagent.hollow import HollowNodes
+from nodeagent.identity import closed_to_others
 from nodeagent.node import address_towards
 
 log = logging.getLogger("navarch.agent")
@@ -104,13 +105,13 @@ def _warn_if_unreachable(config: AgentConfig) -> None:
     """Workloads run as an unprivileged user reach volumes by absolute path: say so if they cannot."""
     if os.geteuid() != 0 or config.run_as_user in (None, 0):
         return
-    closed = [p for p in [config.data_dir, *config.data_dir.parents] if not p.stat().st_mode & 0o001]
-    if closed:
+    closed = closed_to_others(config.data_dir)
+    if closed is not None:
         log.warning(
             "workloads run as uid %s cannot pass through %s (no o+x): volumes are reachable only from their working "
             "directory; chmod o+x it or choose another --data-dir",
             config.run_as_user,
-            closed[0],
+            closed,
         )
 
 

@@ -2,8 +2,9 @@
 
 ``python -m nodeagent.shim SPEC.json`` — started by the agent in a new session, it
 
-1. starts the workload with default signal dispositions, in the container's cgroups (if given) or under
-   an rlimit, in the shim's process group (so the agent can signal the whole tree);
+1. joins the container's cgroups (if given; shielded from the OOM killer) and starts the workload there,
+   or under an rlimit, with default signal dispositions, in the shim's process group (so the agent can
+   signal the whole tree);
 2. copies the workload's stdout and stderr into the container's log file, one line per record in the
    CRI format (``<RFC3339Nano> stdout|stderr F <line>``), rotating by size and keeping N files;
 3. records the start (``started.json``) and, when the workload ends, its exit status (``exit.json``),
@@ -91,24 +92,65 @@ def pump(stream: IO[bytes], name: str, log: RotatingLog) -> None:
         log.write(name, line)
 
 
-def _child_setup(spec: ShimSpec) -> None:
+def _child_setup(spec: ShimSpec, oom_score_adj: str | None) -> None:
     for default in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(default, signal.SIG_DFL)
-    # Only the workload is limited, not the shim: its memory is not the container's, and an OOM kill
-    # must never take the shim (which records how the workload ended).
-    pid = str(os.getpid())
-    for cgroup_procs in spec.cgroup_procs:
-        with open(cgroup_procs, "w") as f:
-            f.write(pid)
+    # The workload is in the container's cgroups already (inherited from the shim); it gives up the shim's
+    # protection from the OOM killer, so that it, not the shim, is what a memory limit kills.
+    if oom_score_adj is not None:
+        with open(OOM_SCORE_ADJ, "w") as f:
+            f.write(oom_score_adj)
     if spec.rlimit_as:
         resource.setrlimit(resource.RLIMIT_AS, (spec.rlimit_as, spec.rlimit_as))
-    # Privileges go last: joining the cgroup needs them. Groups first, then gid, then uid (after which none
+    # Privileges go last: the writes above need them. Groups first, then gid, then uid (after which none
     # of these calls would be allowed any more).
     if spec.uid is not None:
         os.setgroups(spec.groups)
         if spec.gid is not None:
             os.setgid(spec.gid)
         os.setuid(spec.uid)
+
+
+OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
+OOM_SCORE_ADJ_MIN = "-1000"
+"""The kernel's OOM killer never picks a process with this score adjustment (it needs CAP_SYS_RESOURCE)."""
+
+
+def join_cgroups(cgroup_procs: list[str]) -> None:
+    """Move this process into the container's cgroups (``OSError`` naming the group if one refuses).
+
+    The shim joins before it starts the workload or reads a byte of its output: what the shim allocates
+    from then on (its output buffers among it) is charged to the container's memory limit and its CPU to the
+    container's quota, not to the node."""
+    pid = str(os.getpid())
+    for procs in cgroup_procs:
+        try:
+            with open(procs, "w") as f:
+                f.write(pid)
+        except OSError as err:
+            raise CgroupJoinError(Path(procs).parent, err) from err
+
+
+class CgroupJoinError(OSError):
+    """The shim could not join one of its container's cgroups."""
+
+    def __init__(self, group: Path, err: OSError) -> None:
+        super().__init__(err.errno, f"cannot join cgroup {group}: {err.strerror or err}")
+
+
+def shield_from_oom_killer() -> str | None:
+    """Make the OOM killer pass this process over (it is in the container's memory cgroup, and it must live
+    to record how the workload ended); the previous adjustment, for the workload to take back, or None if
+    this process may not lower its own (an unprivileged agent: then an OOM kill may take the shim too, and
+    the agent records the end itself)."""
+    try:
+        with open(OOM_SCORE_ADJ) as f:
+            previous = f.read().strip()
+        with open(OOM_SCORE_ADJ, "w") as f:
+            f.write(OOM_SCORE_ADJ_MIN)
+    except OSError:
+        return None
+    return previous
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -182,14 +224,9 @@ def run(spec: ShimSpec) -> int:
         signal.signal(sig, signal.SIG_IGN)
     owner = (spec.uid, spec.gid if spec.gid is not None else -1) if spec.uid is not None else None
     log = RotatingLog(Path(spec.log_path), spec.log_max_bytes, spec.log_keep, owner)
-    joining: Path | None = None
     try:
-        for cgroup_procs in spec.cgroup_procs:
-            # The workload joins in _child_setup; checked here, where a failure can still be reported clearly.
-            joining = Path(cgroup_procs).parent
-            if not os.access(cgroup_procs, os.W_OK):
-                raise PermissionError(13, "not writable")
-        joining = None
+        join_cgroups(spec.cgroup_procs)
+        previous_oom_score_adj = shield_from_oom_killer() if spec.cgroup_procs else None
         child = subprocess.Popen(
             spec.argv,
             env=spec.env,
@@ -197,13 +234,13 @@ def run(spec: ShimSpec) -> int:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=lambda: _child_setup(spec),
+            preexec_fn=lambda: _child_setup(spec, previous_oom_score_adj),
         )
     except OSError as err:
         message = f"{spec.argv[0]}: {err.strerror}" if err.strerror else str(err)
-        if joining is not None:
-            message = f"cannot join cgroup {joining}: {err.strerror or err}"
-        if err.filename == spec.cwd:
+        if isinstance(err, CgroupJoinError):
+            message = str(err.strerror)
+        elif err.filename == spec.cwd:
             message = f"working directory {spec.cwd}: {err.strerror}"
         Termination(128, 0, "StartError", message, now_rfc3339(), started=False).write(state_dir)
         log.close()

@@ -11,6 +11,7 @@ from cli import manifests
 from cli.config import Target
 from cli.context import fail, options, warn
 from controlplane.api import fieldvalidation, kinds
+from controlplane.api.durations import parse_duration
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import meta
 
@@ -34,6 +35,28 @@ def namespace_option(fn: F) -> F:
         is_eager=True,
         help="The namespace (default: the context's, else default).",
     )(fn)
+
+
+class Duration(click.ParamType[float, Any]):
+    """A Go-style duration as kubectl's flags take it (``30s``, ``5m``, ``1h30m``; a bare number is seconds),
+    converted to seconds; negative values are refused."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_duration(str(value))
+            except ValueError as err:
+                self.fail(str(err), param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
 
 
 LAST_APPLIED = "navarch.io/last-applied-configuration"

@@ -9,7 +9,7 @@ import click
 from google.protobuf.message import Message
 
 from cli import printers
-from cli.commands.common import dry_run_option, load_documents, namespace_option, ns_for
+from cli.commands.common import DURATION, dry_run_option, load_documents, namespace_option, ns_for
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_kind, complete_name, split_kind_names
@@ -43,7 +43,7 @@ def _kind_word(info: kinds.KindInfo) -> str:
 @click.option("--grace-period", type=int, default=None, help="Seconds to let processes stop (0: at once).")
 @click.option("--cascade", type=click.Choice(["background", "foreground", "orphan"]), default="background")
 @click.option("--wait/--no-wait", default=False, help="Wait until the objects are gone.")
-@click.option("--timeout", type=float, default=60.0, help="Seconds to wait with --wait.")
+@click.option("--timeout", type=DURATION, default=60.0, help="How long to wait with --wait (e.g. 60s).")
 @click.option("--ignore-not-found", is_flag=True)
 @dry_run_option
 def delete(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 
 from cli import config as cfg
+from cli.commands.common import DURATION
 from cli.context import fail
 from controlplane import transport
 from controlplane.api.conditions import node_ready
@@ -27,6 +29,7 @@ from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.clusterpki import ClusterPki
 from controlplane.launcher.localcluster import pid_alive, read_state, running_supervisor
+from nodeagent.identity import closed_to_others
 
 CONTEXT = "navarch-local"
 
@@ -64,6 +67,23 @@ async def _ready_nodes(api: str, pki_dir: str) -> int:
         await client.close()
 
 
+def _uid(value: str) -> int:
+    """A uid from a number or a user name (``--run-as-user``)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise click.BadParameter(f"no such user: {value!r}") from None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -75,18 +95,37 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 @click.option("--agents", type=click.IntRange(1, 200), default=3, show_default=True, help="Nodes to run.")
 @click.option("--etcd-members", type=click.Choice(["1", "3"]), default="1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=6443, show_default=True, help="API server port.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for Ready nodes.")
+@click.option(
+    "--timeout", type=DURATION, default=120.0, show_default=True, help="How long to wait for Ready nodes (e.g. 2m)."
+)
 @click.option(
     "--insecure",
     is_flag=True,
     help="FOR TESTS ONLY: plain text on loopback, no authentication — any local user can run anything as you.",
 )
+@click.option(
+    "--run-as-user",
+    "run_as_user",
+    metavar="USER",
+    callback=lambda ctx, param, value: None if value is None else _uid(value),
+    help="User (name or uid) of workloads without securityContext.runAsUser. Default: nobody when you are "
+    "root (a pod asks for root with runAsUser: 0), else yourself.",
+)
 @data_dir_option
-def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool, data_dir: Path) -> None:
+def up(
+    agents: int,
+    etcd_members: str,
+    port: int,
+    timeout: float,
+    insecure: bool,
+    run_as_user: int | None,
+    data_dir: Path,
+) -> None:
     """Start a local cluster: etcd, API server, scheduler, controller manager and agents on 127.0.0.2, ...
 
     Everything talks mutual TLS with certificates made in DATA_DIR/pki (readable by you only); the CLI's
-    navarch-local context gets the admin certificate."""
+    navarch-local context gets the admin certificate. Started by root, it runs workloads as nobody unless
+    a pod asks for another user."""
     data_dir = data_dir.resolve()
     running = running_supervisor(data_dir)
     if running is not None:
@@ -109,6 +148,7 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool
         "--port",
         str(port),
         *(["--insecure"] if insecure else []),
+        *(["--run-as-user", str(run_as_user)] if run_as_user is not None else []),
     ]
     if insecure:
         click.echo("WARNING: --insecure: no TLS, no authentication; any local user can act as cluster admin", err=True)
@@ -159,6 +199,16 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool
     click.echo(f"controller-manager   leader-elected   log {logs / 'controller-manager.log'}")
     for node in state.get("nodes", []):
         click.echo(f"navarch-agent        node {node['name']} on {node['ip']}   log {logs / (node['name'] + '.log')}")
+    run_as = state.get("run_as") or [os.geteuid()]
+    click.echo(f"workloads            run as {_user_name(int(run_as[0]))} unless a pod sets runAsUser")
+    closed = closed_to_others(data_dir)
+    if int(run_as[0]) != os.geteuid() and closed is not None:
+        click.echo(
+            f"WARNING: {closed} is closed to other users (no o+x): workloads reach their volumes through their "
+            "working directory (./<mountPath>) but not by absolute path (NAVARCH_VOLUME_*); choose a --data-dir "
+            "outside it (e.g. /var/lib/navarch/local) or --run-as-user",
+            err=True,
+        )
     click.echo(f"Prometheus           scrape configuration in {data_dir / 'prometheus.yml'} (navarch cluster-info)")
     click.echo(
         f'\nThe CLI now uses the context "{CONTEXT}" ({api}). Try:\n'
@@ -171,7 +221,7 @@ def up(agents: int, etcd_members: str, port: int, timeout: float, insecure: bool
 
 @click.command()
 @click.option("--purge", is_flag=True, help="Also remove the cluster's data, logs and CLI context.")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=DURATION, default=60.0, show_default=True)
 @data_dir_option
 def down(purge: bool, timeout: float, data_dir: Path) -> None:
     """Stop the local cluster started by `navarch up` (its workloads too)."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import click
 
-from cli.commands.common import namespace_option
+from cli.commands.common import DURATION, namespace_option
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_name
@@ -63,12 +63,12 @@ EVICTION_RETRY_SECONDS = 2.0
 @click.option("--ignore-daemonsets", is_flag=True, help="Leave DaemonSet pods (they would come back anyway).")
 @click.option("--force", is_flag=True, help="Also delete pods that no controller owns (they will not come back).")
 @click.option("--grace-period", type=int, default=None, help="Seconds for each pod to stop (default: the pod's).")
-@click.option("--timeout", type=float, default=300.0, help="Seconds to wait for the node to be drained.")
+@click.option("--timeout", type=DURATION, default=300.0, help="How long to wait for the node to be drained (e.g. 5m).")
 @click.option(
     "--deadline",
-    type=float,
+    type=DURATION,
     default=None,
-    help="Seconds after which pods still held by a disruption budget are deleted anyway (as Nomad's drain -deadline).",
+    help="After how long (e.g. 5m) pods still held by a disruption budget are deleted anyway (Nomad's -deadline).",
 )
 @click.option("--disable-eviction", is_flag=True, help="Delete pods instead of evicting them (ignores budgets).")
 def drain(

@@ -12,23 +12,12 @@ from collections.abc import AsyncIterator
 
 import click
 
-from cli.commands.common import namespace_option
+from cli.commands.common import DURATION, namespace_option
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_name
-from controlplane.api.durations import parse_duration
 from controlplane.api.pb import core_pb2, podaccess_pb2
 from controlplane.client.client import ApiClient
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """A Go-style duration (30s, 5m, 1h30m) in seconds."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
 
 
 def _write(data: bytes) -> None:
@@ -49,7 +38,7 @@ def _prefixed(prefix: bytes, data: bytes) -> bytes:
 @click.option("--tail", type=int, default=-1, help="Lines from the end to show (-1: all).")
 @click.option("--previous", "-p", is_flag=True, help="The previous (terminated) run of the container.")
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time.")
-@click.option("--since", callback=_duration, default=None, help="Only lines newer than this (e.g. 5m).")
+@click.option("--since", type=DURATION, default=None, help="Only lines newer than this (e.g. 5m).")
 @click.option("--prefix/--no-prefix", default=None, help="Prefix lines with the pod name (default: with -l).")
 @click.option(
     "--limit-bytes", type=click.IntRange(min=1), default=None, help="Stop after this many bytes (per container)."

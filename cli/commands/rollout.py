@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from cli.commands.common import namespace_option
+from cli.commands.common import DURATION, namespace_option
 from cli.config import Target
 from cli.context import fail, run
 from cli.kinds_args import complete_name, split_kind_names
@@ -73,7 +73,7 @@ def rollout() -> None:
 @click.argument("kind")
 @click.argument("name", required=False, shell_complete=complete_name)
 @namespace_option
-@click.option("--timeout", type=float, default=0, help="Seconds to wait (0: until done or failed).")
+@click.option("--timeout", type=DURATION, default=0, help="How long to wait (e.g. 60s, 5m; 0: until done or failed).")
 @click.option("-w/--no-wait", "--watch/--no-watch", "wait", default=True, help="Wait for the rollout to finish.")
 def status(kind: str, name: str | None, timeout: float, wait: bool) -> None:
     """Follow a rollout until it completes; exit non-zero if it stalls past its deadline."""

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import click
 
-from cli.commands.common import namespace_option
+from cli.commands.common import DURATION, namespace_option
 from cli.config import Target
 from cli.context import echo_lines, fail, run
 from controlplane import pki
 from controlplane.api import namespaces
-from controlplane.api.durations import parse_duration
 from controlplane.api.errors import AlreadyExistsError, NotFoundError
 from controlplane.api.pb import auth_pb2, core_pb2
 from controlplane.client.client import ApiClient
@@ -25,13 +24,6 @@ BOOTSTRAP_NAMESPACE = namespaces.SYSTEM
 BOOTSTRAP_PREFIX = "bootstrap-token-"
 BOOTSTRAP_TYPE = "bootstrap.navarch.io/token"
 _ALPHABET = string.ascii_lowercase + string.digits
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
 
 
 # ----------------------------------------------------------------- pki
@@ -46,8 +38,8 @@ def pki_group() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--apiserver-san", multiple=True, help="Address or name the API servers are reached at (repeat).")
 @click.option("--etcd-san", multiple=True, help="Address or name of an etcd member (repeat).")
-@click.option("--validity", default="8760h", show_default=True, callback=_duration, help="Lifetime of certificates.")
-@click.option("--ca-validity", default="87600h", show_default=True, callback=_duration, help="Lifetime of the CAs.")
+@click.option("--validity", default="8760h", show_default=True, type=DURATION, help="Lifetime of certificates.")
+@click.option("--ca-validity", default="87600h", show_default=True, type=DURATION, help="Lifetime of the CAs.")
 @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Sign with this existing CA ...")
 @click.option("--ca-key", type=click.Path(exists=True, dir_okay=False), help="... and its (ECDSA) key.")
 def pki_init(
@@ -88,7 +80,7 @@ def pki_init(
 @click.argument("user")
 @click.option("--pki-dir", required=True, type=click.Path(exists=True, file_okay=False), help="From pki init.")
 @click.option("--group", "groups", multiple=True, help="Group (certificate O), repeat for several.")
-@click.option("--validity", default="8760h", show_default=True, callback=_duration)
+@click.option("--validity", default="8760h", show_default=True, type=DURATION)
 def pki_issue_user(user: str, pki_dir: str, groups: tuple[str, ...], validity: float) -> None:
     """Sign a client certificate for USER with the cluster CA (bind roles to the user or its groups)."""
     from controlplane.clusterpki import ClusterPki
@@ -118,7 +110,7 @@ def _ca_pin(target: Target) -> str:
 
 
 @token_group.command(name="create")
-@click.option("--ttl", default="24h", show_default=True, callback=_duration, help="How long the token works (0: ever).")
+@click.option("--ttl", default="24h", show_default=True, type=DURATION, help="How long the token works (0: ever).")
 @click.option("--description", default="", help="Why the token exists.")
 @click.option("--bootstrap-server", default="", help="Token port to show in the join command (host:port).")
 def token_create(ttl: float, description: str, bootstrap_server: str) -> None:

@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import signal
 import sys
 import time
@@ -99,12 +100,16 @@ class LocalCluster:
     etcd_members: int = 1
     port: int = 6443
     insecure: bool = False
+    run_as: tuple[int, int] | None = None
+    """uid and gid of workloads without ``runAsUser`` (None: as the user who started the cluster)."""
     components: dict[str, _Supervised] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        # Traversable, not listable: a workload run as another user reaches its own sandbox and volumes by
+        # absolute path; the certificates (pki/), logs and etcd's data each sit in a directory of mode 0700.
+        self.data_dir.chmod(0o711)
         self.api = f"127.0.0.1:{self.port}"
         self.nodes = [(f"node-{i + 1}", f"127.0.0.{i + 2}") for i in range(self.agents)]
         self.pki: ClusterPki | None = None if self.insecure else local_pki(self.data_dir / "pki", self.nodes)
@@ -124,6 +129,8 @@ class LocalCluster:
                 peer_cert_file=c.cert("etcd/peer"),
                 peer_key_file=c.key("etcd/peer"),
             )
+        (self.data_dir / "etcd").mkdir(mode=0o700, exist_ok=True)
+        (self.data_dir / "etcd").chmod(0o700)  # its logs and data: nobody else's business
         self.etcd = EtcdCluster(
             self.etcd_members, base_dir=self.data_dir / "etcd", fast=True, ports=[tuple(p) for p in ports], tls=tls
         )
@@ -184,6 +191,7 @@ class LocalCluster:
             "pki": str(self.pki.root) if self.pki is not None else "",
             "metrics": self.metrics,
             "metrics_scheme": self.metrics_scheme,
+            "run_as": list(self.run_as) if self.run_as is not None else [os.geteuid(), os.getegid()],
             "components": {
                 name: (s.daemon.proc.pid if s.daemon.proc is not None else 0) for name, s in self.components.items()
             },
@@ -195,7 +203,8 @@ class LocalCluster:
 
     def start(self) -> None:
         """Start everything in dependency order and record the state as ready."""
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.logs.chmod(0o700)
         self._write_state("starting")
         self.etcd.start(timeout=60)
         self.write_scrape_config()
@@ -235,7 +244,9 @@ class LocalCluster:
             agent_dir = self.data_dir / "agents" / name
             node_tls = client_tls(c, f"nodes/{name}") + (["--cert-dir", str(agent_dir / "pki")] if c else [])
             node_tls += ["--metrics-listen", self.metrics[f"agent {name}"]]
-            daemons.append(processes.agent(servers, name, ip, agent_dir, self.logs / f"{name}.log", *node_tls))
+            daemons.append(
+                processes.agent(servers, name, ip, agent_dir, self.logs / f"{name}.log", *node_tls, run_as=self.run_as)
+            )
         for d in daemons:
             self.components[d.name] = _Supervised(d.start())
         self._write_state("ready")
@@ -332,6 +343,24 @@ def apiserver_tls(c: ClusterPki | None) -> list[str]:
     ]
 
 
+UNPRIVILEGED = (65534, 65534)
+"""``nobody``/``nogroup``: whom a local cluster started by root runs workloads as, unless told otherwise."""
+
+
+def default_workload_identity(uid: int | None, gid: int | None) -> tuple[int, int]:
+    """Whom workloads without ``runAsUser`` run as: the given uid (with the given gid, else that user's
+    primary group, else the gid of the same number); without one, ``nobody`` when started by root (a pod asks
+    for root with ``runAsUser: 0``), else the user who started the cluster (nobody else can be switched to)."""
+    if uid is None:
+        return UNPRIVILEGED if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    if gid is None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = uid
+    return uid, gid
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a local cluster until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description="Run a local Navarch cluster (used by `navarch up`).")
@@ -340,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etcd-members", type=int, choices=(1, 3), default=1)
     parser.add_argument("--port", type=int, default=6443)
     parser.add_argument("--insecure", action="store_true", help="Plain text on loopback (tests only).")
+    parser.add_argument("--run-as-user", type=int, default=None, help="uid of workloads without runAsUser.")
+    parser.add_argument("--run-as-group", type=int, default=None)
     opts = parser.parse_args(argv)
+    run_as = default_workload_identity(opts.run_as_user, opts.run_as_group)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = False
 
@@ -350,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    cluster = LocalCluster(opts.data_dir, opts.agents, opts.etcd_members, opts.port, insecure=opts.insecure)
+    cluster = LocalCluster(
+        opts.data_dir, opts.agents, opts.etcd_members, opts.port, insecure=opts.insecure, run_as=run_as
+    )
     try:
         cluster.start()
         while not stopping:

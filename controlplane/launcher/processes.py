@@ -79,11 +79,20 @@ def controller_manager(servers: Sequence[str], listen: str, log_path: Path, *ext
     return Daemon("controller-manager", argv, log_path)
 
 
-def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, log_path: Path, *extra: str) -> Daemon:
+def agent(
+    servers: Sequence[str],
+    node_name: str,
+    node_ip: str,
+    data_dir: Path,
+    log_path: Path,
+    *extra: str,
+    run_as: tuple[int, int] | None = None,
+) -> Daemon:
     """A ``navarch-agent`` daemon listening on ``node_ip`` (port chosen by the OS), not started.
 
-    A local cluster runs its workloads as the user who started it (an agent run by root would otherwise switch
-    them to an unprivileged user, who may not be able to run an interpreter installed under root's home)."""
+    Workloads without ``runAsUser`` run as ``run_as`` (uid, gid); None: as whoever starts the agent (tests and
+    benchmarks, whose workloads run an interpreter under a private directory)."""
+    uid, gid = run_as if run_as is not None else (os.geteuid(), os.getegid())
     argv = [
         str(BIN / "navarch-agent"),
         "--server",
@@ -97,9 +106,9 @@ def agent(servers: Sequence[str], node_name: str, node_ip: str, data_dir: Path, 
         "--listen",
         f"{node_ip}:0",
         "--run-as-user",
-        str(os.geteuid()),
+        str(uid),
         "--run-as-group",
-        str(os.getegid()),
+        str(gid),
         *extra,
     ]
     return Daemon(f"agent {node_name}", argv, log_path)

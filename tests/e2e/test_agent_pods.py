@@ -253,6 +253,22 @@ async def test_a_memory_limit_is_enforced_with_cgroups(client: ApiClient, agent:
     lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     memory_line = next(line for line in lines if ":memory:" in line or line.startswith("0::"))
     assert f"navarch/{agent.node}/{modest.metadata.uid}/main.0" in memory_line
+    # Its shim (the workload's parent) is charged to the same groups, joined before it read any output, and
+    # the OOM killer passes it over (it recorded the hog's OOM kill above); the workload has the agent's
+    # own adjustment back, so it is what a limit kills.
+    shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert Path(f"/proc/{shim}/cgroup").read_text() == Path(f"/proc/{pid}/cgroup").read_text()
+    effective = next(
+        line for line in Path(f"/proc/{shim}/status").read_text().splitlines() if line.startswith("CapEff")
+    )
+    may_lower = bool(int(effective.split()[1], 16) & (1 << 24))  # CAP_SYS_RESOURCE
+    shim_adj = Path(f"/proc/{shim}/oom_score_adj").read_text().strip()
+    # Without CAP_SYS_RESOURCE (some sandboxes drop it from root) no process may shield itself: then an OOM
+    # kill may take the shim, and the agent records the end itself (OOMKilled all the same).
+    assert shim_adj == "-1000" if may_lower else shim_adj != "-1000"
+    assert agent.proc is not None
+    agent_adj = Path(f"/proc/{agent.proc.pid}/oom_score_adj").read_text()
+    assert Path(f"/proc/{pid}/oom_score_adj").read_text() == agent_adj
 
 
 async def test_without_cgroups_memory_is_limited_by_rlimit(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from controlplane.launcher.etcd import free_port
 from nodeagent.identity import RunAs
 from nodeagent.runas import command_as
 from tests.e2e.conftest import eventually_async
+from tests.helpers import eventually
 
 NAVARCH = str(Path(sys.executable).parent / "navarch")
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
@@ -176,3 +179,79 @@ def test_another_local_user_gets_nothing_from_navarch_up(tmp_path: Path) -> None
     for key in ("etcd_peer_plain", "etcd_peer_tls_no_cert"):
         # The peer port answers /members with the member list (JSON with peerURLs) to whoever may speak to it.
         assert "peerURLs" not in seen[key], f"{key}: an etcd peer answered: {seen[key][:200]}"
+
+
+WORKLOAD_IDENTITY = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: default-user}
+spec:
+  volumes: [{name: settings, configMap: {name: settings}}]
+  containers:
+  - name: main
+    command: ["sh", "-c", "cat $NAVARCH_VOLUME_SETTINGS/greeting etc/settings/greeting > out && exec sleep 3141"]
+    volumeMounts: [{name: settings, mountPath: /etc/settings}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: asks-for-root}
+spec:
+  securityContext: {runAsUser: 0}
+  containers:
+  - {name: main, command: ["sleep", "3142"]}
+"""
+
+
+def _uid_of(pattern: str) -> int | None:
+    """The real uid of the one process whose command line matches (read from /proc, not from Navarch)."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout.split()
+    if len(out) != 1:
+        return None
+    for line in Path(f"/proc/{out[0]}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def test_navarch_up_by_root_runs_workloads_as_nobody_unless_a_pod_asks(tmp_path: Path) -> None:
+    """docs/security.md: a local cluster started by root runs pods without runAsUser as nobody (65534), not
+    as root; a pod that asks for uid 0 gets it; the unprivileged workload still reads its ConfigMap volume by
+    absolute path (NAVARCH_VOLUME_*) and through its work dir (the data dir is traversable, not listable).
+    The process's uid is read from /proc. Failed when local clusters ran workloads as whoever started them."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can run workloads as another user")
+    # pytest's tmp_path is closed to other users; a data dir others can pass through, as /var/lib is.
+    base = Path(tempfile.mkdtemp(prefix="navarch-identity-", dir="/tmp"))
+    base.chmod(0o711)
+    try:
+        _check_identities(base, tmp_path)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _check_identities(base: Path, tmp_path: Path) -> None:
+    from tests.e2e.test_readme_commands import navarch_up
+
+    with navarch_up(base, "--agents", "1") as (env, _port, _data):
+        manifest = tmp_path / "identity.yaml"
+        manifest.write_text(WORKLOAD_IDENTITY)
+        applied = navarch(env, "apply", "-f", str(manifest))
+        assert applied.returncode == 0, applied.stderr
+        uids: dict[str, int | None] = {}
+
+        def both_running() -> bool:
+            uids["default"], uids["root"] = _uid_of("^sleep 3141$"), _uid_of("^sleep 3142$")
+            return None not in uids.values()
+
+        asyncio.run(eventually(both_running, timeout=60))
+        assert uids == {"default": 65534, "root": 0}
+        described = navarch(env, "get", "pod", "default-user", "-o", "jsonpath={.status.phase}")
+        assert described.stdout.strip() == "Running", described.stdout + described.stderr
+        out = subprocess.run(["pgrep", "-f", "^sleep 3141$"], capture_output=True, text=True, check=False)
+        work = Path(f"/proc/{out.stdout.split()[0]}/cwd").resolve()
+        assert (work / "out").read_text() == "hellohello"

@@ -22,10 +22,10 @@ def _fake_navarch(tmp_path: Path, code: int) -> dict[str, str]:
 
 def test_a_failing_command_ends_the_tour(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match=r"`navarch logs hello` exited 3"):
-        show(_fake_navarch(tmp_path, 3), "127.0.0.1:1", ["logs", "hello"])
+        show(_fake_navarch(tmp_path, 3), ["logs", "hello"])
     assert "from the fake navarch" in capsys.readouterr().out
 
 
 def test_a_succeeding_command_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    show(_fake_navarch(tmp_path, 0), "127.0.0.1:1", ["get", "nodes"])
-    assert "$ NAVARCH_SERVER=127.0.0.1:1 navarch get nodes" in capsys.readouterr().out
+    show(_fake_navarch(tmp_path, 0), ["get", "nodes"])
+    assert "$ navarch get nodes" in capsys.readouterr().out
