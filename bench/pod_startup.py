@@ -175,7 +175,7 @@ async def main(opts: argparse.Namespace, api: str, nodes: list[str], agent_pids:
     popen_rate = bare_popen_rate(opts.pods)
     rate = opts.pods / m.total
     print(f"# pod_startup: {opts.pods} pods created at once on {len(nodes)} agents (real processes)")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, --shim {opts.shim}")
     print(f"{'create -> Running':<24}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'all Running s':>16}")
     lat = m.latencies
     print(f"{'':<24}{pct(lat, 50):>10.0f}{pct(lat, 99):>10.0f}{max(lat) * 1000:>10.0f}{m.total:>16.2f}")
@@ -206,7 +206,9 @@ def run(opts: argparse.Namespace) -> None:
     for i, node in enumerate(nodes):
         data = workdir / node
         daemons.append(
-            processes.agent([api], node, f"127.0.0.{i + 2}", data, workdir / f"{node}.log", "--no-cgroups").start()
+            processes.agent(
+                [api], node, f"127.0.0.{i + 2}", data, workdir / f"{node}.log", "--no-cgroups", "--shim", opts.shim
+            ).start()
         )
     agent_pids = [d.proc.pid for d in daemons[1:] if d.proc is not None]
     try:
@@ -224,4 +226,7 @@ if __name__ == "__main__":
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all pods to run")
+    parser.add_argument(
+        "--shim", choices=("auto", "native", "python"), default="auto", help="the agents' container supervisor"
+    )
     run(parser.parse_args())

@@ -23,16 +23,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from controlplane import certinfo
+
+# Defined once in certinfo (which agents read without cryptography), re-exported here.
+from controlplane.certinfo import APISERVER_USER as APISERVER_USER
+from controlplane.certinfo import CLOCK_SKEW as CLOCK_SKEW
+from controlplane.certinfo import NODE_USER_PREFIX as NODE_USER_PREFIX
+from controlplane.certinfo import NODES_GROUP as NODES_GROUP
+
 DAY = 86_400.0
 DEFAULT_VALIDITY = 365 * DAY
 DEFAULT_CA_VALIDITY = 10 * 365 * DAY
-CLOCK_SKEW = datetime.timedelta(minutes=5)
-"""Certificates are valid from a little before they are made, so hosts with slightly slow clocks accept them."""
-
-NODE_USER_PREFIX = "system:node:"
-NODES_GROUP = "system:nodes"
-APISERVER_USER = "system:apiserver"
-"""The API server's identity towards agents (their endpoint answers only this user)."""
 APISERVERS_GROUP = "system:apiservers"
 SCHEDULER_USER = "system:navarch-scheduler"
 CONTROLLER_MANAGER_USER = "system:navarch-controller-manager"
@@ -341,16 +342,10 @@ def write_pair(
 
 
 def remaining_fraction(cert: x509.Certificate, now: datetime.datetime | None = None) -> float:
-    """How much of the certificate's lifetime is left (1.0 new, 0.0 expired); the lifetime starts when the
-    certificate was made, not at the back-dated notBefore."""
-    now = now or _now()
-    issued = min(cert.not_valid_before_utc + CLOCK_SKEW, cert.not_valid_after_utc)
-    total = (cert.not_valid_after_utc - issued).total_seconds()
-    left = (cert.not_valid_after_utc - now).total_seconds()
-    return max(0.0, min(1.0, left / total)) if total > 0 else 0.0
+    """How much of the certificate's lifetime is left (1.0 new, 0.0 expired); see ``certinfo``."""
+    return certinfo.remaining_fraction(cert.not_valid_before_utc, cert.not_valid_after_utc, now or _now())
 
 
 def lifetime(cert: x509.Certificate) -> float:
     """Seconds from when the certificate was made to when it expires."""
-    issued = min(cert.not_valid_before_utc + CLOCK_SKEW, cert.not_valid_after_utc)
-    return (cert.not_valid_after_utc - issued).total_seconds()
+    return certinfo.lifetime(cert.not_valid_before_utc, cert.not_valid_after_utc)

@@ -27,7 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from controlplane.api.errors import ApiError, ForbiddenError, InvalidError, NotFoundError, PreconditionError
 from controlplane.api.pb import metrics_pb2, podaccess_pb2, podaccess_pb2_grpc
-from controlplane.pki import APISERVER_USER
+from controlplane.certinfo import APISERVER_USER
 from nodeagent.logs import LogOptions, follow, instance_files, iter_instance, limited
 from nodeagent.pod.worker import PodWorker
 from nodeagent.portowner import owned_listener

@@ -20,7 +20,7 @@ from controlplane.client.client import ApiClient, ClientConfig
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from controlplane.client.metricsendpoint import EndpointSecurity, MetricsEndpoint, delegated_authorizer
-from nodeagent import metrics, supervisor
+from nodeagent import metrics, nativeshim, supervisor
 from nodeagent.access import AgentAccessService, allowed_networks
 from nodeagent.artifacts import ArtifactCache
 from nodeagent.certificates import CertificateRenewer, NodeCredentials
@@ -51,7 +51,10 @@ class Agent:
         self.recorder = EventRecorder(self.client, "navarch-agent", config.node_name)
         self.cgroups = CgroupDriver.detect(config.node_name) if config.cgroups else None
         self.proxy = ServiceProxy(self.client, config.node_ip, config.proxy_balance) if config.service_proxy else None
-        self.launcher = ForkServer(config.data_dir / "forkserver.log")
+        native = nativeshim.build(config.data_dir) if config.shim != "python" else None
+        if config.shim == "native" and native is None:
+            raise OSError("--shim native: the native container supervisor cannot be built (see the log above)")
+        self.launcher = ForkServer(config.data_dir / "forkserver.log", native)
         self.ctx = AgentContext(
             self.client,
             config,

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from controlplane.api.artifactnames import artifact_file_name, artifact_is_archive
 from controlplane.api.pb import core_pb2
-from controlplane.api.validation import artifact_file_name, artifact_is_archive
 
 log = logging.getLogger(__name__)
 

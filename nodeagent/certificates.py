@@ -28,11 +28,11 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
-from cryptography import x509
 
-from controlplane import pki, transport
+from controlplane import certinfo, transport
 from controlplane.api.errors import ApiError, DeadlineError, UnauthenticatedError, UnavailableError, from_status
 from controlplane.api.pb import auth_pb2, auth_pb2_grpc
+from controlplane.certinfo import NODE_USER_PREFIX, CertInfo
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,10 @@ def fetch_pinned_ca(address: str, pin: str, timeout: float = 10.0) -> bytes:
             chain = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()]  # type: ignore[attr-defined]
     except (OSError, ValueError) as err:
         raise JoinError(f"cannot reach the API server at {address} to fetch its CA: {err}", retryable=True) from None
+    from cryptography import x509  # joining only: an agent that has its certificate never loads OpenSSL's bindings
+
+    from controlplane import pki
+
     certs = [x509.load_der_x509_certificate(c) for c in chain]
     if not certs:
         raise JoinError(f"the API server at {address} sent no certificate")
@@ -115,6 +119,8 @@ async def request_certificate(
     channel: grpc.aio.Channel, node_name: str, node_ip: str, timeout: float = 30.0
 ) -> tuple[bytes, bytes, bytes]:
     """A new key and its signed node certificate: (key PEM, certificate PEM, CA PEM)."""
+    from controlplane import pki  # joining and renewing only (cryptography costs ~9 MiB for the process's life)
+
     key = pki.new_key()
     sans = pki.Sans([node_name], [node_ip] if node_ip else [])
     csr = pki.make_csr(key, pki.Identity(pki.NODE_USER_PREFIX + node_name, (pki.NODES_GROUP,)), sans)
@@ -184,9 +190,9 @@ class NodeCredentials:
         return self._current / "node-key.pem" if self._current.exists() else self.config.cert_dir / "node-key.pem"
 
     @property
-    def certificate(self) -> x509.Certificate:
-        """The current certificate."""
-        return pki.load_cert(self.cert_pem)
+    def certificate(self) -> CertInfo:
+        """The current certificate's subject and validity."""
+        return certinfo.read_pem(self.cert_pem)
 
     def channel_tls(self) -> transport.ChannelTLS:
         """TLS towards the API servers with the current certificate."""
@@ -248,10 +254,13 @@ class NodeCredentials:
             return False
         cert_pem, key_pem, ca_pem = found
         cert = self.cert_path
-        loaded = pki.load_cert(cert_pem)
-        if pki.identity_of(loaded).user != pki.NODE_USER_PREFIX + self.node_name:
-            raise JoinError(f"{cert} is not a certificate of node {self.node_name} ({pki.identity_of(loaded).user})")
-        if pki.remaining_fraction(loaded) <= 0.0:
+        try:
+            loaded = certinfo.read_pem(cert_pem)
+        except certinfo.CertificateError as err:
+            raise JoinError(f"{cert}: {err}") from None
+        if loaded.user != NODE_USER_PREFIX + self.node_name:
+            raise JoinError(f"{cert} is not a certificate of node {self.node_name} ({loaded.user})")
+        if loaded.remaining_fraction() <= 0.0:
             log.warning("the node certificate in %s has expired; joining again", cert)
             return False
         self.ca_pem, self.cert_pem, self.key_pem = ca_pem, cert_pem, key_pem
@@ -318,7 +327,7 @@ class NodeCredentials:
         """Ask for a new certificate as this node and store it."""
         key, cert, ca = await request_certificate(channel, self.node_name, self.node_ip)
         self._store(key, cert, ca or self.ca_pem)
-        log.info("node certificate renewed; valid until %s", self.certificate.not_valid_after_utc.isoformat())
+        log.info("node certificate renewed; valid until %s", self.certificate.not_after.isoformat())
 
 
 class CertificateRenewer:
@@ -337,8 +346,8 @@ class CertificateRenewer:
 
     def _delay(self) -> float:
         cert = self.credentials.certificate
-        total = pki.lifetime(cert)
-        left = total * pki.remaining_fraction(cert)
+        total = cert.lifetime()
+        left = total * cert.remaining_fraction()
         return max(0.0, left - total * random.uniform(0.1, 0.3))
 
     async def run(self) -> None:

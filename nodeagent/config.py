@@ -76,6 +76,9 @@ class AgentConfig:
     metrics_listen: str = ""
     """``host:port`` of /metrics, /healthz, /readyz (HTTPS with the node certificate; loopback HTTP without
     TLS); "": none."""
+    shim: str = "auto"
+    """The per-container supervisor: ``native`` (compiled at start, nodeagent/nativeshim.py; the agent fails
+    to start without it), ``python``, or ``auto`` (native where it can be built, else python)."""
     limits_mode: str = "enforce"
     """``enforce`` (cgroups or rlimit) or ``observe``: nothing enforced, would-be OOM kills reported as Events."""
     usage_interval: float = 10.0

@@ -116,6 +116,11 @@ class AgentFlags:
     run_as_group: int = flag(default=65534, type=click.IntRange(min=0))
     refuse_root_workloads: bool = flag(default=False, is_flag=True, help="Fail pods that would run as uid 0.")
     metrics_listen: str = metrics_listen_flag()
+    shim: str = flag(
+        default="auto",
+        type=click.Choice(["auto", "native", "python"]),
+        help="Per-container supervisor: native (compiled at start, ~2 MiB each), python (~12 MiB), auto.",
+    )
     limits_mode: str = flag(
         default="enforce",
         type=click.Choice(["enforce", "observe"]),

@@ -34,6 +34,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nodeagent.shimspec import ShimSpec
 
 REPLY_TIMEOUT = 10.0
 """Seconds to wait for the server's answer (the first call includes the server's own start)."""
@@ -42,8 +46,10 @@ REPLY_TIMEOUT = 10.0
 class ForkServer:
     """The agent's handle on its fork server (started on first use)."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, native: Path | None = None) -> None:
         self.log_path = log_path
+        self.native = native
+        """The compiled supervisor each forked child execs (``nodeagent.nativeshim``); None: the Python one."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -53,7 +59,13 @@ class ForkServer:
         try:
             with open(self.log_path, "ab") as log:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "nodeagent.forkserver", str(theirs.fileno())],
+                    [
+                        sys.executable,
+                        "-m",
+                        "nodeagent.forkserver",
+                        str(theirs.fileno()),
+                        *([str(self.native)] if self.native is not None else []),
+                    ],
                     pass_fds=[theirs.fileno()],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
@@ -146,8 +158,9 @@ def _name_process(name: bytes) -> None:
         libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
 
 
-def _supervise(state_dir: str, spec_fd: int) -> None:
-    """In the forked child: become the container's session leader and run the shim; never returns."""
+def _supervise(state_dir: str, spec_fd: int, native: str | None) -> None:
+    """In the forked child: become the container's session leader and run the shim (the compiled one when
+    ``native`` names it, exec'd in place, so its pid stays the one the agent was told); never returns."""
     code = 1
     try:
         os.setsid()
@@ -167,7 +180,7 @@ def _supervise(state_dir: str, spec_fd: int) -> None:
         os.lseek(spec_fd, 0, os.SEEK_SET)
         with os.fdopen(spec_fd, "rb") as f:
             spec = ShimSpec.loads(f.read())
-        code = shim.run(spec)
+        code = shim.run(spec) if native is None else _exec_native(native, spec)
     except BaseException as err:
         with contextlib.suppress(Exception):
             os.write(2, f"shim: {err!r}\n".encode())
@@ -175,8 +188,28 @@ def _supervise(state_dir: str, spec_fd: int) -> None:
         os._exit(code)
 
 
-def serve(fd: int) -> None:
-    """Answer fork requests on the inherited socket until the agent closes it."""
+def _exec_native(native: str, spec: ShimSpec) -> int:
+    """Join the container's cgroups, shield this process from the OOM killer, then become the compiled
+    supervisor; returns only when the container could not be started (its StartError recorded)."""
+    from nodeagent import nativeshim, shim
+    from nodeagent.shimspec import Termination, now_rfc3339
+
+    try:
+        shim.join_cgroups(spec.cgroup_procs)
+        previous = shim.shield_from_oom_killer() if spec.cgroup_procs else None
+        wire = nativeshim.wire_spec(spec, previous)
+    except (OSError, ValueError) as err:
+        message = str(err.strerror) if isinstance(err, OSError) and err.strerror else str(err)
+        Termination(128, 0, "StartError", message, now_rfc3339(), started=False).write(Path(spec.state_dir))
+        return 0
+    fd = os.memfd_create("navarch-spec", 0)  # inherited by the supervisor, which closes it once read
+    os.write(fd, wire)
+    os.execv(native, [native, str(fd)])
+
+
+def serve(fd: int, native: str | None = None) -> None:
+    """Answer fork requests on the inherited socket until the agent closes it; ``native``: the compiled
+    supervisor to exec in each child (else the Python shim runs there)."""
     from nodeagent import shim  # imported once here, so that every fork has it
 
     _name_process(b"navarch-forksrv")
@@ -208,10 +241,10 @@ def serve(fd: int) -> None:
             continue
         if pid == 0:
             sock.close()
-            _supervise(state_dir, fds[0])
+            _supervise(state_dir, fds[0], native)
         os.close(fds[0])
         sock.send(str(pid).encode())
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

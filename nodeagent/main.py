@@ -211,6 +211,7 @@ def main(**params: Any) -> None:
         metrics_listen="" if f.hollow else f.metrics_listen,
         usage_interval=f.usage_interval,
         limits_mode=f.limits_mode,
+        shim=f.shim,
     )
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from controlplane.api import cronschedule, kinds
+from controlplane.api.artifactnames import artifact_file_name, artifact_is_archive
 from controlplane.api.errors import InvalidError
 from controlplane.api.objects import describe, meta
 from controlplane.api.pb import (
@@ -294,20 +294,7 @@ def _validate_probe(errs: Errors, path: str, probe: core_pb2.Probe, ports: set[s
 
 MAX_ARTIFACTS = 16
 MAX_URL = 2048
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar", ".zip")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def artifact_file_name(url: str) -> str:
-    """The last element of a URL's path, without query or fragment ("" for a URL ending in '/')."""
-    return urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
-
-
-def artifact_is_archive(artifact: core_pb2.Artifact) -> bool:
-    """Whether an artifact is unpacked: its ``extract``, else by the URL's file name."""
-    if artifact.HasField("extract"):
-        return artifact.extract
-    return artifact_file_name(artifact.url).lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def _validate_artifacts(errs: Errors, path: str, artifacts: Sequence[core_pb2.Artifact]) -> None:

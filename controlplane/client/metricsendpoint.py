@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
-from controlplane import addresses, pki, transport
+from controlplane import addresses, certinfo, transport
 from controlplane.api.pb import auth_pb2
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,10 @@ class MetricsEndpoint:
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if der:  # verified against the client CA during the handshake
-            identity = pki.identity_of(pki.load_cert(ssl.DER_cert_to_PEM_cert(der).encode()))
+            try:
+                identity = certinfo.read_der(der)
+            except certinfo.CertificateError:
+                return None
             return Caller(identity.user, identity.groups) if identity.user else None
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip() and self.security.authenticate_token is not None:

@@ -111,7 +111,7 @@ async def test_the_node_certificate_is_renewed_before_it_expires(secure: SecureC
         NodeTLSConfig(tmp_path / "pki", ca_file=secure.pki.ca, cert_file=cert, key_file=key), "renewing", "127.0.0.1"
     )
     await creds.ensure()
-    first = creds.certificate
+    first = pki.load_cert(creds.cert_pem)
     channel = transport.make_channel([secure.endpoint], creds.channel_tls())
     reconnected: list[transport.ChannelTLS] = []
 
@@ -125,7 +125,7 @@ async def test_the_node_certificate_is_renewed_before_it_expires(secure: SecureC
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await channel.close()
-    renewed = creds.certificate
+    renewed = pki.load_cert(creds.cert_pem)
     assert renewed.serial_number != first.serial_number
     assert renewed.not_valid_after_utc > first.not_valid_after_utc
     assert pki.identity_of(renewed).user == "system:node:renewing"
@@ -168,4 +168,4 @@ async def test_a_joining_agent_waits_for_an_api_server_that_is_not_up_yet(
         await asyncio.wait_for(joining, 30)
     finally:
         server.close()
-    assert pki.identity_of(creds.certificate).user == "system:node:late-joiner"
+    assert pki.identity_of(pki.load_cert(creds.cert_pem)).user == "system:node:late-joiner"

@@ -18,8 +18,8 @@ import errno
 import os
 from pathlib import Path
 
+from controlplane.api.artifactnames import artifact_file_name
 from controlplane.api.pb import core_pb2
-from controlplane.api.validation import artifact_file_name
 from controlplane.client.events import NORMAL, WARNING
 from nodeagent import safefs
 from nodeagent.artifacts import ArtifactCache, ArtifactError, Fetched, wants_extract
