@@ -210,15 +210,21 @@ def _exec_native(native: str, spec: ShimSpec) -> int:
 def serve(fd: int, native: str | None = None) -> None:
     """Answer fork requests on the inherited socket until the agent closes it; ``native``: the compiled
     supervisor to exec in each child (else the Python shim runs there)."""
-    from nodeagent import shim  # imported once here, so that every fork has it
+    from nodeagent import nativeshim, shim  # imported once here, so that every fork has them
+
+    del nativeshim  # (imported for the forks' sake, not used here)
 
     _name_process(b"navarch-forksrv")
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
+    # poll, not select: the inherited descriptor keeps the agent's number, which can be above select's 1024
+    # in an agent with many pods (a pidfd each) and connections.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
     while True:
-        ready, _, _ = select.select([sock], [], [], 0.2)
+        ready = poller.poll(200)
         shim.reap_children()
         if not ready:
             continue

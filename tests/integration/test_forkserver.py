@@ -10,6 +10,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from nodeagent.forkserver import ForkServer
 from nodeagent.shimspec import ShimSpec, Termination
 from nodeagent.supervisor import ContainerProcess, alive, process_start_time, start
@@ -60,3 +62,29 @@ async def test_a_shim_outlives_its_fork_server(tmp_path: Path) -> None:
     async with asyncio.timeout(10):
         term = await survivor.wait()
     assert term.signal == signal.SIGKILL or term.exit_code == 137
+
+
+async def test_the_fork_server_serves_an_agent_with_more_than_1024_descriptors_open(tmp_path: Path) -> None:
+    """An agent with hundreds of pods holds a pidfd per shim plus its connections: the socket it hands its
+    fork server can be numbered above select()'s limit of 1024. The server used select() and died at start
+    ("filedescriptor out of range"), so no container could start (found by a long test session)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip("cannot open more than 1024 descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = ForkServer(tmp_path / "forkserver.log")
+        try:
+            proc = start(spec(tmp_path / "c3", ["true"]), server)
+            async with asyncio.timeout(10):
+                term = await proc.wait()
+            assert term.exit_code == 0, term
+        finally:
+            server.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
