@@ -89,6 +89,7 @@ async def test_swapping_links_under_a_refreshing_volume_never_reaches_outside(tm
                 swaps += 1
 
     thread = threading.Thread(target=attacker, daemon=True)
+    descriptors_before = len(os.listdir("/proc/self/fd"))
     thread.start()
     refreshes = 0
     deadline = time.monotonic() + SWAP_SECONDS
@@ -103,6 +104,9 @@ async def test_swapping_links_under_a_refreshing_volume_never_reaches_outside(tm
         thread.join(timeout=5)
     assert swaps > 1000 and refreshes > 1000, (swaps, refreshes)
     assert snapshot(outside) == before, "something outside the sandbox changed"
+    # Failed refreshes leak nothing: a walk that the attacker broke used to keep its directory descriptor
+    # (4,000 open after 30 s; an agent would hit its descriptor limit and stop starting containers).
+    assert len(os.listdir("/proc/self/fd")) <= descriptors_before + 5
     # Once the attacker stops, the volume is whole again.
     await sandbox.prepare_volumes(client, pod())  # type: ignore[arg-type]
     assert (vol / "key").read_text().startswith("v") and not (vol / "key").is_symlink()
