@@ -58,3 +58,43 @@ def complete_name(ctx: click.Context, param: click.Parameter, incomplete: str) -
     except (ApiError, OSError):
         return []
     return [CompletionItem(n) for n in found if n.startswith(incomplete)]
+
+
+async def resolve_pod(client: ApiClient, namespace: str, ref: str) -> str:
+    """The pod a ``logs``/``exec`` argument names, as kubectl reads it: ``NAME`` or ``pod/NAME`` is that pod;
+    ``KIND/NAME`` of an object with a pod selector (a Deployment, ReplicaSet, StatefulSet, DaemonSet, Job or
+    Service) is one of its pods — a Running and Ready one first, then the oldest — said on stderr when there
+    are several. A kind without pods, or no pod at all, is a clear error."""
+    if "/" not in ref:
+        return ref
+    kind, _, name = ref.partition("/")
+    info = kind_info(kind)
+    if info.kind == "Pod":
+        return name
+    obj = await client.get_by_name(info.plural, name, namespace)
+    spec = getattr(obj, "spec", None)
+    selector = getattr(spec, "selector", None) if spec is not None else None
+    if selector is None:
+        raise click.UsageError(f"{info.plural}/{name} has no pods to choose from (it selects none)")
+    from controlplane.api.pb import core_pb2
+    from controlplane.api.selectors import selector_text
+
+    # A Service's selector is a plain map; the workloads' is a LabelSelector.
+    text = (
+        ",".join(f"{k}={v}" for k, v in sorted(selector.items())) if info.kind == "Service" else selector_text(selector)
+    )
+    if not text:
+        raise click.UsageError(f"{info.plural}/{name} has an empty selector: it names no pods")
+    pods = [p for p in (await client.list(core_pb2.Pod, namespace, label_selector=text)).items if p.spec.node_name]
+    if not pods:
+        raise click.UsageError(f"no scheduled pods of {info.plural}/{name} in namespace {namespace}")
+
+    def rank(p: core_pb2.Pod) -> tuple[bool, bool, str, str]:
+        ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+        created = p.metadata.creation_timestamp.ToJsonString() if p.metadata.HasField("creation_timestamp") else ""
+        return (p.status.phase != "Running", not ready, created, p.metadata.name)
+
+    chosen = min(pods, key=rank).metadata.name
+    if len(pods) > 1:
+        click.echo(f"Found {len(pods)} pods, using pod/{chosen}", err=True)
+    return chosen

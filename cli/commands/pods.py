@@ -15,7 +15,7 @@ import click
 from cli.commands.common import DURATION, namespace_option
 from cli.config import Target
 from cli.context import fail, run
-from cli.kinds_args import complete_name
+from cli.kinds_args import complete_name, resolve_pod
 from controlplane.api.pb import core_pb2, podaccess_pb2
 from controlplane.client.client import ApiClient
 
@@ -55,7 +55,8 @@ def logs(
     prefix: bool | None,
     limit_bytes: int | None,
 ) -> None:
-    """Print a container's logs (navarch logs POD, or navarch logs -l app=web)."""
+    """Print a container's logs (navarch logs POD, navarch logs deploy/web: one of its pods, or navarch logs -l
+    app=web: all of them)."""
     if bool(pod) == bool(selector):
         fail("give either a pod name or a label selector (-l)")
 
@@ -76,7 +77,8 @@ def logs(
     async def body(client: ApiClient, target: Target) -> None:
         namespace = target.namespace
         if pod:
-            await stream(client, namespace, pod, f"[pod/{pod}] ".encode() if prefix else b"")
+            name = await resolve_pod(client, namespace, pod)
+            await stream(client, namespace, name, f"[pod/{name}] ".encode() if prefix else b"")
             return
         listed = await client.list(core_pb2.Pod, namespace, label_selector=selector)
         names = sorted(p.metadata.name for p in listed.items if p.spec.node_name)
@@ -103,7 +105,8 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 @click.option("-t", "--tty", is_flag=True, help="Run on a terminal (with -i: an interactive shell, Ctrl-C, resize).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(pod: str, container: str, interactive: bool, tty: bool, command: tuple[str, ...]) -> None:
-    """Run a command in a pod's container (navarch exec POD -- CMD...); exits with the command's code."""
+    """Run a command in a pod's container (navarch exec POD -- CMD..., or deploy/web: one of its pods); exits
+    with the command's code."""
     if tty and not os.isatty(sys.stdin.fileno()):
         click.echo("Unable to use a TTY - input is not a terminal or the right kind of file", err=True)
         tty = False
@@ -112,7 +115,10 @@ def exec_(pod: str, container: str, interactive: bool, tty: bool, command: tuple
         code = 1
         size = terminal_size() if tty else None
         inputs = _terminal_inputs() if tty and interactive else _stdin_chunks() if interactive else None
-        async for frame in client.pod_exec(pod, command, target.namespace, container=container, stdin=inputs, tty=size):
+        name = await resolve_pod(client, target.namespace, pod)
+        async for frame in client.pod_exec(
+            name, command, target.namespace, container=container, stdin=inputs, tty=size
+        ):
             kind = frame.WhichOneof("frame")
             if kind == "stdout":
                 _write(frame.stdout)

@@ -8,6 +8,7 @@ import subprocess
 import grpc
 
 from controlplane.api.errors import ForbiddenError, InvalidError, NotFoundError, PreconditionError
+from controlplane.api.objects import from_manifest
 from controlplane.api.pb import core_pb2
 from controlplane.client.client import ApiClient
 from tests.cli.conftest import NAVARCH, Cli
@@ -192,3 +193,42 @@ async def test_a_log_over_the_message_cap_streams_whole_and_limit_bytes_cuts_it(
     assert len(followed) == 250  # a followed stream ends at the limit too
     short = await cli("logs", "chatty", "-n", namespace, "--limit-bytes", "15")
     assert short.out == line[:15]
+
+
+async def test_logs_and_exec_take_an_owner_as_kubectl_does(
+    cli: Cli, client: ApiClient, agent: AgentProcess, namespace: str
+) -> None:
+    """``navarch logs svc/pick`` / ``exec deploy/web`` (kubectl's habit) use one pod the object selects, a
+    Running one first, and say which on stderr; ``pod/NAME`` is that pod; a kind that selects no pods is one
+    clear line. They used to fail with 'Pod "ns/svc/pick" not found'."""
+    running = pod_manifest("pick-a", namespace, agent.node, ["sh", "-c", "echo from a; exec sleep 300"])
+    stuck = pod_manifest("pick-b", namespace, "no-such-node", ["sh", "-c", "echo from b"])  # bound, never started
+    for pod in (running, stuck):
+        pod.metadata.labels["app"] = "pick"
+        await client.create(pod)
+    await client.create(
+        from_manifest(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "pick", "namespace": namespace},
+                "spec": {"selector": {"app": "pick"}, "ports": [{"port": 80}]},
+            }
+        )
+    )
+    await client.create(
+        from_manifest({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": namespace}})
+    )
+    await wait_pod(client, namespace, "pick-a", _running)
+
+    async def logged() -> bool:
+        return (await cli("logs", "svc/pick", "-n", namespace)).out == "from a\n"
+
+    await eventually_async(logged, timeout=20)
+    chosen = await cli("logs", "svc/pick", "-n", namespace)
+    assert "Found 2 pods, using pod/pick-a" in chosen.err
+    assert (await cli("logs", "pod/pick-a", "-n", namespace)).out == "from a\n"
+    execd = await cli("exec", "service/pick", "-n", namespace, "--", "sh", "-c", "echo inside")
+    assert execd.code == 0 and execd.out == "inside\n"
+    plain = await cli("logs", "configmap/plain", "-n", namespace)
+    assert plain.code != 0 and "has no pods to choose from" in plain.err
