@@ -120,36 +120,51 @@ class ArtifactCache:
             _touch(target)
             _touch(blob)  # used together: evicted together
             return Fetched(target, _size(target), True, time.monotonic() - began)
-        cached = blob.exists()
-        if not cached:
-            await self._shared(digest, lambda: self._download(artifact, progress))
+        cached = True
+        if not blob.exists():
+            # Of several containers wanting the same blob at once, one downloads (and reports it); the others
+            # wait for that download and count as served from the cache.
+            _, downloaded_here = await self._shared(digest, lambda: self._download(artifact, progress))
+            cached = not downloaded_here
         _touch(blob)
-        if extract:
-            await asyncio.to_thread(self._unpack, artifact, blob, target)
-        else:
-            await asyncio.to_thread(self._variant, blob, target, _mode(artifact))
+        if not target.exists():
+            # Likewise one unpacks (or links) the target; two at once used to race, and the loser's rename onto
+            # the finished directory failed its container ("cannot unpack: Directory not empty").
+            if extract:
+                await self._shared(f"{target}", lambda: self._in_thread(target, self._unpack, artifact, blob, target))
+            else:
+                await self._shared(
+                    f"{target}", lambda: self._in_thread(target, self._variant, blob, target, _mode(artifact))
+                )
         _touch(target)
         self._evict(keep={blob, target})
         return Fetched(target, _size(target), cached, time.monotonic() - began)
 
     # ------------------------------------------------------------ fetching
 
-    async def _shared(self, digest: str, fetch: Callable[[], Awaitable[Path]]) -> Path:
-        running = self._inflight.get(digest)
+    @staticmethod
+    async def _in_thread(result: Path, fn: Callable[..., None], *args: object) -> Path:
+        await asyncio.to_thread(fn, *args)
+        return result
+
+    async def _shared(self, key: str, fetch: Callable[[], Awaitable[Path]]) -> tuple[Path, bool]:
+        """Run ``fetch`` once for every caller that asks with the same ``key`` while it runs: (its result,
+        whether this caller is the one that ran it)."""
+        running = self._inflight.get(key)
         if running is not None:
-            return await asyncio.shield(running)
+            return await asyncio.shield(running), False
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
+        self._inflight[key] = future
         try:
             path = await fetch()
             future.set_result(path)
-            return path
+            return path, True
         except BaseException as err:
             future.set_exception(err if isinstance(err, Exception) else ArtifactError("fetch cancelled"))
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
-            del self._inflight[digest]
+            del self._inflight[key]
 
     async def _download(self, artifact: core_pb2.Artifact, progress: Callable[[str], None]) -> Path:
         url = artifact.url

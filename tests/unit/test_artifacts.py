@@ -115,6 +115,30 @@ async def test_a_tarball_is_unpacked_and_its_files_linked_into_a_directory(
     assert not (work / "opt/app/run.sh").stat().st_mode & 0o222  # shared with the cache: read-only
 
 
+@pytest.mark.parametrize("spacing", [0.0, 0.001, 0.01, 0.05])
+async def test_replicas_asking_at_once_share_one_download_and_one_unpack(
+    server: tuple[str, ServedFiles], tmp_path: Path, spacing: float
+) -> None:
+    """Two replicas on one node start together: one download (reported as not cached, exactly once), one
+    unpack, and both get the tree. The unpack used to run twice and the slower rename failed its container
+    ("cannot unpack: Directory not empty"); it restarted from the cache, so no FetchedArtifact Event at all
+    (seen in CI as a missing Event). ``spacing`` puts the second request at different points of the first."""
+    base, files = server
+    files.content["/app.tgz"] = tarball({f"app/f{i}": b"x" * 2000 for i in range(60)})
+    c = cache(tmp_path)
+    a = artifact(f"{base}/app.tgz", files.content["/app.tgz"])
+
+    async def later(delay: float) -> object:
+        await asyncio.sleep(delay)
+        return await c.get(a, nothing)
+
+    results = await asyncio.gather(*(later(i * spacing) for i in range(3)))
+    assert [r.cached for r in results].count(False) == 1, [r.cached for r in results]  # type: ignore[attr-defined]
+    assert files.hits["/app.tgz"] == 1
+    assert all(r.path == results[0].path for r in results)  # type: ignore[attr-defined]
+    assert len(list((results[0].path / "app").iterdir())) == 60  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     "members,links,why",
     [
