@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.api.pb import core_pb2
-from nodeagent.artifacts import ArtifactCache, ArtifactError
+from nodeagent.artifacts import ArtifactCache, ArtifactError, Fetched
 from nodeagent.pod.hooks.artifacts import place
 from tests.helpers import ServedFiles, serve_files
 
@@ -128,15 +128,15 @@ async def test_replicas_asking_at_once_share_one_download_and_one_unpack(
     c = cache(tmp_path)
     a = artifact(f"{base}/app.tgz", files.content["/app.tgz"])
 
-    async def later(delay: float) -> object:
+    async def later(delay: float) -> Fetched:
         await asyncio.sleep(delay)
         return await c.get(a, nothing)
 
     results = await asyncio.gather(*(later(i * spacing) for i in range(3)))
-    assert [r.cached for r in results].count(False) == 1, [r.cached for r in results]  # type: ignore[attr-defined]
+    assert [r.cached for r in results].count(False) == 1, [r.cached for r in results]
     assert files.hits["/app.tgz"] == 1
-    assert all(r.path == results[0].path for r in results)  # type: ignore[attr-defined]
-    assert len(list((results[0].path / "app").iterdir())) == 60  # type: ignore[attr-defined]
+    assert all(r.path == results[0].path for r in results)
+    assert len(list((results[0].path / "app").iterdir())) == 60
 
 
 @pytest.mark.parametrize(
